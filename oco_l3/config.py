@@ -1,0 +1,282 @@
+"""The run configuration: the seed-era ``sam_extract`` YAML, validated with pydantic.
+
+Every key of the seed configuration is accepted with the defaults its README documents; unknown keys and bad values
+are rejected with a one-line message that names the key. YAML is parsed with ``yaml.safe_load`` only.
+Secrets are :class:`pydantic.SecretStr`, so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from oco_l3.errors import ConfigInvalid
+from oco_l3.grids import MAX_CELLS_PER_SIDE
+from oco_l3.soundings import Mission
+
+Method = Literal["linear", "cubic", "nearest"]
+DEFAULT_CHUNKING = (250, 250, 5)  # latitude, longitude, time (seed README)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class S3Auth(_Model):
+    accessKeyID: SecretStr | None = None
+    secretAccessKey: SecretStr | None = None
+
+
+class S3Object(_Model):
+    """``{path: s3://bucket/key, accessKeyID, secretAccessKey, region?, endpoint?}`` (seed input item)."""
+
+    path: str
+    accessKeyID: SecretStr | None = None
+    secretAccessKey: SecretStr | None = None
+    region: str = "us-west-2"
+    endpoint: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _s3_path(cls, v: str) -> str:
+        if not v.startswith(("s3://", "/", "file://")) and "://" in v:
+            raise ValueError(f"path must be s3://bucket/key or a local path, got {v[:80]!r}")
+        return v
+
+
+InputItem = str | S3Object
+
+
+class DayInputs(_Model):
+    """A per-day mapping ``{oco3, oco2, oco3_sif}``; a null value means the mission is absent that day."""
+
+    oco3: InputItem | None = None
+    oco2: InputItem | None = None
+    oco3_sif: InputItem | None = None
+
+    def items(self) -> list[tuple[Mission, InputItem]]:
+        pairs: list[tuple[Mission, InputItem | None]] = [
+            ("oco3", self.oco3), ("oco2", self.oco2), ("oco3_sif", self.oco3_sif)
+        ]
+        return [(m, v) for m, v in pairs if v is not None]
+
+
+class QueueConfig(_Model):
+    host: str
+    port: int = Field(5672, ge=1, le=65535)
+    username: str = "guest"
+    password: SecretStr = SecretStr("guest")
+    queue: str
+    max_redeliveries: int = Field(3, ge=0, le=100, alias="max-redeliveries")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_port(cls, data: Any) -> Any:
+        # The seed's sample writes ``host: rmq-host:5672``; split it when no port key is given.
+        if isinstance(data, Mapping) and isinstance(data.get("host"), str) and ":" in data["host"]:
+            host, _, port = data["host"].rpartition(":")
+            if port.isdigit():
+                data = {**data, "host": host}
+                data.setdefault("port", int(port))
+        return data
+
+
+class InputConfig(_Model):
+    files: list[DayInputs | InputItem] | None = None
+    queue: QueueConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> InputConfig:
+        if (self.files is None) == (self.queue is None):
+            raise ValueError("exactly one of input.files or input.queue is required")
+        return self
+
+
+class S3Output(_Model):
+    url: str
+    region: str = "us-west-2"
+    endpoint: str | None = None
+    auth: S3Auth = S3Auth()
+
+    @field_validator("url")
+    @classmethod
+    def _s3_url(cls, v: str) -> str:
+        if not v.startswith("s3://") or len(v) <= len("s3://"):
+            raise ValueError(f"must be s3://bucket[/prefix], got {v[:80]!r}")
+        return v
+
+
+class OutputLocation(_Model):
+    local: str | None = None
+    s3: S3Output | None = None
+
+    @field_validator("local")
+    @classmethod
+    def _local(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        path = v[len("file://"):] if v.startswith("file://") else v
+        if not path or "\x00" in path:
+            raise ValueError("must be a non-empty local path or file:// URL")
+        return path
+
+    @model_validator(mode="after")
+    def _one_of(self) -> OutputLocation:
+        if (self.local is None) == (self.s3 is None):
+            raise ValueError("exactly one of local or s3 is required")
+        return self
+
+
+class CogConfig(_Model):
+    output: OutputLocation
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class QfNames(_Model):
+    pre_qf: str = "pre_qf"
+    post_qf: str = "post_qf"
+
+    @field_validator("pre_qf", "post_qf")
+    @classmethod
+    def _safe(cls, v: str) -> str:
+        from oco_l3.targets import is_safe_id
+
+        if not is_safe_id(v.removesuffix(".zarr")):
+            raise ValueError(f"{v[:60]!r} is not a safe store name (letters, digits, _ - . + only)")
+        return v
+
+
+class OutputConfig(OutputLocation):
+    global_: bool = Field(False, alias="global")
+    naming: QfNames = QfNames()
+    title: QfNames | None = None
+    drop_empty: bool = Field(True, alias="drop-empty")
+    cog: CogConfig | None = None
+
+
+class GridConfig(_Model):
+    latitude: int = Field(800, ge=1, le=MAX_CELLS_PER_SIDE)
+    longitude: int = Field(800, ge=1, le=MAX_CELLS_PER_SIDE)
+    method: Method = "cubic"
+
+
+class ChunkingConfig(_Model):
+    latitude: int = Field(DEFAULT_CHUNKING[0], ge=1, le=MAX_CELLS_PER_SIDE)
+    longitude: int = Field(DEFAULT_CHUNKING[1], ge=1, le=MAX_CELLS_PER_SIDE)
+    time: int = Field(DEFAULT_CHUNKING[2], ge=1, le=10_000)
+
+
+class VariableRef(_Model):
+    group: str = "/"
+    name: str
+
+    @property
+    def key(self) -> str:
+        g = self.group.strip("/")
+        return f"{g}/{self.name}" if g else self.name
+
+
+class TargetFiles(_Model):
+    oco3: str | None = None
+    oco2: str | None = None
+
+
+class SearchConfig(_Model):
+    source: Literal["cmr", "local", "s3"] = "cmr"
+    local: str | None = None
+    s3: str | None = None
+    missions: list[Mission] = Field(default_factory=lambda: ["oco3", "oco3_sif", "oco2"])
+
+
+class StateConfig(_Model):
+    url: str | None = None
+
+
+class RunConfig(_Model):
+    """The OCO products' run configuration (target-focused and global)."""
+
+    product: Literal["oco"] = "oco"
+    input: InputConfig | None = None
+    output: OutputConfig
+    grid: GridConfig = GridConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    target_file: str | TargetFiles | None = Field(None, alias="target-file")
+    exclude_groups: list[str] = Field(default_factory=list, alias="exclude-groups")
+    drop_dims: list[VariableRef] = Field(default_factory=list, alias="drop-dims")
+    variables: dict[Mission, list[VariableRef]] | None = None
+    max_workers: int = Field(1, ge=1, le=64, alias="max-workers")
+    mask_scaling: float = Field(1.0, ge=1.0, le=1.5, alias="mask-scaling")
+    search: SearchConfig | None = None
+    state: StateConfig | None = None
+    gaps: str | None = None
+
+    def target_path(self, mission: Mission) -> str | None:
+        """The target file for ``mission`` (SIF uses the OCO-3 file); ``None`` means the bundled one."""
+        tf = self.target_file
+        if tf is None or isinstance(tf, str):
+            return None if (tf is None or mission == "oco2") else tf
+        return tf.oco2 if mission == "oco2" else tf.oco3
+
+    @property
+    def title(self) -> QfNames:
+        naming = self.output.naming
+        return self.output.title or QfNames(
+            pre_qf=naming.pre_qf.removesuffix(".zarr"), post_qf=naming.post_qf.removesuffix(".zarr")
+        )
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "union[")))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc or '<root>'}: {msg}")
+    unique = list(dict.fromkeys(parts))
+    more = f" (+{len(unique) - 3} more)" if len(unique) > 3 else ""
+    return f"{source}: invalid config: " + "; ".join(unique[:3]) + more
+
+
+def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
+    """Validate decoded YAML as a :class:`RunConfig`; raises :class:`ConfigInvalid` naming the key."""
+    if not isinstance(raw, Mapping):
+        raise ConfigInvalid(f"{source}: a run config must be a YAML mapping, got {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigInvalid(_format_errors(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file with the safe loader; errors become one-line :class:`ConfigInvalid`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigInvalid(f"{path}: cannot read config: {exc.__class__.__name__}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigInvalid(f"{path}: not valid YAML{where}") from None
+
+
+def load_config(path: str | Path) -> Any:
+    """Load a run config, dispatching on ``product:`` (default: the OCO products)."""
+    raw = read_yaml(path)
+    product = raw.get("product", "oco") if isinstance(raw, Mapping) else "oco"
+    if isinstance(product, str) and product.startswith("icesat2"):
+        from oco_l3.icesat2.config import parse_icesat2_config
+
+        return parse_icesat2_config(raw, str(path))
+    return parse_config(raw, str(path))
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -1,0 +1,85 @@
+"""One base error and a few named leaves.
+
+Two families matter to callers:
+
+* :class:`PermanentError` -- the input can never succeed as it is (corrupt granule, bad config, hostile name).
+  Skip it, record the one-line reason, go on with the other inputs. Never retried.
+* :class:`TransientError` -- a retry may succeed (network, throttling, a store locked by another writer).
+  Only these are retried by the orchestration layer and requeued by the queue consumer.
+
+Every message names the input and the problem in one line, and never carries a secret.
+"""
+
+from __future__ import annotations
+
+
+class OcoL3Error(Exception):
+    """Base class of every error raised on purpose by oco_l3."""
+
+
+class PermanentError(OcoL3Error):
+    """An input or setting that will fail again on retry. Skip and record; do not retry."""
+
+
+class TransientError(OcoL3Error):
+    """A failure a retry can fix (network, throttling, a busy lock). Retry with backoff."""
+
+
+# --- permanent leaves ------------------------------------------------------------------------------------
+class ConfigInvalid(PermanentError):
+    """The run configuration (or a queue message) is malformed: raise before any work or network call."""
+
+
+class GranuleUnreadable(PermanentError):
+    """The granule cannot be opened as netCDF-4/HDF5 (zero bytes, truncated, not HDF5, wrong container)."""
+
+
+class GranuleSchemaMismatch(PermanentError):
+    """The granule opens but lacks a group or variable the product needs, or has one of the wrong type."""
+
+
+class GranuleNameUnrecognised(PermanentError):
+    """A file name does not follow any product naming convention, so mission and day are unknown."""
+
+
+class TargetFileInvalid(PermanentError):
+    """A target file is unreadable or an entry is malformed (bad bbox, unsafe id)."""
+
+
+class CaptureDegenerate(PermanentError):
+    """A capture cannot be gridded (too few, collinear or non-finite soundings). The capture is skipped."""
+
+
+class GridInvalid(PermanentError):
+    """A grid specification is impossible (empty bbox, too many cells)."""
+
+
+class UnsafePath(PermanentError):
+    """A name taken from data or config would resolve outside the output root."""
+
+
+class StoreCorrupt(PermanentError):
+    """An existing output store cannot be read or does not match the product layout."""
+
+
+class MessageInvalid(PermanentError):
+    """A queue message is malformed or names inputs that can never succeed."""
+
+
+# --- transient leaves ------------------------------------------------------------------------------------
+class SourceUnavailable(TransientError):
+    """A remote source (CMR, S3, HTTP) did not answer or answered with a server error."""
+
+
+class SourceThrottled(TransientError):
+    """A remote source asked us to slow down (HTTP 429/503 SlowDown)."""
+
+
+class StoreLocked(TransientError):
+    """Another writer holds the store lock and did not release it in time."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception as one line: its type name and its first message line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

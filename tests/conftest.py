@@ -1,0 +1,13 @@
+"""Shared fixtures. Service fixtures (PostgreSQL, RabbitMQ, moto S3, Prefect) live in tests/services/."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Keep Prefect and friends quiet and local in every test process.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="oco-l3-prefect-home-"))
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+for _var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    os.environ.pop(_var, None)
