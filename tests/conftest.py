@@ -11,3 +11,10 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="oco-l3-prefect-ho
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 for _var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
     os.environ.pop(_var, None)
+
+pytest_plugins = [
+    "tests.services.postgres",
+    "tests.services.prefect_server",
+    "tests.services.moto_s3",
+    "tests.services.rabbitmq",
+]

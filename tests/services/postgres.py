@@ -1,0 +1,1 @@
+"""Fixture module: postgres (loopback service started by the test setup)."""

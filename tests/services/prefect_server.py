@@ -1,0 +1,1 @@
+"""Fixture module: prefect_server (loopback service started by the test setup)."""

@@ -1,0 +1,1 @@
+"""Fixture module: rabbitmq (loopback service started by the test setup)."""
