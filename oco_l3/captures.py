@@ -1,0 +1,173 @@
+"""Split a granule's soundings into captures: runs of SAM or target-mode soundings over one target.
+
+Rules (issue 2):
+
+* A capture is a run of consecutive soundings in SAM mode (normalised code 4) or target mode (2) with one target id.
+  The run ends where the mode or the target id changes.
+* A run interrupted by one or two soundings of another mode, after which the same mode and target resume, is one
+  capture; the interrupting soundings are not part of it.
+* Captures whose target is ``none``/``Missing`` or absent from the target file are skipped with a warning naming the
+  target.
+* OCO-2 Lite files carry no target id: a target-mode capture goes to the target whose centroid is nearest to the
+  capture's centroid, and is skipped when none of its soundings lies inside that target's bbox.
+* The capture's time is the time of its first sounding (before any quality filtering), so the pre-QF and post-QF
+  slices of one capture share one time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from oco_l3.soundings import MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
+from oco_l3.targets import Target
+
+log = logging.getLogger(__name__)
+
+CaptureMode = Literal["sam", "target"]
+#: The longest interruption (in soundings of another mode) that does not split a capture.
+MAX_INTERRUPTION = 2
+
+
+@dataclass(frozen=True)
+class Capture:
+    mission: Mission
+    target: Target
+    mode: CaptureMode
+    start_time: np.datetime64
+    index: np.ndarray
+
+    @property
+    def n_soundings(self) -> int:
+        return int(self.index.size)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A maximal run of consecutive soundings with one (mode, target) key; ``key`` None for other modes."""
+
+    key: tuple[int, str] | None
+    start: int
+    stop: int
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    captures: tuple[Capture, ...]
+    skipped: tuple[str, ...]
+
+
+def _keys(soundings: Soundings) -> list[tuple[int, str] | None]:
+    modes = soundings.mode
+    ids = soundings.target_id
+    return [
+        (int(m), str(t)) if m in (MODE_SAM, MODE_TARGET) else None
+        for m, t in zip(modes.tolist(), ids.tolist(), strict=True)
+    ]
+
+
+def find_runs(keys: list[tuple[int, str] | None]) -> list[Run]:
+    """Maximal runs of equal keys, in order."""
+    runs: list[Run] = []
+    start = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            runs.append(Run(keys[start], start, i))
+            start = i
+    return runs
+
+
+def _is_interruption(run: Run, key: tuple[int, str]) -> bool:
+    """A short run of another *mode* (not just another target in the same mode)."""
+    return run.length <= MAX_INTERRUPTION and (run.key is None or run.key[0] != key[0])
+
+
+def group_runs(runs: list[Run]) -> list[tuple[tuple[int, str], list[Run]]]:
+    """Runs of one key joined across interruptions of one or two soundings of another mode."""
+    groups: list[tuple[tuple[int, str], list[Run]]] = []
+    for i, run in enumerate(runs):
+        if run.key is None:
+            continue
+        if (
+            groups
+            and i >= 2
+            and groups[-1][0] == run.key
+            and groups[-1][1][-1] is runs[i - 2]
+            and _is_interruption(runs[i - 1], run.key)
+        ):
+            groups[-1][1].append(run)
+        else:
+            groups.append((run.key, [run]))
+    return groups
+
+
+def _indices(parts: list[Run]) -> np.ndarray:
+    return np.concatenate([np.arange(r.start, r.stop) for r in parts])
+
+
+def _nearest_target(soundings: Soundings, index: np.ndarray, targets: Mapping[str, Target]) -> Target | None:
+    if not targets:
+        return None
+    lat = float(np.nanmean(soundings.latitude[index]))
+    lon = float(np.nanmean(soundings.longitude[index]))
+    cands = list(targets.values())
+    tlat = np.radians([t.centroid_lat for t in cands])
+    tlon = np.radians([t.centroid_lon for t in cands])
+    la, lo = np.radians(lat), np.radians(lon)
+    # haversine distance (unit sphere)
+    h = np.sin((tlat - la) / 2) ** 2 + np.cos(la) * np.cos(tlat) * np.sin((tlon - lo) / 2) ** 2
+    return cands[int(np.argmin(h))]
+
+
+def _inside_bbox(soundings: Soundings, index: np.ndarray, target: Target) -> bool:
+    b = target.bbox
+    lat, lon = soundings.latitude[index], soundings.longitude[index]
+    return bool(np.any((lat >= b.min_lat) & (lat <= b.max_lat) & (lon >= b.min_lon) & (lon <= b.max_lon)))
+
+
+def _resolve_target(
+    soundings: Soundings, key: tuple[int, str], index: np.ndarray, targets: Mapping[str, Target]
+) -> tuple[Target | None, str]:
+    """The capture's target, or None with the reason it is skipped."""
+    mode, tid = key
+    if soundings.mission == "oco2":
+        target = _nearest_target(soundings, index, targets)
+        if target is None:
+            return None, "no OCO-2 targets loaded"
+        if not _inside_bbox(soundings, index, target):
+            return None, f"nearest target {target.id!r} bbox does not contain any of its soundings"
+        return target, ""
+    if tid.strip() in NO_TARGET:
+        return None, f"target {tid!r} is not a target"
+    if tid not in targets:
+        return None, f"target {tid[:80]!r} is not in the target file"
+    return targets[tid], ""
+
+
+def split_captures(soundings: Soundings, targets: Mapping[str, Target]) -> SplitResult:
+    """Captures of one granule's soundings (which must be in acquisition order), and the skip reasons."""
+    keys = _keys(soundings)
+    if soundings.mission == "oco2":  # no target ids in OCO-2 Lite files: split on mode only
+        keys = [(k[0], "") if k is not None and k[0] == MODE_TARGET else None for k in keys]
+    captures: list[Capture] = []
+    skipped: list[str] = []
+    for key, parts in group_runs(find_runs(keys)):
+        index = _indices(parts)
+        mode: CaptureMode = "sam" if key[0] == MODE_SAM else "target"
+        target, reason = _resolve_target(soundings, key, index, targets)
+        start = soundings.time[index[0]]
+        if target is None:
+            msg = f"{soundings.source or soundings.mission}: skipped {mode} capture at {start}: {reason}"
+            log.warning("%s", msg)
+            skipped.append(msg)
+            continue
+        captures.append(Capture(soundings.mission, target, mode, start, index))
+    return SplitResult(tuple(captures), tuple(skipped))

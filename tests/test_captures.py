@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oco_l3.captures import MAX_INTERRUPTION, split_captures
+from oco_l3.soundings import MODE_GLINT, MODE_NADIR, MODE_SAM, MODE_TARGET, Soundings
+from oco_l3.targets import BBox, Target
+
+T0 = np.datetime64("2020-03-03T10:00:00", "ns")
+
+TARGETS = {
+    "fossil0001": Target("fossil0001", "A", 10.0, 20.0, BBox(8.5, 18.5, 11.5, 21.5)),
+    "volcano0002": Target("volcano0002", "B", 30.0, -5.0, BBox(28.5, -6.5, 31.5, -3.5)),
+}
+
+
+def make(modes: list[int], tids: list[str], mission: str = "oco3", lat: float = 20.0, lon: float = 10.0) -> Soundings:
+    n = len(modes)
+    la = np.full(n, lat)
+    lo = np.full(n, lon) + np.arange(n) * 1e-3
+    return Soundings(
+        mission=mission,  # type: ignore[arg-type]
+        latitude=la,
+        longitude=lo,
+        vertex_latitude=np.repeat(la[:, None], 4, 1),
+        vertex_longitude=np.repeat(lo[:, None], 4, 1),
+        time=T0 + np.arange(n) * np.timedelta64(300, "ms"),
+        mode=np.asarray(modes, dtype=np.int8),
+        target_id=np.asarray(tids, dtype=str),
+        target_name=np.asarray(tids, dtype=str),
+        good=np.ones(n, bool),
+        source="test.nc4",
+    )
+
+
+def test_runs_split_on_target_and_mode() -> None:
+    s = make([4, 4, 4, 2, 2, 0, 0, 0, 4, 4], ["fossil0001"] * 3 + ["fossil0001"] * 2 + ["none"] * 3 + ["volcano0002"] * 2)
+    res = split_captures(s, TARGETS)
+    assert [(c.target.id, c.mode, c.n_soundings) for c in res.captures] == [
+        ("fossil0001", "sam", 3),
+        ("fossil0001", "target", 2),
+        ("volcano0002", "sam", 2),
+    ]
+    assert res.captures[0].start_time == T0
+    assert res.captures[2].start_time == s.time[8]
+
+
+@pytest.mark.parametrize("gap", [1, 2])
+def test_short_interruption_of_another_mode_is_one_capture(gap: int) -> None:
+    modes = [4] * 5 + [MODE_GLINT] * gap + [4] * 5
+    s = make(modes, ["fossil0001"] * len(modes))
+    res = split_captures(s, TARGETS)
+    assert len(res.captures) == 1
+    idx = res.captures[0].index
+    assert idx.tolist() == list(range(5)) + list(range(5 + gap, 10 + gap))  # interruption excluded
+
+
+def test_long_interruption_splits() -> None:
+    gap = MAX_INTERRUPTION + 1
+    modes = [4] * 5 + [MODE_NADIR] * gap + [4] * 5
+    res = split_captures(make(modes, ["fossil0001"] * len(modes)), TARGETS)
+    assert len(res.captures) == 2
+
+
+def test_same_mode_other_target_is_not_an_interruption() -> None:
+    tids = ["fossil0001"] * 4 + ["volcano0002"] + ["fossil0001"] * 4
+    res = split_captures(make([4] * 9, tids), TARGETS)
+    assert [c.target.id for c in res.captures] == ["fossil0001", "volcano0002", "fossil0001"]
+
+
+def test_missing_and_unknown_targets_are_skipped_with_named_warning() -> None:
+    tids = ["Missing"] * 3 + ["none"] * 3 + ["unknown042"] * 3 + ["fossil0001"] * 3
+    res = split_captures(make([4] * 3 + [2] * 3 + [4] * 3 + [4] * 3, tids), TARGETS)
+    assert [c.target.id for c in res.captures] == ["fossil0001"]
+    assert len(res.skipped) == 3
+    assert "'Missing'" in res.skipped[0] and "'unknown042'" in res.skipped[2]
+
+
+def test_oco2_nearest_target_and_bbox_check() -> None:
+    inside = make([MODE_TARGET] * 4, ["none"] * 4, mission="oco2", lat=-5.2, lon=29.9)
+    res = split_captures(inside, TARGETS)
+    assert [c.target.id for c in res.captures] == ["volcano0002"]
+    outside = make([MODE_TARGET] * 4, ["none"] * 4, mission="oco2", lat=-10.0, lon=29.9)
+    res = split_captures(outside, TARGETS)
+    assert res.captures == () and "volcano0002" in res.skipped[0]
+
+
+def test_oco2_sam_mode_is_not_a_capture() -> None:
+    res = split_captures(make([MODE_SAM] * 4, ["none"] * 4, mission="oco2"), TARGETS)
+    assert res.captures == ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, 4]), st.sampled_from(["fossil0001", "volcano0002", "none", "x"])),
+                min_size=0, max_size=60))
+def test_fuzz_splitter_invariants(seq: list[tuple[int, str]]) -> None:
+    s = make([m for m, _ in seq], [t for _, t in seq])
+    res = split_captures(s, TARGETS)
+    seen: set[int] = set()
+    for c in res.captures:
+        idx = c.index.tolist()
+        assert idx == sorted(idx) and len(idx) > 0
+        assert not seen.intersection(idx), "a sounding belongs to two captures"
+        seen.update(idx)
+        # every sounding of a capture has the capture's mode and target
+        want_mode = MODE_SAM if c.mode == "sam" else MODE_TARGET
+        assert all(seq[i][0] == want_mode and seq[i][1] == c.target.id for i in idx)
+        assert c.start_time == s.time[idx[0]]
+        # gaps inside a capture are short interruptions of another mode
+        for a, b in zip(idx, idx[1:], strict=False):
+            if b - a > 1:
+                assert b - a - 1 <= MAX_INTERRUPTION
+                assert all(seq[j][0] != want_mode for j in range(a + 1, b))
+    # every SAM/target sounding with a known target is in some capture
+    for i, (m, t) in enumerate(seq):
+        if m in (MODE_SAM, MODE_TARGET) and t in TARGETS:
+            assert i in seen
