@@ -10,10 +10,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from oco_l3.errors import ConfigInvalid
 from oco_l3.grids import MAX_CELLS_PER_SIDE
@@ -86,8 +96,24 @@ class QueueConfig(_Model):
         return data
 
 
+def _item_kind(value: Any) -> str:
+    """Which input-item form a ``input.files`` entry is: a path, an S3 object, or a per-day mapping."""
+    if isinstance(value, str):
+        return "path"
+    if isinstance(value, S3Object) or (isinstance(value, Mapping) and "path" in value):
+        return "object"
+    return "day"
+
+
+FileItem = Annotated[
+    Annotated[str, Tag("path")] | Annotated[S3Object, Tag("object")] | Annotated[DayInputs, Tag("day")],
+    Discriminator(_item_kind),
+]
+_TAGS = {"path", "object", "day"}
+
+
 class InputConfig(_Model):
-    files: list[DayInputs | InputItem] | None = None
+    files: list[FileItem] | None = None
     queue: QueueConfig | None = None
 
     @model_validator(mode="after")
@@ -230,11 +256,18 @@ class RunConfig(_Model):
         )
 
 
+def _loc_part(part: Any) -> str:
+    text = str(part)
+    return text if text.replace("-", "_").replace("_", "a").isalnum() else repr(text[:40])
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "union[")))
-        msg = e["msg"].removeprefix("Value error, ")
+        loc = ".".join(
+            _loc_part(p) for p in e["loc"] if not str(p).startswith(("function-", "union[")) and str(p) not in _TAGS
+        )
+        msg = " ".join(e["msg"].removeprefix("Value error, ").split())
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         parts.append(f"{loc or '<root>'}: {msg}")
