@@ -1,0 +1,18 @@
+"""Per-input results of an ICESat-2 run (what ``run_icesat2`` returns)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Icesat2Result:
+    """One input granule: ``ok`` and a one-line ``message`` (the error on failure), what it produced."""
+
+    input: str
+    product: str
+    ok: bool
+    message: str
+    n_segments: int = 0  # segments kept after filtering (rows written for the table products)
+    days: tuple[str, ...] = ()  # UTC days (YYYY-MM-DD) the granule contributed to
+    outputs: tuple[str, ...] = field(default_factory=tuple)  # files/stores written or updated
