@@ -1,0 +1,418 @@
+"""The state table: what has been seen, what is done, what failed, what is a known gap.
+
+SQLAlchemy 2 Core on SQLite (default: a file in the output root) or PostgreSQL (``postgresql+psycopg://...``).
+The schema carries an explicit version (table ``schema_version``); :func:`open_state` applies the missing
+migrations in one transaction, so an old database upgrades itself on first open.
+
+A (mission, day) row has status ``waiting | done | failed | gap``. A day is *ready* when every configured mission
+has a granule or is expected absent (:func:`oco_l3.gaps.expected_absent`). Rows become ``done`` only after the
+caller has committed the outputs and read them back; every status change is its own transaction. No secret is
+ever stored: run parameters are saved only after :func:`_scrub`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from oco_l3.gaps import Gap, expected_absent
+from oco_l3.soundings import Mission
+from oco_l3.sources import GranuleRef
+
+log = logging.getLogger(__name__)
+
+Status = Literal["waiting", "done", "failed", "gap"]
+STATUSES: tuple[Status, ...] = ("waiting", "done", "failed", "gap")
+STATE_FILE = "oco-l3-state.db"
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+granules = sa.Table(
+    "granules", metadata,
+    sa.Column("url", sa.String(1024), primary_key=True),
+    sa.Column("mission", sa.String(16), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("checksum", sa.String(160)),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_granules_mission_day", "mission", "day"),
+)
+
+day_status = sa.Table(
+    "day_status", metadata,
+    sa.Column("mission", sa.String(16), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("granule", sa.String(255)),
+    sa.Column("granule_key", sa.String(64)),
+    sa.Column("captures", sa.Integer, nullable=False, default=0),
+    sa.Column("targets", sa.Integer, nullable=False, default=0),
+    sa.Column("outputs", sa.Text, nullable=False, default="[]"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.Integer),
+)
+
+gaps_table = sa.Table(
+    "gaps", metadata,
+    sa.Column("mission", sa.String(16), primary_key=True),
+    sa.Column("start", sa.Date, primary_key=True),
+    sa.Column("stop", sa.Date, nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("parameters", sa.Text, nullable=False, default="{}"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("summary", sa.Text),
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- opening and migrations ------------------------------------------------------------------------------
+def _migrate_v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[granules, day_status, gaps_table, runs])
+
+
+#: version -> the step that brings a database from version-1 to version. Append, never edit.
+MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {1: _migrate_v1}
+
+
+def _current_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table("schema_version"):
+        schema_version.create(conn)
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+
+
+def _migrate(engine: Engine) -> None:
+    with engine.begin() as conn:
+        current = _current_version(conn)
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](conn)
+            conn.execute(sa.delete(schema_version))
+            conn.execute(sa.insert(schema_version).values(version=version))
+            log.info("State schema migrated to version %d", version)
+
+
+@dataclass
+class State:
+    """An open state database."""
+
+    engine: Engine
+    url: str
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _redact_url(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def open_state(url: str) -> State:
+    """Open (and create or upgrade) the state database at a SQLAlchemy URL."""
+    if url.startswith("sqlite:///"):
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    _migrate(engine)
+    log.info("State database: %s", _redact_url(url))
+    return State(engine, url)
+
+
+def default_state_url(config: Any) -> str:
+    """``state.url`` of a run config, else a SQLite file in the local output root (a user cache file for S3)."""
+    state = getattr(config, "state", None)
+    if state is not None and state.url:
+        return str(state.url)
+    local = config.output.local
+    if local:
+        return f"sqlite:///{Path(local).resolve() / STATE_FILE}"
+    slug = hashlib.sha256(config.output.s3.url.encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "oco-l3"
+    return f"sqlite:///{cache / f'state-{slug}.db'}"
+
+
+# --- upserts ---------------------------------------------------------------------------------------------
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def _upsert(conn: Connection, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> None:
+    stmt = _insert(conn, table).values(**row)
+    update = {k: stmt.excluded[k] for k in row if k not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update))
+
+
+def record_granules(state: State, refs: Iterable[GranuleRef]) -> int:
+    """Remember discovered granules (the first sighting wins); the number of new ones."""
+    refs = list(refs)
+    if not refs:
+        return 0
+    with state.engine.begin() as conn:
+        known = set(conn.execute(sa.select(granules.c.url).where(granules.c.url.in_([r.url for r in refs]))).scalars())
+        new = [{"url": r.url, "mission": r.mission, "day": r.day, "name": r.name, "size": r.size,
+                "checksum": r.checksum, "first_seen": _now()} for r in {r.url: r for r in refs}.values()
+               if r.url not in known]
+        if new:
+            conn.execute(sa.insert(granules), new)
+    return len(new)
+
+
+def record_gaps(state: State, gaps: Iterable[Gap]) -> None:
+    """Replace the known gaps with the given ones."""
+    with state.engine.begin() as conn:
+        conn.execute(sa.delete(gaps_table))
+        rows = [{"mission": g.mission, "start": g.start, "stop": g.stop} for g in set(gaps)]
+        if rows:
+            conn.execute(sa.insert(gaps_table), rows)
+
+
+# --- planning --------------------------------------------------------------------------------------------
+def granule_key(ref: GranuleRef) -> str:
+    """Identity of a granule's content: a new production of the same day gets a new key."""
+    text = f"{ref.name}|{ref.size}|{ref.checksum}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """One day: the granules to process, missions expected absent (with the reason) and missions missing."""
+
+    day: dt.date
+    granules: tuple[GranuleRef, ...] = ()
+    absent: tuple[tuple[Mission, str], ...] = ()
+    missing: tuple[Mission, ...] = ()
+    skipped: tuple[GranuleRef, ...] = field(default=(), compare=False)
+
+    @property
+    def ready(self) -> bool:
+        return not self.missing
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def plan_days(refs: Sequence[GranuleRef], missions: Sequence[Mission], gaps: Sequence[Gap],
+              start: dt.date, end: dt.date) -> list[DayPlan]:
+    """Every day in ``start..end`` as a plan (pure): present granules, expected absences, missing missions."""
+    by_day: dict[tuple[dt.date, str], GranuleRef] = {}
+    for ref in sorted(refs, key=lambda r: r.name):  # the newest production of a day sorts last and wins
+        by_day[(ref.day, ref.mission)] = ref
+    plans = []
+    for day in _days(start, end):
+        present = tuple(by_day[(day, m)] for m in missions if (day, m) in by_day)
+        absent = tuple((m, r) for m in missions if (day, m) not in by_day and (r := expected_absent(m, day, gaps)))
+        missing = tuple(m for m in missions if (day, m) not in by_day and not expected_absent(m, day, gaps))
+        if present or missing:
+            plans.append(DayPlan(day, present, absent, missing))
+    return plans
+
+
+def _settled(rows: Mapping[tuple[str, dt.date], Any], ref: GranuleRef) -> bool:
+    row = rows.get((ref.mission, ref.day))
+    return row is not None and row.status in ("done", "failed") and row.granule_key == granule_key(ref)
+
+
+def _status_rows_between(conn: Connection, start: dt.date, end: dt.date) -> dict[tuple[str, dt.date], Any]:
+    query = sa.select(day_status).where(day_status.c.day.between(start, end))
+    return {(r.mission, r.day): r for r in conn.execute(query)}
+
+
+def _record_plan(conn: Connection, plan: DayPlan, rows: Mapping[tuple[str, dt.date], Any]) -> None:
+    for mission, reason in plan.absent:
+        _set_status(conn, mission, plan.day, status="gap", last_error=reason)
+    if plan.ready:
+        return
+    reason = "waiting for " + ", ".join(plan.missing)
+    for mission in plan.missing:
+        _set_status(conn, mission, plan.day, status="waiting", last_error="no granule yet")
+    for ref in plan.granules:
+        if (ref.mission, ref.day) not in rows or rows[(ref.mission, ref.day)].status == "waiting":
+            _set_status(conn, ref.mission, plan.day, status="waiting", granule=ref.name, last_error=reason)
+
+
+def plan_ready_days(state: State, refs: Sequence[GranuleRef], missions: Sequence[Mission], gaps: Sequence[Gap],
+                    start: dt.date, end: dt.date, reprocess: bool = False) -> list[DayPlan]:
+    """Ready days in order, each with the granules that still need work, and record waiting/gap rows.
+
+    A (mission, day) already ``done`` or ``failed`` with the same granule is skipped unless ``reprocess``; a new
+    production of the granule (other name, size or checksum) is processed again.
+    """
+    ready = []
+    with state.engine.begin() as conn:
+        rows = _status_rows_between(conn, start, end)
+        for plan in plan_days(refs, missions, gaps, start, end):
+            _record_plan(conn, plan, rows)
+            if not plan.ready:
+                continue
+            todo = tuple(r for r in plan.granules if reprocess or not _settled(rows, r))
+            if todo:
+                skipped = tuple(r for r in plan.granules if r not in todo)
+                ready.append(DayPlan(plan.day, todo, plan.absent, (), skipped))
+    log.info("Days ready to process %s..%s: %d", start, end, len(ready))
+    return ready
+
+
+# --- status changes --------------------------------------------------------------------------------------
+def _set_status(conn: Connection, mission: str, day: dt.date, **values: Any) -> None:
+    if "status" in values and values["status"] not in STATUSES:
+        raise ValueError(f"unknown status {values['status']!r}")
+    row = {"mission": mission, "day": day, "updated_at": _now(), **values}
+    exists = conn.execute(sa.select(day_status.c.status).where(
+        day_status.c.mission == mission, day_status.c.day == day)).first()
+    if exists is None:
+        row.setdefault("status", "waiting")
+        conn.execute(sa.insert(day_status).values(**row))
+    else:
+        conn.execute(sa.update(day_status).where(
+            day_status.c.mission == mission, day_status.c.day == day).values(**row))
+
+
+def mark_running(state: State, ref: GranuleRef, run_id: int | None = None) -> None:
+    """A granule's (mission, day) starts an attempt: attempts + 1; the status keeps its value until the end."""
+    with state.engine.begin() as conn:
+        _set_status(conn, ref.mission, ref.day, granule=ref.name, started_at=_now(), run_id=run_id)
+        conn.execute(sa.update(day_status).where(day_status.c.mission == ref.mission, day_status.c.day == ref.day)
+                     .values(attempts=day_status.c.attempts + 1))
+
+
+def mark_done(state: State, ref: GranuleRef, *, captures: int, targets: int, outputs: Sequence[str],
+              duration_s: float | None = None) -> None:
+    """The (mission, day) of ``ref`` is done: call only after its outputs were committed and read back."""
+    with state.engine.begin() as conn:
+        _set_status(conn, ref.mission, ref.day, status="done", granule=ref.name, granule_key=granule_key(ref),
+                    captures=captures, targets=targets, outputs=json.dumps(sorted(set(outputs))),
+                    duration_s=duration_s, last_error=None)
+
+
+def mark_failed(state: State, ref: GranuleRef, error: str, duration_s: float | None = None) -> None:
+    """The (mission, day) of ``ref`` failed with a one-line reason (kept to 500 characters)."""
+    with state.engine.begin() as conn:
+        _set_status(conn, ref.mission, ref.day, status="failed", granule=ref.name, granule_key=granule_key(ref),
+                    duration_s=duration_s, last_error=error.splitlines()[0][:500] if error else "failed")
+
+
+def mark_gap(state: State, mission: Mission, day: dt.date, reason: str) -> None:
+    with state.engine.begin() as conn:
+        _set_status(conn, mission, day, status="gap", last_error=reason[:500])
+
+
+# --- runs ------------------------------------------------------------------------------------------------
+_SECRET_WORDS = ("password", "secret", "token", "key", "auth", "credential")
+
+
+def _scrub(value: Any) -> Any:
+    """Parameters without anything that looks like a secret."""
+    if isinstance(value, Mapping):
+        return {k: ("***" if any(w in str(k).lower() for w in _SECRET_WORDS) else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def start_run(state: State, kind: str, parameters: Mapping[str, Any] | None = None) -> int:
+    with state.engine.begin() as conn:
+        result = conn.execute(sa.insert(runs).values(
+            kind=kind, parameters=json.dumps(_scrub(dict(parameters or {}))), started_at=_now()))
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+
+def finish_run(state: State, run_id: int, summary: Mapping[str, Any]) -> None:
+    with state.engine.begin() as conn:
+        conn.execute(sa.update(runs).where(runs.c.id == run_id).values(
+            finished_at=_now(), summary=json.dumps(_scrub(dict(summary)))))
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+def last_done_day(state: State, missions: Sequence[Mission] | None = None) -> dt.date | None:
+    query = sa.select(sa.func.max(day_status.c.day)).where(day_status.c.status == "done")
+    if missions:
+        query = query.where(day_status.c.mission.in_(list(missions)))
+    with state.engine.connect() as conn:
+        return conn.execute(query).scalar()
+
+
+def first_waiting_day(state: State, missions: Sequence[Mission] | None = None) -> dt.date | None:
+    query = sa.select(sa.func.min(day_status.c.day)).where(day_status.c.status == "waiting")
+    if missions:
+        query = query.where(day_status.c.mission.in_(list(missions)))
+    with state.engine.connect() as conn:
+        return conn.execute(query).scalar()
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {
+        "mission": row.mission, "day": row.day.isoformat(), "status": row.status, "granule": row.granule,
+        "captures": row.captures, "targets": row.targets, "outputs": json.loads(row.outputs or "[]"),
+        "attempts": row.attempts, "duration_s": row.duration_s, "last_error": row.last_error,
+        "updated_at": row.updated_at.isoformat() if row.updated_at else None,
+    }
+
+
+def status_rows(state: State, start: dt.date | None = None, end: dt.date | None = None) -> list[dict[str, Any]]:
+    """The (mission, day) rows as plain dicts, ordered by day then mission."""
+    query = sa.select(day_status).order_by(day_status.c.day, day_status.c.mission)
+    if start is not None:
+        query = query.where(day_status.c.day >= start)
+    if end is not None:
+        query = query.where(day_status.c.day <= end)
+    with state.engine.connect() as conn:
+        return [_row_dict(r) for r in conn.execute(query)]
+
+
+def format_status(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table of status rows (for ``oco-l3 status``)."""
+    head = ("day", "mission", "status", "captures", "targets", "attempts", "note")
+    lines = [(r["day"], r["mission"], r["status"], str(r["captures"]), str(r["targets"]), str(r["attempts"]),
+              (r["last_error"] or "")[:80]) for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=False)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    footer = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return "\n".join([fmt.format(*head), *(fmt.format(*line) for line in lines), footer])
+
+
+def status_command(config: Any, as_json: bool = False) -> str:
+    """The output of ``oco-l3 status``: the state table as text or JSON (no Prefect needed)."""
+    state = open_state(default_state_url(config))
+    try:
+        rows = status_rows(state)
+    finally:
+        state.close()
+    return json.dumps(rows, indent=2) if as_json else format_status(rows)
