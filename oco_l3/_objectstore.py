@@ -1,0 +1,153 @@
+"""A small key/value view of one folder on an fsspec filesystem (local disk, S3, memory).
+
+The transaction code needs only a few verbs: read, write (atomic per object), move, delete, list one level and
+remove a tree. Local disk gets ``os.replace`` (atomic rename, overwrite); other filesystems get put/copy/delete,
+where every single object put is atomic (S3 semantics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """True for the local-disk filesystem (rename is atomic there)."""
+    return isinstance(fs, LocalFileSystem)
+
+
+class ObjectStore:
+    """Keys (``a/b/c``) relative to ``root`` on ``fs``."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, *, fsync: bool = True) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.local = is_local(fs)
+        self.fsync = fsync
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    # --- reads ---------------------------------------------------------------------------------------
+    def read(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        if self.local:
+            try:
+                with open(self.path(key), "rb") as fh:
+                    return fh.read()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return None
+        try:
+            return bytes(self.fs.cat_file(self.path(key)))
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def exists(self, key: str) -> bool:
+        if self.local:
+            return os.path.isfile(self.path(key))
+        return bool(self.fs.isfile(self.path(key)))
+
+    def list_dir(self, key: str) -> list[str]:
+        """Names directly under ``key`` (files and folders); empty when it does not exist."""
+        if self.local:
+            try:
+                return sorted(os.listdir(self.path(key)))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        try:
+            entries = self.fs.ls(self.path(key), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    def walk_files(self, key: str) -> Iterator[str]:
+        """Every object key below ``key`` (relative to ``key``)."""
+        base = self.path(key).rstrip("/")
+        if self.local:
+            for dirpath, _dirs, files in os.walk(base):
+                for name in files:
+                    yield os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
+            return
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return
+        for full in found:
+            full = str(full)
+            stripped = full.split("://", 1)[-1]
+            base_stripped = base.split("://", 1)[-1]
+            if stripped.startswith(base_stripped + "/"):
+                yield stripped[len(base_stripped) + 1 :]
+
+    # --- writes --------------------------------------------------------------------------------------
+    def write(self, key: str, data: bytes) -> None:
+        """Write one object atomically (readers see the old or the new bytes, never a mix)."""
+        target = self.path(key)
+        if not self.local:
+            self.fs.pipe_file(target, data)
+            return
+        parent = os.path.dirname(target)
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def move(self, src: str, dst: str) -> bool:
+        """Move object ``src`` over ``dst``; False (and nothing done) when ``src`` does not exist."""
+        if self.local:
+            os.makedirs(os.path.dirname(self.path(dst)), exist_ok=True)
+            try:
+                os.replace(self.path(src), self.path(dst))
+            except FileNotFoundError:
+                return False
+            return True
+        if not self.fs.isfile(self.path(src)):
+            return False
+        self.fs.copy(self.path(src), self.path(dst))
+        self.fs.rm_file(self.path(src))
+        return True
+
+    def delete(self, key: str) -> None:
+        """Remove one object; missing is fine."""
+        try:
+            if self.local:
+                os.unlink(self.path(key))
+            else:
+                self.fs.rm_file(self.path(key))
+        except FileNotFoundError:
+            pass
+
+    def remove_tree(self, key: str) -> None:
+        """Remove everything under ``key``; missing is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(key), recursive=True)
+        if self.local and os.path.isdir(self.path(key)):
+            # fsspec may leave an empty folder behind on some versions.
+            os.rmdir(self.path(key))
+
+    def sync_dir(self, key: str) -> None:
+        """Make renames inside a local folder durable (no-op elsewhere)."""
+        if not (self.local and self.fsync):
+            return
+        try:
+            fd = os.open(self.path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,219 @@
+"""Crash-safe commits of a set of object writes/deletes into one store folder.
+
+Protocol (see docs/architecture.md, "Store commits"):
+
+1. zarr works on a :class:`Overlay`: reads go lazily to the real store, writes and deletes stay in memory.
+2. :func:`commit` stages every written object under ``<store>/.oco-l3-txn/<txid>/data/<key>``.
+3. It then writes ``<store>/.oco-l3-txn/<txid>/manifest.json`` -- the commit point. Without a manifest the
+   transaction never happened (its folder is discarded); with one it is replayed to the end.
+4. :func:`apply` moves staged data objects into place, applies deletes, then moves metadata objects
+   (``.zarray``, ``.zattrs``, ``.zgroup``, ``.zmetadata`` -- the root ``.zmetadata`` very last), removes the
+   manifest and the transaction folder. A staged object that is gone was already moved, so replay is idempotent.
+
+Callers must hold the store lock around :func:`commit` and :func:`recover`: recovery discards folders without a
+manifest, which would destroy a concurrent writer's staging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from zarr.core.buffer import Buffer, cpu
+
+from oco_l3._objectstore import ObjectStore
+
+log = logging.getLogger(__name__)
+
+TXN_DIR = ".oco-l3-txn"
+MANIFEST = "manifest.json"
+_METADATA_NAMES = (".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json")
+
+#: Test hook: called with a point name ("staged", "manifest", "apply:<i>", "applied") during commit/apply.
+#: Raising from it simulates a crash at that point.
+FAULT_HOOK: Callable[[str], None] | None = None
+
+
+def _fault(point: str) -> None:
+    if FAULT_HOOK is not None:
+        FAULT_HOOK(point)
+
+
+def is_metadata_key(key: str) -> bool:
+    return key.rsplit("/", 1)[-1] in _METADATA_NAMES
+
+
+def apply_order(keys: list[str]) -> list[str]:
+    """Data objects first, then metadata, consolidated metadata after that, the root ``.zmetadata`` last."""
+
+    def rank(key: str) -> tuple[int, int, str]:
+        if not is_metadata_key(key):
+            return (0, 0, key)
+        if key == ".zmetadata":
+            return (3, 0, key)
+        if key.endswith(".zmetadata"):
+            return (2, 0, key)
+        return (1, -key.count("/"), key)
+
+    return sorted(keys, key=rank)
+
+
+class Overlay(MutableMapping[str, Buffer]):
+    """A MutableMapping for ``zarr.storage.MemoryStore`` that reads through to ``store`` and records changes.
+
+    Listing is refused on purpose: a whole-store listing would make a write cost grow with the store.
+    """
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.writes: dict[str, bytes] = {}
+        self.deletes: set[str] = set()
+        self._cache: dict[str, bytes | None] = {}
+        self._meta: dict[str, Any] | None = None
+        self.reads = 0
+        self.committed: tuple[int, int] = (0, 0)
+
+    def preload(self, docs: dict[str, Any]) -> None:
+        """Serve metadata keys from consolidated metadata ``docs`` (saves one read per key on S3)."""
+        self._meta = docs
+
+    def original(self, key: str) -> bytes | None:
+        """The bytes of ``key`` in the store before this transaction."""
+        if key not in self._cache:
+            if self._meta is not None and is_metadata_key(key) and not key.endswith(".zmetadata"):
+                doc = self._meta.get(key)
+                self._cache[key] = None if doc is None else json.dumps(doc, indent=2).encode()
+            else:
+                self.reads += 1
+                self._cache[key] = self.store.read(key)
+        return self._cache[key]
+
+    def raw(self, key: str) -> bytes | None:
+        """Current bytes of ``key`` as this transaction sees them (None when absent)."""
+        if key in self.writes:
+            return self.writes[key]
+        if key in self.deletes:
+            return None
+        return self.original(key)
+
+    def changed(self) -> dict[str, bytes]:
+        """Writes that differ from what the store holds (metadata compared as JSON)."""
+        out = {}
+        for key, value in self.writes.items():
+            before = self.original(key) if key in self._cache or is_metadata_key(key) else None
+            if before is None:
+                out[key] = value
+            elif is_metadata_key(key):
+                if json.loads(before) != json.loads(value):
+                    out[key] = value
+            elif before != value:
+                out[key] = value
+        return out
+
+    def __getitem__(self, key: str) -> Buffer:
+        value = self.raw(key)
+        if value is None:
+            raise KeyError(key)
+        return cpu.Buffer.from_bytes(value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.raw(key) is not None
+
+    def __setitem__(self, key: str, value: Buffer) -> None:
+        self.writes[key] = value.to_bytes()
+        self.deletes.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        # Recorded without checking existence (a check would cost a read); deleting a missing key is a no-op.
+        self.writes.pop(key, None)
+        self.deletes.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise NotImplementedError("listing a store overlay is not supported (it would read the whole store)")
+
+    def __len__(self) -> int:
+        raise NotImplementedError("the size of a store overlay is unknown without listing the store")
+
+    def setdefault(self, key: str, default: Buffer | None = None) -> Buffer:
+        if key not in self:
+            assert default is not None
+            self[key] = default
+        return self[key]
+
+
+def new_txid() -> str:
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+
+
+def commit(store: ObjectStore, overlay: Overlay) -> str | None:
+    """Stage, mark committed and apply the overlay's changes. Returns the txid (None when nothing changed)."""
+    writes = overlay.changed()
+    if not writes and not overlay.deletes:
+        return None
+    txid = new_txid()
+    base = f"{TXN_DIR}/{txid}"
+    puts = apply_order(list(writes))
+    for key in puts:
+        store.write(f"{base}/data/{key}", writes[key])
+    _fault("staged")
+    manifest = {"version": 1, "txid": txid, "puts": puts, "deletes": sorted(overlay.deletes)}
+    store.write(f"{base}/{MANIFEST}", json.dumps(manifest).encode())
+    _fault("manifest")
+    apply(store, txid, manifest)
+    if not store.list_dir(TXN_DIR):
+        store.remove_tree(TXN_DIR)
+    overlay.committed = (len(puts), len(overlay.deletes))
+    return txid
+
+
+def apply(store: ObjectStore, txid: str, manifest: dict) -> None:
+    """Move a committed transaction's objects into place (idempotent) and remove its folder."""
+    base = f"{TXN_DIR}/{txid}"
+    puts: list[str] = list(manifest["puts"])
+    data = [k for k in puts if not is_metadata_key(k)]
+    meta = [k for k in puts if is_metadata_key(k)]
+    step = 0
+    for key in data:
+        store.move(f"{base}/data/{key}", key)
+        step += 1
+        _fault(f"apply:{step}")
+    for key in manifest.get("deletes", []):
+        store.delete(key)
+    _fault("deleted")
+    for key in meta:
+        store.move(f"{base}/data/{key}", key)
+        step += 1
+        _fault(f"apply:{step}")
+    for parent in {k.rsplit("/", 1)[0] if "/" in k else "" for k in puts}:
+        store.sync_dir(parent)
+    _fault("applied")
+    store.delete(f"{base}/{MANIFEST}")
+    store.remove_tree(base)
+
+
+def recover(store: ObjectStore) -> tuple[int, int]:
+    """Replay committed transactions, discard uncommitted ones. Returns (replayed, discarded)."""
+    replayed = discarded = 0
+    names = store.list_dir(TXN_DIR)
+    for txid in sorted(n for n in names if not n.startswith(".")):
+        raw = store.read(f"{TXN_DIR}/{txid}/{MANIFEST}")
+        if raw is None:
+            log.warning("Discarding uncommitted transaction %s in %s", txid, store.root)
+            store.remove_tree(f"{TXN_DIR}/{txid}")
+            discarded += 1
+            continue
+        log.warning("Replaying committed transaction %s in %s", txid, store.root)
+        apply(store, txid, json.loads(raw))
+        replayed += 1
+    if names:
+        store.remove_tree(TXN_DIR)
+    return replayed, discarded
+
+
+def pending(store: ObjectStore) -> bool:
+    """True when a transaction folder exists (something to recover, or a writer at work)."""
+    return bool(store.list_dir(TXN_DIR))

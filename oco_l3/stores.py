@@ -1,0 +1,580 @@
+"""Per-target Zarr stores: transactional, idempotent upsert of capture slices (Zarr format 2, consolidated).
+
+One store holds one (mission, QF pass, target). Root variables live at the store root, ``Group/var`` keys in a Zarr
+group ``Group``; every data variable has dims ``(time, latitude, longitude)`` and every group carries its own
+``time``/``latitude``/``longitude`` coordinates, so ``xr.open_zarr(path, group="Retrieval")`` works alone.
+
+Writes go through :mod:`oco_l3._txn` (overlay -> staged objects -> manifest = commit point -> apply), under a
+per-store :class:`StoreLock`. A write reads only the consolidated metadata and the time coordinate; appending
+touches only the last time chunk of each variable (see :func:`upsert_slices`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time as _time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import fsspec
+import numcodecs
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.storage import MemoryStore
+
+import oco_l3
+from oco_l3 import _txn
+from oco_l3._objectstore import ObjectStore, is_local
+from oco_l3.errors import StoreCorrupt, StoreLocked
+from oco_l3.grids import GridSpec
+from oco_l3.targets import is_safe_id
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNKING: Mapping[str, int] = {"latitude": 250, "longitude": 250, "time": 5}
+TIME_UNITS = "microseconds since 1970-01-01T00:00:00"
+TIME_COORD_CHUNK = 1024
+COORDS = ("time", "latitude", "longitude")
+DIMS = ["time", "latitude", "longitude"]
+_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+_SECRET_ATTR = re.compile(r"secret|passw|token|credential|access_?key|auth", re.IGNORECASE)
+_DROP_VAR_ATTRS = {"_FillValue", "missing_value", "_ARRAY_DIMENSIONS", "dtype", "scale_factor", "add_offset"}
+
+Window = tuple[int, int, int, int]
+
+
+# --- values --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SliceData:
+    """What one capture contributes to one store (one QF pass).
+
+    ``data`` arrays are full ``grid.shape`` arrays, or ``window``-shaped when ``window=(r0, r1, c0, c1)`` is
+    given (everything outside the window is missing). Floats use NaN for missing; integer keys need ``fills``.
+    """
+
+    time: np.datetime64
+    grid: GridSpec
+    data: Mapping[str, np.ndarray]
+    fills: Mapping[str, int] = field(default_factory=dict)
+    var_attrs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    window: Window | None = None
+
+    def __post_init__(self) -> None:
+        r0, r1, c0, c1 = self.window or (0, self.grid.n_lat, 0, self.grid.n_lon)
+        if not (0 <= r0 <= r1 <= self.grid.n_lat and 0 <= c0 <= c1 <= self.grid.n_lon):
+            raise ValueError(f"slice window {self.window} is outside the grid {self.grid.shape}")
+        for key, values in self.data.items():
+            _check_key(key)
+            if values.shape != (r1 - r0, c1 - c0):
+                raise ValueError(f"slice variable {key!r} has shape {values.shape}, expected {(r1 - r0, c1 - c0)}")
+            if values.dtype.kind in "iub" and key not in self.fills:
+                raise ValueError(f"integer slice variable {key!r} has no fill value")
+
+    @property
+    def bounds(self) -> Window:
+        return self.window or (0, self.grid.n_lat, 0, self.grid.n_lon)
+
+    def fill(self, key: str) -> float | int:
+        return self.fills[key] if self.data[key].dtype.kind in "iub" else float("nan")
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    store_path: str
+    times_written: tuple[np.datetime64, ...]
+    n_times_total: int
+    keys_written: int = 0
+    keys_deleted: int = 0
+
+
+def _check_key(key: str) -> None:
+    parts = key.split("/")
+    if not 1 <= len(parts) <= 2 or not all(is_safe_id(p) for p in parts) or parts[-1] in COORDS:
+        raise ValueError(f"variable key {key[:60]!r} is not 'name' or 'Group/name' with safe names")
+
+
+def _chunks(chunking: Mapping[str, int] | Sequence[int] | None) -> dict[str, int]:
+    """Accept ``{latitude, longitude, time}`` or a ``(lat, lon, time)`` tuple."""
+    if chunking is None:
+        return dict(DEFAULT_CHUNKING)
+    if isinstance(chunking, Mapping):
+        out = {k: int(chunking[k]) for k in ("latitude", "longitude", "time")}
+    else:
+        lat, lon, t = (int(v) for v in chunking)
+        out = {"latitude": lat, "longitude": lon, "time": t}
+    if min(out.values()) < 1:
+        raise ValueError(f"chunk sizes must be positive, got {out}")
+    return out
+
+
+# --- locking -------------------------------------------------------------------------------------------------
+_MEMORY_LOCK = threading.Lock()
+
+
+class StoreLock:
+    """Exclusive per-store writer lock (context manager).
+
+    Local disk: ``fcntl.flock`` on ``<store>.lock`` beside the store (released by the kernel if the process dies).
+    S3 (s3fs): a lock object ``<store>.lock`` created with a conditional put (``If-None-Match: *``) holding an
+    owner id and a lease expiry; an expired lease is broken (best effort: assumes writers finish within ``lease``).
+    Other filesystems (e.g. ``memory``): the same lock object, created check-then-put under a process lock.
+    Waits up to ``timeout`` seconds, then raises :class:`StoreLocked`.
+    """
+
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        store_path: str,
+        *,
+        timeout: float = 600.0,
+        lease: float = 6 * 3600.0,
+        poll: float = 0.05,
+    ) -> None:
+        self.fs = fs
+        self.path = store_path.rstrip("/") + ".lock"
+        self.timeout = timeout
+        self.lease = lease
+        self.poll = poll
+        self._fd: int | None = None
+        self._owner = uuid.uuid4().hex
+
+    def __enter__(self) -> StoreLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        deadline = _time.monotonic() + self.timeout
+        delay = self.poll
+        while not self._try_acquire():
+            if _time.monotonic() >= deadline:
+                raise StoreLocked(f"store {self.path[:-5]} is locked by another writer (waited {self.timeout:g} s)")
+            _time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+    def _try_acquire(self) -> bool:
+        if is_local(self.fs):
+            return self._try_local()
+        return self._try_object()
+
+    def _try_local(self) -> bool:
+        if self._fd is None:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _lock_body(self) -> bytes:
+        doc = {"owner": self._owner, "host": socket.gethostname(), "pid": os.getpid(),
+               "expires": _time.time() + self.lease}
+        return json.dumps(doc).encode()
+
+    def _try_object(self) -> bool:
+        try:
+            self._create_object(self._lock_body())
+            return True
+        except FileExistsError:
+            pass
+        try:
+            held = json.loads(self.fs.cat_file(self.path))
+        except (FileNotFoundError, ValueError):
+            return False
+        if float(held.get("expires", 0)) < _time.time():
+            log.warning("Breaking expired store lock %s (owner %s)", self.path, held.get("owner"))
+            self.fs.rm_file(self.path)
+        return False
+
+    def _create_object(self, body: bytes) -> None:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        if protocol in ("s3", "s3a"):
+            self.fs.pipe_file(self.path, body, mode="create")
+            return
+        with _MEMORY_LOCK:
+            if self.fs.exists(self.path):
+                raise FileExistsError(self.path)
+            self.fs.pipe_file(self.path, body)
+
+    def release(self) -> None:
+        if is_local(self.fs):
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
+            return
+        try:
+            held = json.loads(self.fs.cat_file(self.path))
+        except (FileNotFoundError, ValueError):
+            return
+        if held.get("owner") == self._owner:
+            self.fs.rm_file(self.path)
+
+
+# --- recovery and reading ------------------------------------------------------------------------------------
+def recover_store(fs: fsspec.AbstractFileSystem, store_path: str, *, timeout: float = 600.0) -> tuple[int, int]:
+    """Finish committed transactions and discard uncommitted ones. Returns (replayed, discarded)."""
+    store = ObjectStore(fs, store_path)
+    if not _txn.pending(store):
+        return (0, 0)
+    with StoreLock(fs, store_path, timeout=timeout):
+        return _txn.recover(store)
+
+
+def _zarr_source(fs: fsspec.AbstractFileSystem, store_path: str) -> Any:
+    return store_path if is_local(fs) else fs.get_mapper(store_path)
+
+
+def open_store(fs: fsspec.AbstractFileSystem, path: str, group: str | None = None) -> xr.Dataset:
+    """The store (or one of its groups) as an xarray Dataset, after recovery."""
+    recover_store(fs, path)
+    if not ObjectStore(fs, path).exists(".zmetadata"):
+        raise StoreCorrupt(f"store {path} has no consolidated metadata (missing or not an oco-l3 store)")
+    return xr.open_zarr(_zarr_source(fs, path), group=group, consolidated=True)
+
+
+def read_back(fs: fsspec.AbstractFileSystem, store_path: str, times: Sequence[np.datetime64]) -> bool:
+    """True when every time in ``times`` is in the store and its slices decode (root and every group)."""
+    try:
+        root = open_store(fs, store_path)
+        stored = set(root["time"].values.astype("datetime64[us]").tolist())
+        wanted = [np.asarray(t).astype("datetime64[us]") for t in times]
+        if any(t.tolist() not in stored for t in wanted):
+            return False
+        for group in [None, *_groups(fs, store_path)]:
+            ds = root if group is None else open_store(fs, store_path, group)
+            sel = ds.sel(time=np.array(wanted, dtype="datetime64[ns]"))
+            for name in sel.data_vars:
+                sel[name].load()
+    except Exception as exc:  # noqa: BLE001 -- any failure means "not readable"
+        log.warning("Read-back of %s failed: %s", store_path, exc)
+        return False
+    return True
+
+
+def _groups(fs: fsspec.AbstractFileSystem, store_path: str) -> list[str]:
+    raw = ObjectStore(fs, store_path).read(".zmetadata")
+    meta = json.loads(raw or b"{}").get("metadata", {})
+    return sorted(k.split("/")[0] for k in meta if k.endswith("/.zgroup") and k.count("/") == 1)
+
+
+# --- the upsert ----------------------------------------------------------------------------------------------
+def upsert_slices(
+    fs: fsspec.AbstractFileSystem,
+    store_path: str,
+    slices: Sequence[SliceData],
+    *,
+    chunking: Mapping[str, int] | Sequence[int] | None = None,
+    title: str = "",
+    global_attrs: Mapping[str, Any] | None = None,
+    lock_timeout: float = 600.0,
+) -> CommitResult:
+    """Insert or replace ``slices`` (by time) in the store at ``store_path``, atomically.
+
+    A slice whose time exists replaces that slice (new data wins; variables it lacks become missing); new times
+    land in time order. Appending writes only the last time chunk(s) of each variable; inserting before the end
+    rewrites the variables from the insertion point on. Cost does not depend on the number of slices stored.
+    """
+    batch = _dedupe(slices)
+    if not batch:
+        raise ValueError("upsert_slices needs at least one slice")
+    chunks = _chunks(chunking)
+    with StoreLock(fs, store_path, timeout=lock_timeout):
+        store = ObjectStore(fs, store_path)
+        _txn.recover(store)
+        overlay = _txn.Overlay(store)
+        n_total = _Writer(overlay, store_path, batch, chunks).write(title, dict(global_attrs or {}))
+        _txn.commit(store, overlay)
+    written, deleted = overlay.committed
+    log.info("Committed %d slice(s) to %s (%d times, %d objects written, %d deleted, %d read)",
+             len(batch), store_path, n_total, written, deleted, overlay.reads)
+    return CommitResult(store_path, tuple(np.datetime64(_to_us(s.time), "us") for s in batch), n_total, written, deleted)
+
+
+def _dedupe(slices: Sequence[SliceData]) -> list[SliceData]:
+    """Sorted by time; of two slices with one time the later in the sequence wins."""
+    by_time = {_to_us(s.time): s for s in slices}
+    batch = [by_time[t] for t in sorted(by_time)]
+    if batch and any(s.grid != batch[0].grid for s in batch):
+        raise ValueError("all slices of one upsert must share one grid")
+    return batch
+
+
+def _to_us(t: np.datetime64) -> int:
+    return int(np.asarray(t).astype("datetime64[us]").astype(np.int64))
+
+
+def _iso(us: int) -> str:
+    return str(np.datetime64(us, "us").astype("datetime64[s]")) + "Z"
+
+
+@dataclass(frozen=True)
+class _TimePlan:
+    """Where the batch lands: merged time axis, index per slice, first row whose content moves (``p``)."""
+
+    old: np.ndarray
+    merged: np.ndarray
+    index: dict[int, int]
+    p: int
+    old_set: frozenset[int]
+
+    @classmethod
+    def build(cls, old: np.ndarray, new: list[int]) -> _TimePlan:
+        merged = np.union1d(old, np.asarray(new, dtype=np.int64))
+        old_set = frozenset(old.tolist())
+        inserted = [t for t in new if t not in old_set]
+        p = int(np.searchsorted(old, min(inserted))) if inserted else len(old)
+        index = {t: int(np.searchsorted(merged, t)) for t in new}
+        return cls(old, merged, index, p, old_set)
+
+    @property
+    def shifts(self) -> bool:
+        """True when existing rows move (an insertion before the last stored time)."""
+        return self.p < len(self.old)
+
+
+class _Writer:
+    def __init__(self, overlay: _txn.Overlay, store_path: str, batch: list[SliceData], chunks: dict[str, int]):
+        self.overlay = overlay
+        self.zstore = MemoryStore(overlay)
+        self.path = store_path
+        self.batch = batch
+        self.grid = batch[0].grid
+        self.chunks = chunks
+        self.meta = self._read_meta()
+
+    # -- reading the existing store --
+    def _read_meta(self) -> dict[str, Any]:
+        raw = self.overlay.raw(".zmetadata")
+        if raw is None:
+            if self.overlay.raw(".zgroup") is not None:
+                raise StoreCorrupt(f"store {self.path} has no consolidated metadata")
+            return {}
+        try:
+            meta = dict(json.loads(raw)["metadata"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreCorrupt(f"store {self.path} has unreadable consolidated metadata: {exc}") from exc
+        self.overlay.preload(meta)
+        return meta
+
+    def _existing_arrays(self) -> set[str]:
+        return {k[: -len("/.zarray")] for k in self.meta if k.endswith("/.zarray")}
+
+    def _old_times(self) -> np.ndarray:
+        if "time/.zarray" not in self.meta:
+            return np.zeros(0, dtype=np.int64)
+        times = np.asarray(zarr.open_array(self.zstore, path="time", mode="r", zarr_format=2)[:], dtype=np.int64)
+        if times.size and np.any(np.diff(times) <= 0):
+            raise StoreCorrupt(f"store {self.path} has a time axis that is not strictly increasing")
+        return times
+
+    def _check_grid(self) -> None:
+        for name, want in (("latitude", self.grid.latitude), ("longitude", self.grid.longitude)):
+            have = np.asarray(zarr.open_array(self.zstore, path=name, mode="r", zarr_format=2)[:])
+            if have.shape != want.shape or not np.allclose(have, want, rtol=0, atol=1e-9):
+                raise StoreCorrupt(f"store {self.path} has a different {name} grid than the new slices")
+
+    # -- writing --
+    def write(self, title: str, global_attrs: dict[str, Any]) -> int:
+        existing = self._existing_arrays()
+        if existing:
+            self._check_grid()
+        plan = _TimePlan.build(self._old_times(), [_to_us(s.time) for s in self.batch])
+        keys = sorted({k for s in self.batch for k in s.data} | {a for a in existing if a.split("/")[-1] not in COORDS})
+        groups = sorted({k.split("/")[0] for k in keys if "/" in k})
+        attrs = self._dataset_attrs(title, global_attrs, plan)
+        for group in ["", *groups]:
+            self._write_group(group, plan, existing, attrs)
+        for key in keys:
+            self._write_variable(key, plan, key in existing)
+        self._consolidate(existing, ["", *groups])
+        return len(plan.merged)
+
+    def _write_group(self, group: str, plan: _TimePlan, existing: set[str], attrs: dict[str, Any]) -> None:
+        prefix = f"{group}/" if group else ""
+        if f"{prefix}time" not in existing:
+            zarr.create_group(self.zstore, path=group, zarr_format=2, attributes=attrs)
+            self._create_coords(prefix, plan)
+            return
+        grp = zarr.open_group(self.zstore, path=group, mode="r+", zarr_format=2, use_consolidated=False)
+        grp.attrs.put(attrs)
+        if len(plan.merged) != len(plan.old) or plan.shifts:
+            times = zarr.open_array(self.zstore, path=f"{prefix}time", mode="r+", zarr_format=2)
+            times.resize((len(plan.merged),))
+            times[plan.p :] = plan.merged[plan.p :]
+
+    def _create_coords(self, prefix: str, plan: _TimePlan) -> None:
+        time_attrs: dict[str, Any] = {"_ARRAY_DIMENSIONS": ["time"], "units": TIME_UNITS, "calendar": "standard",
+                      "standard_name": "time", "long_name": "capture start time", "axis": "T"}
+        times = zarr.create_array(self.zstore, name=f"{prefix}time", shape=(len(plan.merged),),
+                                  chunks=(TIME_COORD_CHUNK,), dtype="int64", fill_value=None,
+                                  compressors=_COMPRESSOR, zarr_format=2, attributes=time_attrs)
+        times[:] = plan.merged
+        for name, values, units, axis in (("latitude", self.grid.latitude, "degrees_north", "Y"),
+                                          ("longitude", self.grid.longitude, "degrees_east", "X")):
+            attrs: dict[str, Any] = {"_ARRAY_DIMENSIONS": [name], "units": units, "standard_name": name,
+                     "long_name": f"{name} of the cell centre", "axis": axis}
+            arr = zarr.create_array(self.zstore, name=f"{prefix}{name}", shape=values.shape,
+                                    chunks=values.shape, dtype="float64", fill_value=None,
+                                    compressors=_COMPRESSOR, zarr_format=2, attributes=attrs)
+            arr[:] = values
+
+    def _template(self, key: str) -> tuple[np.dtype, float | int, dict[str, Any]]:
+        """dtype, fill and attributes of ``key`` from the last slice that has it."""
+        src = next(s for s in reversed(self.batch) if key in s.data)
+        dtype = np.dtype(np.float32) if src.data[key].dtype.kind == "f" else src.data[key].dtype
+        attrs = {k: _jsonable(v) for k, v in src.var_attrs.get(key, {}).items() if k not in _DROP_VAR_ATTRS}
+        attrs["_ARRAY_DIMENSIONS"] = DIMS
+        return dtype, src.fill(key), attrs
+
+    def _write_variable(self, key: str, plan: _TimePlan, exists: bool) -> None:
+        shape = (len(plan.merged), self.grid.n_lat, self.grid.n_lon)
+        if exists:
+            arr = zarr.open_array(self.zstore, path=key, mode="r+", zarr_format=2)
+            if arr.shape[0] != shape[0]:
+                arr.resize(shape)
+            if any(key in s.data for s in self.batch):
+                _, _, new_attrs = self._template(key)
+                if dict(arr.attrs) != new_attrs:
+                    arr.attrs.put(new_attrs)
+        else:
+            dtype, fill, attrs = self._template(key)
+            chunks = (self.chunks["time"], min(self.chunks["latitude"], shape[1]),
+                      min(self.chunks["longitude"], shape[2]))
+            arr = zarr.create_array(self.zstore, name=key, shape=shape, chunks=chunks, dtype=dtype,
+                                    fill_value=fill, compressors=_COMPRESSOR, zarr_format=2, attributes=attrs)
+        fill = arr.fill_value
+        if plan.shifts and exists:
+            self._rewrite_tail(arr, key, plan)
+        for s in self.batch:
+            i = plan.index[_to_us(s.time)]
+            if exists and plan.shifts and i >= plan.p:
+                continue  # already written by the tail rewrite
+            fresh = not exists or _to_us(s.time) not in plan.old_set
+            if key in s.data:
+                values = _coerce(s.data[key], arr.dtype, s.fill(key), fill)
+                if fresh:
+                    r0, r1, c0, c1 = s.bounds
+                    arr[i, r0:r1, c0:c1] = values
+                else:
+                    arr[i] = _full(values, s.bounds, self.grid.shape, arr.dtype, fill)
+            elif not fresh:
+                arr[i] = np.full(self.grid.shape, fill, dtype=arr.dtype)
+
+    def _rewrite_tail(self, arr: zarr.Array, key: str, plan: _TimePlan) -> None:
+        """Insertion before the end: rows from ``p`` on move; rebuild them with the new slices in place."""
+        n_old, n_new = len(plan.old), len(plan.merged)
+        fill = arr.fill_value
+        block = np.full((n_new - plan.p, self.grid.n_lat, self.grid.n_lon), fill, dtype=arr.dtype)
+        moved = np.searchsorted(plan.merged, plan.old[plan.p :]) - plan.p
+        block[moved] = arr[plan.p : n_old]
+        for s in self.batch:
+            i = plan.index[_to_us(s.time)]
+            if i < plan.p:
+                continue
+            block[i - plan.p] = fill
+            if key in s.data:
+                values = _coerce(s.data[key], arr.dtype, s.fill(key), fill)
+                block[i - plan.p] = _full(values, s.bounds, self.grid.shape, arr.dtype, fill)
+        arr[plan.p : n_new] = block
+
+    def _dataset_attrs(self, title: str, global_attrs: dict[str, Any], plan: _TimePlan) -> dict[str, Any]:
+        old = json.loads(self.overlay.raw(".zattrs") or b"{}") if self.meta else {}
+        attrs: dict[str, Any] = dict(old)
+        attrs.update(global_attrs)
+        sources = set(old.get("source_granules", []))
+        for s in self.batch:
+            extra = dict(s.attrs)
+            for name in ("source_granules", "source_granule"):
+                value = extra.pop(name, None)
+                sources.update([value] if isinstance(value, str) else list(value or []))
+            attrs.update(extra)
+        now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        attrs.update({
+            "Conventions": "CF-1.8",
+            "title": title or attrs.get("title", ""),
+            "source_granules": sorted(sources),
+            "software_version": f"oco-l3 {oco_l3.__version__}",
+            "date_created": old.get("date_created", now),
+            "date_modified": now,
+            "time_coverage_start": _iso(int(plan.merged[0])),
+            "time_coverage_end": _iso(int(plan.merged[-1])),
+        })
+        return _clean_attrs(attrs, self.path)
+
+    def _consolidate(self, existing: set[str], groups: list[str]) -> None:
+        """Write ``.zmetadata`` at the root (whole hierarchy) and in each group (that group's subtree)."""
+        keys = {k for k in self.meta} | {k for k in self.overlay.writes if _txn.is_metadata_key(k)}
+        keys = {k for k in keys if not k.endswith(".zmetadata") and k not in self.overlay.deletes}
+        docs = {k: json.loads(self.overlay.raw(k) or b"{}") for k in sorted(keys)}
+        for group in groups:
+            prefix = f"{group}/" if group else ""
+            sub = {k[len(prefix) :]: v for k, v in docs.items() if k.startswith(prefix)}
+            body = {"zarr_consolidated_format": 1, "metadata": sub}
+            self.overlay.writes[f"{prefix}.zmetadata"] = json.dumps(body, indent=1, allow_nan=True).encode()
+
+
+def _coerce(values: np.ndarray, dtype: np.dtype, src_fill: float | int, dst_fill: Any) -> np.ndarray:
+    """Values in the store's dtype; the slice's missing marker becomes the store's fill."""
+    if dtype.kind == "f":
+        out = values.astype(dtype, copy=True)
+        if values.dtype.kind in "iub":
+            out[values == src_fill] = np.nan
+        return out
+    if values.dtype.kind == "f":
+        missing = ~np.isfinite(values)
+        out = np.where(missing, 0, values).astype(dtype)
+        out[missing] = dst_fill
+        return out
+    out = values.astype(dtype, copy=True)
+    out[values == src_fill] = dst_fill
+    return out
+
+
+def _full(values: np.ndarray, bounds: Window, shape: tuple[int, int], dtype: np.dtype, fill: Any) -> np.ndarray:
+    r0, r1, c0, c1 = bounds
+    if (r0, r1, c0, c1) == (0, shape[0], 0, shape[1]):
+        return values
+    out = np.full(shape, fill, dtype=dtype)
+    out[r0:r1, c0:c1] = values
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _clean_attrs(attrs: dict[str, Any], path: str) -> dict[str, Any]:
+    """JSON-safe attributes without anything that looks like a credential."""
+    out = {}
+    for key, value in attrs.items():
+        if _SECRET_ATTR.search(str(key)):
+            log.warning("Dropping attribute %r from %s: it looks like a credential", key, path)
+            continue
+        out[str(key)] = _jsonable(value)
+    return out

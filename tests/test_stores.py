@@ -1,0 +1,304 @@
+"""Transactional Zarr upsert: semantics, layout, crash safety, locking, cost per append."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import xarray as xr
+
+from oco_l3 import _txn
+from oco_l3.errors import StoreCorrupt, StoreLocked
+from oco_l3.grids import GridSpec
+from oco_l3.stores import SliceData, StoreLock, open_store, read_back, recover_store, upsert_slices
+from oco_l3.targets import BBox
+
+GRID = GridSpec(BBox(10.0, 20.0, 12.0, 23.0), 6, 4)
+CHUNKS = {"latitude": 4, "longitude": 3, "time": 2}
+LOCAL = fsspec.filesystem("file")
+
+
+def day(d: int, hour: int = 0) -> np.datetime64:
+    return np.datetime64("2020-01-01T00:00:00", "ns") + np.timedelta64(d, "D") + np.timedelta64(hour, "h")
+
+
+def make_slice(t: np.datetime64, v: float, *, keys: tuple[str, ...] = ("xco2", "Retrieval/psurf", "flag"),
+               window: tuple[int, int, int, int] | None = None, granule: str = "g") -> SliceData:
+    r0, r1, c0, c1 = window or (0, GRID.n_lat, 0, GRID.n_lon)
+    shape = (r1 - r0, c1 - c0)
+    field = v + np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape) / 100
+    data: dict[str, np.ndarray] = {}
+    if "xco2" in keys:
+        data["xco2"] = field.astype(np.float32)
+    if "Retrieval/psurf" in keys:
+        data["Retrieval/psurf"] = (field * 10).astype(np.float32)
+    if "flag" in keys:
+        data["flag"] = np.full(shape, int(v) % 100, dtype=np.int16)
+    if "Retrieval/new" in keys:
+        data["Retrieval/new"] = np.full(shape, v, dtype=np.float32)
+    return SliceData(t, GRID, data, fills={"flag": -999},
+                     var_attrs={"xco2": {"units": "ppm", "long_name": "XCO2", "_FillValue": -999999.0}},
+                     attrs={"target_id": "fossil0001", "source_granules": [f"{granule}{v}"]}, window=window)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return str(tmp_path / "oco3" / "pre" / "fossil0001.zarr")
+
+
+def up(path: str, *slices: SliceData, fs: fsspec.AbstractFileSystem = LOCAL):  # type: ignore[no-untyped-def]
+    return upsert_slices(fs, path, list(slices), chunking=CHUNKS, title="OCO-3 test")
+
+
+def xco2_at(path: str, fs: fsspec.AbstractFileSystem = LOCAL) -> dict[np.datetime64, float]:
+    ds = open_store(fs, path)
+    return {t: float(v) for t, v in zip(ds.time.values, ds.xco2.values[:, 0, 0], strict=True)}
+
+
+def snapshot(path: str) -> dict[str, bytes]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            out[os.path.relpath(full, path)] = Path(full).read_bytes()
+    return out
+
+
+# --- semantics -----------------------------------------------------------------------------------------------
+def test_create_append_replace_insert(store: str) -> None:
+    up(store, make_slice(day(1), 1), make_slice(day(2), 2))
+    up(store, make_slice(day(3), 3))
+    up(store, make_slice(day(2), 20))  # replace: new data wins
+    up(store, make_slice(day(0), 0.5))  # insert before the start
+    up(store, make_slice(day(2, 12), 25), make_slice(day(3), 30))  # insert mid + replace last
+    got = xco2_at(store)
+    times = list(got)
+    assert times == [day(0), day(1), day(2), day(2, 12), day(3)]
+    assert np.all(np.diff(np.array(times)) > np.timedelta64(0))
+    assert list(got.values()) == [0.5, 1.0, 20.0, 25.0, 30.0]
+    ds = open_store(LOCAL, store)
+    np.testing.assert_allclose(ds.xco2.values[2], make_slice(day(2), 20).data["xco2"])
+    assert ds.flag.values[3, 0, 0] == 25
+    grp = open_store(LOCAL, store, "Retrieval")
+    np.testing.assert_allclose(grp.psurf.values[:, 0, 0], [5.0, 10.0, 200.0, 250.0, 300.0])
+    np.testing.assert_array_equal(grp.time.values, ds.time.values)
+
+
+def test_rerun_keeps_one_slice_per_time(store: str) -> None:
+    for _ in range(3):
+        up(store, make_slice(day(1), 1), make_slice(day(2), 2))
+    ds = open_store(LOCAL, store)
+    assert ds.sizes["time"] == 2
+    assert sorted(ds.attrs["source_granules"]) == ["g1", "g2"]
+
+
+def test_missing_and_new_variables(store: str) -> None:
+    up(store, make_slice(day(1), 1), make_slice(day(2), 2))
+    up(store, make_slice(day(2), 5, keys=("xco2",)))  # replace without psurf/flag -> missing there
+    up(store, make_slice(day(3), 3, keys=("xco2", "Retrieval/new")))
+    ds = open_store(LOCAL, store)
+    grp = open_store(LOCAL, store, "Retrieval")
+    assert np.isnan(grp.psurf.values[1]).all() and not np.isnan(grp.psurf.values[0]).any()
+    assert np.isnan(ds.flag.values[1]).all()  # decoded: fill -> NaN
+    assert np.isnan(grp.psurf.values[2]).all()
+    assert np.isnan(grp.new.values[:2]).all() and (grp.new.values[2] == 3).all()
+
+
+def test_window_slices_fill_outside(store: str) -> None:
+    up(store, make_slice(day(1), 1))
+    up(store, make_slice(day(2), 2, window=(1, 3, 1, 4)))
+    up(store, make_slice(day(1), 7, window=(0, 2, 0, 2)))  # replace with a window: old data outside is gone
+    ds = open_store(LOCAL, store)
+    x = ds.xco2.values
+    assert np.isnan(x[1, 0]).all() and np.isnan(x[1, :, 0]).all() and x[1, 1, 1] == pytest.approx(2.0)
+    assert x[0, 0, 0] == pytest.approx(7.0) and np.isnan(x[0, 2:]).all() and np.isnan(x[0, :, 2:]).all()
+
+
+def test_layout_chunks_fills_attrs(store: str) -> None:
+    up(store, make_slice(day(1), 1), make_slice(day(2), 2))
+    ds = xr.open_zarr(store, consolidated=True)
+    assert ds.xco2.dims == ("time", "latitude", "longitude")
+    assert ds.xco2.encoding["chunks"] == (2, 4, 3)  # (time, lat, lon) -- not swapped
+    zarray = json.loads(Path(store, "xco2", ".zarray").read_text())
+    assert zarray["chunks"] == [2, 4, 3] and zarray["fill_value"] == "NaN"
+    assert zarray["compressor"]["id"] == "blosc" and zarray["compressor"]["cname"] == "zstd"
+    assert json.loads(Path(store, "flag", ".zarray").read_text())["fill_value"] == -999
+    assert json.loads(Path(store, ".zgroup").read_text())["zarr_format"] == 2
+    assert ds.xco2.attrs["units"] == "ppm"
+    assert ds.latitude.attrs["units"] == "degrees_north" and ds.longitude.attrs["axis"] == "X"
+    np.testing.assert_allclose(ds.latitude.values, GRID.latitude)
+    for name in ("Conventions", "title", "software_version", "date_created", "date_modified",
+                 "time_coverage_start", "time_coverage_end", "target_id"):
+        assert name in ds.attrs
+    assert ds.attrs["time_coverage_end"] == "2020-01-03T00:00:00Z"
+    time_attrs = json.loads(Path(store, "time", ".zattrs").read_text())
+    assert time_attrs["units"].startswith("microseconds since 1970-01-01")
+    grp = xr.open_zarr(store, group="Retrieval", consolidated=True)
+    assert set(grp.coords) == {"time", "latitude", "longitude"} and "psurf" in grp
+
+
+def test_secret_attrs_are_dropped(store: str) -> None:
+    upsert_slices(LOCAL, store, [make_slice(day(1), 1)], chunking=CHUNKS,
+                  global_attrs={"secretAccessKey": "s3cr3t", "platform": "OCO-3"})
+    text = "".join(p.read_text() for p in Path(store).rglob(".z*"))
+    assert "s3cr3t" not in text and "OCO-3" in text
+
+
+def test_grid_mismatch_is_refused(store: str) -> None:
+    up(store, make_slice(day(1), 1))
+    other = GridSpec(BBox(10.0, 20.0, 12.0, 24.0), 6, 4)
+    bad = SliceData(day(2), other, {"xco2": np.zeros(other.shape, np.float32)})
+    with pytest.raises(StoreCorrupt):
+        upsert_slices(LOCAL, store, [bad], chunking=CHUNKS)
+
+
+def test_read_back(store: str) -> None:
+    up(store, make_slice(day(1), 1))
+    assert read_back(LOCAL, store, [day(1)])
+    assert not read_back(LOCAL, store, [day(5)])
+    os.remove(os.path.join(store, "xco2", "0.0.0"))
+    Path(store, "xco2", "0.0.1").write_bytes(b"garbage")
+    assert not read_back(LOCAL, store, [day(1)])
+
+
+def test_memory_filesystem() -> None:
+    mem = fsspec.filesystem("memory")
+    path = f"/stores-{time.time_ns()}/t.zarr"
+    up(path, make_slice(day(2), 2), fs=mem)
+    up(path, make_slice(day(1), 1), make_slice(day(3), 3), fs=mem)
+    assert list(xco2_at(path, fs=mem).values()) == [1.0, 2.0, 3.0]
+    assert not mem.exists(path + "/.oco-l3-txn")
+
+
+# --- cost ----------------------------------------------------------------------------------------------------
+def test_append_cost_does_not_grow(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+    original = _txn.commit
+
+    def spy(store_: object, overlay: _txn.Overlay) -> str | None:
+        reads.append(overlay.reads)
+        return original(store_, overlay)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_txn, "commit", spy)
+    written = [up(store, make_slice(day(i), i)).keys_written for i in range(1, 41)]
+    # 3 variables x 4 spatial chunks + 2 time chunks + metadata (.zarray x5, .zattrs x2, .zmetadata x2) = 23
+    assert max(written[2:]) <= 23
+    assert written[-1] == written[2]
+    assert max(reads[2:]) == reads[2] and reads[-1] <= 20
+
+
+# --- crash safety ----------------------------------------------------------------------------------------------
+class Crash(Exception):
+    pass
+
+
+def crash_at(point: str):  # type: ignore[no-untyped-def]
+    def hook(where: str) -> None:
+        if where == point:
+            raise Crash(where)
+
+    return hook
+
+
+@pytest.mark.parametrize("point", ["staged", "manifest", "apply:1", "apply:7", "apply:14", "deleted", "applied"])
+@pytest.mark.parametrize("kind", ["append", "replace", "insert"])
+def test_crash_then_recover_gives_before_or_after(store: str, point: str, kind: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    up(store, make_slice(day(1), 1), make_slice(day(3), 3))
+    new = {"append": make_slice(day(4), 4), "replace": make_slice(day(3), 33),
+           "insert": make_slice(day(2), 2)}[kind]
+    before = snapshot(store)
+    monkeypatch.setattr(_txn, "FAULT_HOOK", crash_at(point))
+    with pytest.raises(Crash):
+        up(store, new)
+    monkeypatch.setattr(_txn, "FAULT_HOOK", None)
+    recover_store(LOCAL, store)
+    assert not os.path.exists(os.path.join(store, ".oco-l3-txn"))
+    if point == "staged":  # before the commit point: exactly the old store, byte for byte
+        assert snapshot(store) == before
+        return
+    clean = store + "-clean"  # after the commit point: exactly what an uninterrupted write gives
+    up(clean, make_slice(day(1), 1), make_slice(day(3), 3))
+    up(clean, new)
+    got, ref = open_store(LOCAL, store), open_store(LOCAL, clean)
+    np.testing.assert_array_equal(got.time.values, ref.time.values)
+    assert np.all(np.diff(got.time.values) > np.timedelta64(0))
+    np.testing.assert_array_equal(got.xco2.values, ref.xco2.values)
+    np.testing.assert_array_equal(got.flag.values, ref.flag.values)
+    np.testing.assert_array_equal(open_store(LOCAL, store, "Retrieval").psurf.values,
+                                  open_store(LOCAL, clean, "Retrieval").psurf.values)
+    assert sorted(snapshot(store)) == sorted(snapshot(clean))
+
+
+def test_stale_txn_without_manifest_is_discarded(store: str) -> None:
+    up(store, make_slice(day(1), 1))
+    before = snapshot(store)
+    stale = Path(store, ".oco-l3-txn", "0001-dead", "data", "xco2")
+    stale.mkdir(parents=True)
+    (stale / "0.0.0").write_bytes(b"half-written")
+    assert recover_store(LOCAL, store) == (0, 1)
+    assert snapshot(store) == before
+
+
+def test_next_writer_replays_committed_txn(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    up(store, make_slice(day(1), 1))
+    monkeypatch.setattr(_txn, "FAULT_HOOK", crash_at("apply:3"))
+    with pytest.raises(Crash):
+        up(store, make_slice(day(2), 2))
+    monkeypatch.setattr(_txn, "FAULT_HOOK", None)
+    up(store, make_slice(day(3), 3))  # recovers first, then writes
+    assert list(xco2_at(store).values()) == [1.0, 2.0, 3.0]
+
+
+# --- locking -----------------------------------------------------------------------------------------------------
+def _hold_lock(path: str, ready: mp.synchronize.Event, seconds: float) -> None:  # type: ignore[name-defined]
+    with StoreLock(fsspec.filesystem("file"), path, timeout=5):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_lock_contention_between_processes(store: str) -> None:
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_hold_lock, args=(store, ready, 1.5))
+    proc.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(StoreLocked), StoreLock(LOCAL, store, timeout=0.3):
+            pass
+        start = time.monotonic()
+        with StoreLock(LOCAL, store, timeout=10):
+            waited = time.monotonic() - start
+        assert waited > 0.2
+    finally:
+        proc.join(10)
+    assert proc.exitcode == 0
+
+
+def test_writer_waits_for_lock(store: str) -> None:
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_hold_lock, args=(store, ready, 1.0))
+    proc.start()
+    assert ready.wait(10)
+    with pytest.raises(StoreLocked):
+        upsert_slices(LOCAL, store, [make_slice(day(1), 1)], chunking=CHUNKS, lock_timeout=0.2)
+    upsert_slices(LOCAL, store, [make_slice(day(1), 1)], chunking=CHUNKS, lock_timeout=10)
+    proc.join(10)
+    assert list(xco2_at(store)) == [day(1)]
+
+
+def test_memory_lock_is_exclusive() -> None:
+    mem = fsspec.filesystem("memory")
+    path = f"/locks-{time.time_ns()}/t.zarr"
+    with StoreLock(mem, path, timeout=1), pytest.raises(StoreLocked):
+        StoreLock(mem, path, timeout=0.1).acquire()
+    with StoreLock(mem, path, timeout=0.1):
+        assert mem.exists(path + ".lock")
+    assert not mem.exists(path + ".lock")
