@@ -1,0 +1,241 @@
+"""Footprint mask: which grid cells lie inside the 4-vertex footprint of at least one sounding.
+
+A cell is *inside* when its centre lies inside (or on the edge of) a footprint quadrilateral, after the quad is
+scaled about its centroid (mean of its vertices) by ``scaling``. The rasteriser is a vectorised scanline over
+triangles, with no Python loop over footprints, rows or cells:
+
+1. Vertices are mapped to fractional grid-index space (cell centre of row ``r``, column ``c`` is ``(c, r)``).
+2. Each quad becomes two triangles split along an interior diagonal (``0-2`` when the two triangles on it have the
+   same orientation, else ``1-3``), so convex and non-convex simple quads are exact and vertex order may be
+   clockwise or anticlockwise. A self-intersecting (bow-tie) quad becomes its two lobes (the triangles meeting at
+   the crossing point), as ``shapely.make_valid`` would repair it. Zero-area triangles are dropped.
+3. For every (triangle, cell row) pair the horizontal line through the row's centres cuts the triangle in one
+   interval ``[x_left, x_right]``; the cells ``ceil(x_left) .. floor(x_right)`` are inside.
+
+The intervals are kept (:class:`FootprintIntervals`) so that the mask of any subset of the footprints -- the
+post-QF soundings of a capture -- costs only a filter and a fill, not a second rasterisation.
+
+Footprints with a non-finite vertex are ignored. Longitudes are unwrapped to within 180 degrees of the grid centre,
+so footprints straddling the antimeridian land on grids next to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from oco_l3.grids import GridSpec
+
+log = logging.getLogger(__name__)
+
+Window = tuple[int, int, int, int]
+EMPTY_WINDOW: Window = (0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class FootprintIntervals:
+    """Runs of inside cells: footprint ``index[i]`` covers row ``row[i]``, columns ``col0[i] .. col1[i]`` inclusive."""
+
+    grid: GridSpec
+    index: np.ndarray
+    row: np.ndarray
+    col0: np.ndarray
+    col1: np.ndarray
+
+    def window(self, select: np.ndarray | None = None) -> Window:
+        """Half-open ``(r0, r1, c0, c1)`` bounding the inside cells of the footprints ``select`` (bool per footprint)."""
+        keep = self._keep(select)
+        if not keep.any():
+            return EMPTY_WINDOW
+        row = self.row[keep]
+        return (int(row.min()), int(row.max()) + 1, int(self.col0[keep].min()), int(self.col1[keep].max()) + 1)
+
+    def mask(self, select: np.ndarray | None = None) -> tuple[np.ndarray, Window]:
+        """The window-shaped boolean mask and its window, for all footprints or the ``select`` subset."""
+        keep = self._keep(select)
+        window = self.window(select)
+        r0, r1, c0, c1 = window
+        width = c1 - c0
+        mask = np.zeros((r1 - r0, width), dtype=bool)
+        if mask.size == 0:
+            return mask, window
+        start = (self.row[keep] - r0) * width + (self.col0[keep] - c0)
+        length = self.col1[keep] - self.col0[keep] + 1
+        offsets = np.cumsum(length) - length
+        flat = np.repeat(start - offsets, length) + np.arange(int(length.sum()), dtype=np.int64)
+        mask.reshape(-1)[flat] = True
+        return mask, window
+
+    def _keep(self, select: np.ndarray | None) -> np.ndarray:
+        if select is None:
+            return np.ones(self.index.shape[0], dtype=bool)
+        return np.asarray(select, dtype=bool)[self.index]
+
+
+def footprint_mask(
+    vertex_lat: np.ndarray, vertex_lon: np.ndarray, grid: GridSpec, scaling: float = 1.0
+) -> tuple[np.ndarray, Window]:
+    """Cells of ``grid`` whose centre lies in at least one footprint, as ``(mask, (r0, r1, c0, c1))``.
+
+    ``vertex_lat``/``vertex_lon`` are ``(N, 4)`` in degrees; ``scaling`` (> 0, the product allows 1..1.5) enlarges
+    each quad about its centroid. ``mask`` is window-shaped (``(r1 - r0, c1 - c0)``, row 0 = southernmost row of
+    the window); the window is the bounding box of the inside cells and is ``(0, 0, 0, 0)`` when there are none.
+    """
+    return footprint_intervals(vertex_lat, vertex_lon, grid, scaling).mask()
+
+
+def footprint_intervals(
+    vertex_lat: np.ndarray, vertex_lon: np.ndarray, grid: GridSpec, scaling: float = 1.0
+) -> FootprintIntervals:
+    """Rasterise the footprints once into :class:`FootprintIntervals` (see the module docstring)."""
+    if not (np.isfinite(scaling) and scaling > 0):
+        raise ValueError(f"footprint scaling must be a positive number, got {scaling!r}")
+    x, y = _index_space(np.asarray(vertex_lat, float), np.asarray(vertex_lon, float), grid, scaling)
+    finite = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+    if not finite.all():
+        log.debug("ignoring %d footprints with non-finite vertices", int((~finite).sum()))
+    ids = np.flatnonzero(finite)
+    tri_id, tx, ty = _triangles(ids, x[finite], y[finite])
+    index, row, col0, col1 = _scanline(tri_id, tx, ty, grid)
+    return FootprintIntervals(grid, index, row, col0, col1)
+
+
+def _index_space(
+    vlat: np.ndarray, vlon: np.ndarray, grid: GridSpec, scaling: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices as fractional column (x) and row (y) indices; cell centres sit at integers."""
+    if vlat.ndim != 2 or vlat.shape[1] != 4 or vlat.shape != vlon.shape:
+        raise ValueError(f"footprint vertices must be two (N, 4) arrays, got {vlat.shape} and {vlon.shape}")
+    centre = 0.5 * (grid.bbox.min_lon + grid.bbox.max_lon)
+    vlon = unwrap_longitude(vlon, centre)
+    if scaling != 1.0:
+        clat = vlat.mean(axis=1, keepdims=True)
+        clon = vlon.mean(axis=1, keepdims=True)
+        vlat = clat + (vlat - clat) * scaling
+        vlon = clon + (vlon - clon) * scaling
+    x = (vlon - grid.bbox.min_lon) / grid.dlon - 0.5
+    y = (vlat - grid.bbox.min_lat) / grid.dlat - 0.5
+    return x, y
+
+
+def unwrap_longitude(lon: np.ndarray, centre: float) -> np.ndarray:
+    """Longitudes shifted by 360 degrees where that brings them within 180 degrees of ``centre`` (else unchanged)."""
+    far = np.abs(lon - centre) > 180.0
+    if not far.any():
+        return lon
+    return np.where(far, (lon - centre + 180.0) % 360.0 - 180.0 + centre, lon)
+
+
+def _cross(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """Twice the signed area of triangle abc."""
+    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+
+
+#: Triangles (indices into the 4 vertices and the crossing point, 4) per quad kind, see :func:`_triangles`.
+_SPLITS = np.array(
+    [
+        [[0, 1, 2], [0, 2, 3]],  # convex, or simple with 0-2 inside (also the fallback for degenerate quads)
+        [[1, 2, 3], [1, 3, 0]],  # simple with 1-3 inside
+        [[4, 1, 2], [4, 3, 0]],  # bow-tie, edges 0-1 and 2-3 cross at point 4
+        [[4, 2, 3], [4, 0, 1]],  # bow-tie, edges 1-2 and 3-0 cross at point 4
+    ]
+)
+
+
+def _triangles(ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two triangles per quad; returns the footprint id of each triangle and its (T, 3) vertex coordinates.
+
+    Simple quads are split on an interior diagonal; a self-intersecting (bow-tie) quad becomes its two lobes.
+    """
+    x0, x1, x2, x3 = x.T
+    y0, y1, y2, y3 = y.T
+    on02 = np.sign(_cross(x0, y0, x1, y1, x2, y2)) * np.sign(_cross(x0, y0, x2, y2, x3, y3)) > 0
+    on13 = np.sign(_cross(x1, y1, x2, y2, x3, y3)) * np.sign(_cross(x1, y1, x3, y3, x0, y0)) > 0
+    cross01 = _segments_cross(x0, y0, x1, y1, x2, y2, x3, y3)
+    cross12 = _segments_cross(x1, y1, x2, y2, x3, y3, x0, y0)
+    kind = np.select([on02, on13, cross01, cross12], [0, 1, 2, 3], default=0)
+    px, py = _crossing_point(x, y, kind)
+    xs = np.column_stack([x, px])
+    ys = np.column_stack([y, py])
+    split = _SPLITS[kind]  # (n, 2, 3)
+    tx = np.take_along_axis(xs[:, None, :], split, axis=2).reshape(-1, 3)
+    ty = np.take_along_axis(ys[:, None, :], split, axis=2).reshape(-1, 3)
+    tri_id = np.repeat(ids, 2)
+    area = _cross(tx[:, 0], ty[:, 0], tx[:, 1], ty[:, 1], tx[:, 2], ty[:, 2])
+    keep = area != 0
+    return tri_id[keep], tx[keep], ty[keep]
+
+
+def _segments_cross(
+    ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray,
+    cx: np.ndarray, cy: np.ndarray, dx: np.ndarray, dy: np.ndarray,
+) -> np.ndarray:
+    """True where segments ab and cd cross at a point interior to both."""
+    d1 = np.sign(_cross(ax, ay, bx, by, cx, cy))
+    d2 = np.sign(_cross(ax, ay, bx, by, dx, dy))
+    d3 = np.sign(_cross(cx, cy, dx, dy, ax, ay))
+    d4 = np.sign(_cross(cx, cy, dx, dy, bx, by))
+    return (d1 * d2 < 0) & (d3 * d4 < 0)
+
+
+def _crossing_point(x: np.ndarray, y: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where edge 0-1 meets 2-3 (kind 2) or 1-2 meets 3-0 (kind 3); the centroid for the other kinds."""
+    first = np.where(kind == 3, 1, 0)[:, None]
+    a = np.column_stack([first, first + 1, first + 2, (first + 3) % 4])
+    ax, bx, cx, dx = np.take_along_axis(x, a, axis=1).T
+    ay, by, cy, dy = np.take_along_axis(y, a, axis=1).T
+    denom = (bx - ax) * (dy - cy) - (by - ay) * (dx - cx)
+    bow = (kind >= 2) & (denom != 0)
+    t = np.where(bow, ((cx - ax) * (dy - cy) - (cy - ay) * (dx - cx)) / np.where(bow, denom, 1.0), 0.0)
+    px = np.where(bow, ax + t * (bx - ax), x.mean(axis=1))
+    py = np.where(bow, ay + t * (by - ay), y.mean(axis=1))
+    return px, py
+
+
+def _scanline(
+    tri_id: np.ndarray, tx: np.ndarray, ty: np.ndarray, grid: GridSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (triangle, row) the inclusive column range of cell centres inside the triangle, clipped to the grid."""
+    n_rows, n_cols = grid.n_lat, grid.n_lon
+    order = np.argsort(ty, axis=1, kind="stable")
+    ty = np.take_along_axis(ty, order, axis=1)
+    tx = np.take_along_axis(tx, order, axis=1)
+    lo = np.clip(np.ceil(ty[:, 0]), 0, n_rows)
+    hi = np.clip(np.floor(ty[:, 2]), -1, n_rows - 1)
+    inside = (hi >= lo) & (np.floor(tx.max(axis=1)) >= 0) & (np.ceil(tx.min(axis=1)) <= n_cols - 1)
+    count = np.where(inside, hi - lo + 1, 0).astype(np.int64)
+    total = int(count.sum())
+    if total == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty
+    which = np.repeat(np.arange(tri_id.shape[0]), count)
+    offsets = np.cumsum(count) - count
+    row = np.repeat(lo.astype(np.int64) - offsets, count) + np.arange(total, dtype=np.int64)
+    x_left, x_right = _row_extent(_edge_params(tx, ty)[which], row.astype(float))
+    col0 = np.maximum(np.ceil(x_left), 0)
+    col1 = np.minimum(np.floor(x_right), n_cols - 1)
+    keep = col1 >= col0
+    return tri_id[which][keep], row[keep], col0[keep].astype(np.int64), col1[keep].astype(np.int64)
+
+
+def _edge_params(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """Per triangle (vertices A, B, C sorted by y): columns xA, yA, xB, yB, slope dx/dy of AC, AB and BC."""
+
+    def slope(i: int, j: int) -> np.ndarray:
+        dy = ty[:, j] - ty[:, i]
+        return np.where(dy != 0, (tx[:, j] - tx[:, i]) / np.where(dy != 0, dy, 1.0), 0.0)
+
+    return np.column_stack([tx[:, 0], ty[:, 0], tx[:, 1], ty[:, 1], slope(0, 2), slope(0, 1), slope(1, 2)])
+
+
+def _row_extent(params: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Leftmost and rightmost x where the line ``y`` (between the triangle's lowest and highest vertex) meets it.
+
+    The long edge AC always crosses; the other crossing is on AB below B and on BC from B up.
+    """
+    xa, ya, xb, yb, s_ac, s_ab, s_bc = params.T
+    x_long = xa + (y - ya) * s_ac
+    x_short = np.where(y < yb, xa + (y - ya) * s_ab, xb + (y - yb) * s_bc)
+    return np.minimum(x_long, x_short), np.maximum(x_long, x_short)
