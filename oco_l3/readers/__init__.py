@@ -1,0 +1,117 @@
+"""Readers of the OCO L2 Lite products: one granule -> one :class:`~oco_l3.soundings.Soundings`.
+
+``read_granule(path, selection)`` opens the file with h5py, reads only the datasets the product needs plus the
+selected science variables, and returns the tidy table. The mission comes from the file name
+(:func:`parse_granule_name`), or from the content when the name is not a Lite name.
+
+Errors are one line and name the file: :class:`GranuleUnreadable` (empty, truncated, not HDF5, not netCDF-4) and
+:class:`GranuleSchemaMismatch` (a needed group or variable is missing or of the wrong shape or type). Soundings
+with missing or out-of-range coordinates are dropped with a warning instead of failing the granule.
+
+Science variables are the per-sounding numeric 1-D variables (shape ``(N,)``) of the root and every group,
+except bookkeeping (sounding ids, coordinates, corners, time, mode, target, dimension variables). Floats hold NaN
+where the file held its ``missing_value``/``_FillValue``; integers keep their dtype and report their fill in
+``Variable.fill`` (the declared fill, or the dtype's minimum (signed) / maximum (unsigned) when none is declared
+or it does not fit the dtype).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+
+from oco_l3.errors import GranuleNameUnrecognised, GranuleUnreadable, OcoL3Error
+from oco_l3.readers._hdf import Source, global_attrs
+from oco_l3.readers.fp import read_fp
+from oco_l3.readers.naming import GranuleName, granule_filename, parse_granule_name
+from oco_l3.readers.selection import (
+    FP_REQUIRED,
+    SIF_REQUIRED,
+    Selection,
+    required_keys,
+    selection_from_config,
+)
+from oco_l3.readers.sif import read_sif
+from oco_l3.soundings import Mission, Soundings
+
+__all__ = [
+    "FP_REQUIRED", "SIF_REQUIRED", "GranuleName", "Selection", "detect_mission", "granule_filename",
+    "parse_granule_name", "read_granule", "required_keys", "selection_from_config",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _open_problem(exc: OSError, path: Path) -> str:
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) or "No such file" in text:
+        return "no such file"
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return "is a directory"
+    if "truncated" in text:
+        return "truncated file (HDF5 end-of-file address beyond the file size)"
+    if "signature" in text or "not an HDF5" in text.lower():
+        return "not an HDF5/netCDF-4 file"
+    return f"cannot open as HDF5/netCDF-4 ({text.splitlines()[0][:100] if text else type(exc).__name__})"
+
+
+def _open(path: Path, name: str) -> h5py.File:
+    try:
+        if path.is_file() and path.stat().st_size == 0:
+            raise GranuleUnreadable(f"{name}: empty file (0 bytes)")
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise GranuleUnreadable(f"{name}: {_open_problem(exc, path)}") from None
+
+
+def _is_netcdf4(f: h5py.File) -> bool:
+    return "_NCProperties" in f.attrs or "sounding_id" in f or "sounding_dim" in f
+
+
+def detect_mission(f: h5py.File) -> Mission:
+    """The mission of an open Lite granule from its content (SIF layout, OCO-2 ``footprints``, platform)."""
+    if "Delta_Time" in f or "sounding_dim" in f or "Sequences" in f:
+        return "oco3_sif"
+    platform = " ".join(str(v) for k, v in global_attrs(Source(f, "")).items() if k.lower() in ("platform", "sensor"))
+    if "footprints" in f or "OCO-2" in platform.upper() or "OCO2" in platform.upper():
+        return "oco2"
+    return "oco3"
+
+
+def _mission_from_name(path: Path) -> Mission | None:
+    try:
+        return parse_granule_name(path.name).mission
+    except GranuleNameUnrecognised:
+        return None
+
+
+def read_granule(
+    path: str | os.PathLike[str], selection: Selection | None = None, mission: Mission | None = None
+) -> Soundings:
+    """Read one Lite FP (OCO-2/OCO-3) or Lite SIF (OCO-3) granule into a :class:`Soundings`.
+
+    ``mission`` defaults to the one in the file name, else to the one the content shows. ``selection`` defaults
+    to every science variable. ``Soundings.source`` is the file's base name.
+    """
+    selection = selection if selection is not None else Selection.default()
+    path = Path(path)
+    name = str(path)
+    mission = mission or _mission_from_name(path)
+    with _open(path, name) as f:
+        try:
+            if not _is_netcdf4(f):
+                raise GranuleUnreadable(f"{name}: an HDF5 file but not a netCDF-4 Lite granule")
+            src = Source(f, name)
+            chosen = mission or detect_mission(f)
+            soundings = read_sif(src, selection) if chosen == "oco3_sif" else read_fp(src, chosen, selection)
+        except OcoL3Error:
+            raise
+        except OSError as exc:
+            raise GranuleUnreadable(f"{name}: read error ({str(exc).splitlines()[0][:100]})") from None
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise GranuleUnreadable(f"{name}: cannot decode ({type(exc).__name__}: {str(exc)[:100]})") from None
+    return replace(soundings, source=path.name)

@@ -1,0 +1,72 @@
+"""OCO-2 / OCO-3 L2 Lite FP (``*_LtCO2_*.nc4``) -> :class:`Soundings` (formats.md section 1).
+
+Root ``latitude``, ``longitude``, ``vertex_latitude/longitude`` (N, 4), ``time`` (seconds since 1970-01-01),
+``xco2_quality_flag`` (0 = good); ``/Sounding/operation_mode`` (0 ND, 1 GL, 2 TG, 3 XS, 4 SAM, already the
+normalised table) and ``/Sounding/target_id``/``target_name`` (strings; OCO-2 files may lack them: ``"none"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oco_l3.readers._hdf import (
+    Source,
+    get_dataset,
+    normalise_ids,
+    read_float,
+    read_int,
+    read_strings,
+    read_vertices,
+    require,
+)
+from oco_l3.readers.science import drop_bad_geolocation, read_science, seconds_to_datetime64
+from oco_l3.readers.selection import FP_REQUIRED, Selection
+from oco_l3.soundings import Mission, Soundings
+
+#: Root and /Sounding datasets that are bookkeeping, never science outputs.
+FP_BOOKKEEPING = frozenset({
+    *FP_REQUIRED, "sounding_id", "date", "source_files", "file_index", "levels", "bands", "vertices",
+    "footprints", "epoch_dimension",
+}) - {"xco2_quality_flag"}
+
+UNIX_EPOCH = np.datetime64("1970-01-01T00:00:00", "ns")
+
+
+def _targets(src: Source, n: int) -> tuple[np.ndarray, np.ndarray]:
+    ids_ds = get_dataset(src, "Sounding/target_id")
+    names_ds = get_dataset(src, "Sounding/target_name")
+    none = np.full(n, "none")
+    ids = normalise_ids(read_strings(src, ids_ds, "Sounding/target_id", n)) if ids_ds is not None else none
+    names = normalise_ids(read_strings(src, names_ds, "Sounding/target_name", n)) if names_ds is not None else ids
+    return ids, names
+
+
+def read_fp(src: Source, mission: Mission, selection: Selection) -> Soundings:
+    """Read one Lite FP granule; OCO-3 files must carry target ids, OCO-2 files may not."""
+    lat_ds = require(src, "latitude")
+    if len(lat_ds.shape) != 1:
+        raise src.mismatch(f"/latitude has shape {tuple(lat_ds.shape)}, expected (N,)")
+    n = int(lat_ds.shape[0])
+    lat = read_float(src, lat_ds, "latitude", (n,)).astype(np.float64)
+    lon = read_float(src, require(src, "longitude"), "longitude", (n,)).astype(np.float64)
+    seconds = read_float(src, require(src, "time"), "time", (n,))
+    qf = read_int(src, require(src, "xco2_quality_flag"), "xco2_quality_flag", (n,))
+    mode = read_int(src, require(src, "Sounding/operation_mode"), "Sounding/operation_mode", (n,))
+    if mission == "oco3":
+        require(src, "Sounding/target_id")
+    target_id, target_name = _targets(src, n)
+    soundings = Soundings(
+        mission=mission,
+        latitude=lat,
+        longitude=lon,
+        vertex_latitude=read_vertices(src, "vertex_latitude", n),
+        vertex_longitude=read_vertices(src, "vertex_longitude", n),
+        time=seconds_to_datetime64(seconds, UNIX_EPOCH),
+        mode=mode.astype(np.int8),
+        target_id=target_id,
+        target_name=target_name,
+        good=qf == 0,
+        variables=read_science(src, selection, n, FP_BOOKKEEPING),
+        source=src.name,
+    )
+    return drop_bad_geolocation(soundings)
