@@ -1,0 +1,148 @@
+"""Grid one capture onto its target grid: footprint mask first, then interpolation at the masked cells only.
+
+:func:`grid_capture` makes two :class:`GriddedSlice` values, pre-QF (all soundings) and post-QF (``good`` ones).
+Each pass:
+
+1. rasterises the footprints (:mod:`oco_l3.footprints`); the post-QF mask reuses the pre-QF rasterisation;
+2. triangulates the sounding centres once (:class:`~oco_l3.interpolation.PointInterpolator`);
+3. evaluates all float variables in one call, by ``method``, and integer/flag variables by nearest neighbour,
+   only at the cells whose centre lies inside a footprint; every other cell is missing.
+
+Missing means NaN for floats (output float32) and the variable's ``fill`` for integers (dtype kept; a variable
+without a fill gets the most negative value of its dtype, or the largest for unsigned; booleans become int8 with
+fill -1). See :mod:`oco_l3.interpolation` for the NaN, convex-hull and degenerate-geometry policies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from oco_l3.errors import CaptureDegenerate
+from oco_l3.footprints import EMPTY_WINDOW, FootprintIntervals, Window, footprint_intervals
+from oco_l3.grids import GridSpec
+from oco_l3.interpolation import METHODS, Method, PointInterpolator
+from oco_l3.soundings import Soundings, Variable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GriddedSlice:
+    """One capture, one QF pass, on ``grid`` inside ``window`` = ``(r0, r1, c0, c1)`` (half-open, row 0 south)."""
+
+    grid: GridSpec
+    window: Window
+    data: Mapping[str, np.ndarray]
+    fills: Mapping[str, int]
+    attrs: Mapping[str, Mapping[str, Any]]
+    n_soundings: int
+
+    @property
+    def empty(self) -> bool:
+        """True when no cell of the grid has data (for instance a capture outside the grid)."""
+        r0, r1, c0, c1 = self.window
+        return r1 <= r0 or c1 <= c0
+
+    def full(self, key: str) -> np.ndarray:
+        """The variable on the whole grid ``(n_lat, n_lon)``, missing outside the window."""
+        part = self.data[key]
+        missing: float | int = self.fills.get(key, np.nan)
+        out = np.full(self.grid.shape, missing, dtype=part.dtype)
+        r0, r1, c0, c1 = self.window
+        out[r0:r1, c0:c1] = part
+        return out
+
+
+@dataclass(frozen=True)
+class GriddedCapture:
+    """Both QF passes of one capture; ``post`` is None when the capture has no good sounding."""
+
+    pre: GriddedSlice
+    post: GriddedSlice | None
+
+
+def grid_capture(
+    soundings: Soundings, grid: GridSpec, method: Method = "cubic", mask_scaling: float = 1.0
+) -> GriddedCapture:
+    """Grid the soundings of one capture, pre-QF (all) and post-QF (``good``); see the module docstring."""
+    if method not in METHODS:
+        raise ValueError(f"unknown interpolation method {method!r}; expected one of {METHODS}")
+    n = len(soundings)
+    name = f"capture of {n} {soundings.mission} soundings from {soundings.source or '<memory>'}"
+    if n == 0 or not (np.isfinite(soundings.latitude) & np.isfinite(soundings.longitude)).any():
+        raise CaptureDegenerate(f"{name}: no sounding with finite coordinates")
+    intervals = footprint_intervals(soundings.vertex_latitude, soundings.vertex_longitude, grid, mask_scaling)
+    everything = np.ones(n, dtype=bool)
+    pre = _grid_pass(soundings, everything, intervals, method, f"{name} (pre-QF)")
+    good = np.asarray(soundings.good, dtype=bool)
+    post = _grid_pass(soundings, good, intervals, method, f"{name} (post-QF)") if good.any() else None
+    return GriddedCapture(pre=pre, post=post)
+
+
+def _grid_pass(
+    soundings: Soundings, select: np.ndarray, intervals: FootprintIntervals, method: Method, name: str
+) -> GriddedSlice:
+    """One QF pass: the soundings ``select`` (bool), gridded at the cells inside their footprints."""
+    grid = intervals.grid
+    mask, window = intervals.mask(None if select.all() else select)
+    r0, r1, c0, c1 = window
+    rows, cols = np.nonzero(mask)
+    xi = np.column_stack([grid.longitude[c0 + cols], grid.latitude[r0 + rows]])
+    floats = [v for v in soundings.variables if not v.is_integer]
+    ints = [v for v in soundings.variables if v.is_integer]
+    data: dict[str, np.ndarray] = {}
+    fills = {v.key: _fill(v) for v in ints}
+    shape = mask.shape
+    if xi.shape[0] and (finite := _finite_points(soundings, select)).any():
+        index = np.flatnonzero(select & finite)
+        interp = PointInterpolator(soundings.longitude[index], soundings.latitude[index], name)
+        if floats:
+            stack = np.column_stack([v.values[index] for v in floats])
+            result = interp.evaluate(stack, xi, method).astype(np.float32)
+            for j, v in enumerate(floats):
+                data[v.key] = _scatter(mask, result[:, j], np.float32(np.nan))
+        if ints:
+            nearest = index[interp.nearest_index(xi)]
+            for v in ints:
+                values = _as_output_int(v)[nearest]
+                data[v.key] = _scatter(mask, values, fills[v.key])
+    for v in floats:
+        data.setdefault(v.key, np.full(shape, np.nan, dtype=np.float32))
+    for v in ints:
+        data.setdefault(v.key, np.full(shape, fills[v.key], dtype=_as_output_int(v).dtype))
+    if not xi.shape[0]:
+        window = EMPTY_WINDOW
+        data = {k: a[:0, :0] for k, a in data.items()}
+    attrs = {v.key: dict(v.attrs) for v in soundings.variables}
+    log.debug("%s: %d cells in window %s", name, xi.shape[0], window)
+    return GriddedSlice(grid, window, data, fills, attrs, int(select.sum()))
+
+
+def _finite_points(soundings: Soundings, select: np.ndarray) -> np.ndarray:
+    return select & np.isfinite(soundings.latitude) & np.isfinite(soundings.longitude)
+
+
+def _scatter(mask: np.ndarray, values: np.ndarray, missing: Any) -> np.ndarray:
+    out = np.full(mask.shape, missing, dtype=values.dtype)
+    out[mask] = values
+    return out
+
+
+def _as_output_int(v: Variable) -> np.ndarray:
+    """Integer values as written: booleans become int8."""
+    return v.values.astype(np.int8) if v.values.dtype == np.bool_ else v.values
+
+
+def _fill(v: Variable) -> int:
+    """The output fill of an integer variable (see the module docstring)."""
+    if v.fill is not None:
+        return int(v.fill)
+    if v.values.dtype == np.bool_:
+        return -1
+    info = np.iinfo(v.values.dtype)
+    return int(info.max) if info.min == 0 else int(info.min)

@@ -1,0 +1,274 @@
+"""grid_capture: exactness, footprint mask, integer variables, missing values, degenerate captures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from oco_l3.errors import CaptureDegenerate
+from oco_l3.gridding import GriddedSlice, grid_capture
+from oco_l3.grids import GridSpec
+from oco_l3.soundings import Soundings, Variable
+from oco_l3.targets import BBox
+
+BOX = BBox(-70.0, -34.0, -69.0, -33.0)
+GRID = GridSpec(BOX, 120, 100)
+
+
+def f_linear(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    return 410.0 + 3.0 * lat - 2.0 * lon
+
+
+def make_soundings(
+    n_side: int = 12,
+    centre: tuple[float, float] = (-33.5, -69.5),
+    spacing: float = 0.03,
+    size: float = 0.8,
+    angle: float = 0.4,
+    seed: int = 0,
+    count: int | None = None,
+) -> Soundings:
+    """A rotated, jittered lattice of footprints (quads of ``size`` x spacing, so gaps between them)."""
+    rng = np.random.default_rng(seed)
+    i, j = np.meshgrid(np.arange(n_side) - n_side / 2, np.arange(n_side) - n_side / 2, indexing="ij")
+    i, j = i.ravel() + rng.uniform(-0.1, 0.1, i.size), j.ravel() + rng.uniform(-0.1, 0.1, i.size)
+    if count is not None:
+        i, j = i[:count], j[:count]
+    ca, sa = np.cos(angle), np.sin(angle)
+
+    def at(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return centre[0] + spacing * (sa * a + ca * b), centre[1] + spacing * (ca * a - sa * b)
+
+    lat, lon = at(i, j)
+    corners = [(-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)]
+    vl = [at(i + size * a, j + size * b) for a, b in corners]
+    vlat = np.column_stack([v[0] for v in vl])
+    vlon = np.column_stack([v[1] for v in vl])
+    n = lat.size
+    flag = (np.arange(n) % 4 == 0).astype(np.int8)
+    variables = (
+        Variable("", "xco2", f_linear(lat, lon), {"units": "ppm"}),
+        Variable("Retrieval", "psurf", 1000.0 + 5 * lat + lon, {"units": "hPa"}),
+        Variable("", "xco2_quality_flag", flag, fill=-99),
+        Variable("", "sounding_id", (np.arange(n) * 7 + 3).astype(np.int64)),
+    )
+    return Soundings(
+        mission="oco3",
+        latitude=lat,
+        longitude=lon,
+        vertex_latitude=vlat,
+        vertex_longitude=vlon,
+        time=np.full(n, np.datetime64("2024-05-01T12:00:00", "ns")),
+        mode=np.full(n, 4, dtype=np.int8),
+        target_id=np.full(n, "fossil0001"),
+        target_name=np.full(n, "Synthetic"),
+        good=flag == 0,
+        variables=variables,
+        source="synthetic",
+    )
+
+
+def centres(grid: GridSpec) -> tuple[np.ndarray, np.ndarray]:
+    lon, lat = np.meshgrid(grid.longitude, grid.latitude)
+    return lat, lon
+
+
+def inside_any(s: Soundings, grid: GridSpec, scaling: float = 1.0) -> np.ndarray:
+    lat, lon = centres(grid)
+    out = np.zeros(grid.shape, dtype=bool)
+    for la, lo in zip(s.vertex_latitude, s.vertex_longitude, strict=True):
+        cla, clo = la.mean(), lo.mean()
+        poly = shapely.Polygon(np.column_stack([clo + scaling * (lo - clo), cla + scaling * (la - cla)]))
+        out |= shapely.contains_xy(poly, lon, lat)
+    return out
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic"])
+def test_linear_field_exact_at_every_finite_masked_cell(method: str) -> None:
+    s = make_soundings()
+    g = grid_capture(s, GRID, method)  # type: ignore[arg-type]
+    lat, lon = centres(GRID)
+    for sl in (g.pre, g.post):
+        assert sl is not None
+        xco2 = sl.full("xco2")
+        assert xco2.dtype == np.float32
+        finite = np.isfinite(xco2)
+        assert finite.sum() > 500
+        np.testing.assert_allclose(xco2[finite], f_linear(lat, lon)[finite].astype(np.float32), rtol=1e-6)
+        psurf = sl.full("Retrieval/psurf")
+        np.testing.assert_allclose(psurf[finite], (1000 + 5 * lat + lon)[finite].astype(np.float32), rtol=1e-6)
+
+
+def test_nan_outside_footprints_and_values_inside() -> None:
+    s = make_soundings()
+    g = grid_capture(s, GRID, "linear")
+    inside = inside_any(s, GRID)
+    xco2 = g.pre.full("xco2")
+    assert np.isnan(xco2[~inside]).all()
+    assert np.isfinite(xco2[inside]).mean() > 0.8  # the rest: inside a footprint but outside the centres' hull
+    # A cell centre in the gap between footprints, in the middle of the capture, is NaN; one inside a quad isn't.
+    lat, lon = centres(GRID)
+    d = np.hypot(lat - s.latitude[78], lon - s.longitude[78])
+    r, c = np.unravel_index(np.argmin(d), d.shape)
+    assert inside[r, c] and np.isfinite(xco2[r, c])
+    gap = (~inside) & (np.hypot(lat + 33.5, lon + 69.5) < 0.1)
+    assert gap.any() and np.isnan(xco2[gap]).all()
+
+
+def test_window_covers_the_data() -> None:
+    s = make_soundings()
+    sl = grid_capture(s, GRID, "cubic").pre
+    r0, r1, c0, c1 = sl.window
+    assert 0 < r1 - r0 < GRID.n_lat and 0 < c1 - c0 < GRID.n_lon
+    for key, arr in sl.data.items():
+        assert arr.shape == (r1 - r0, c1 - c0), key
+    assert sl.n_soundings == len(s)
+
+
+def test_nearest_returns_sounding_values() -> None:
+    s = make_soundings()
+    sl = grid_capture(s, GRID, "nearest").pre
+    xco2 = sl.full("xco2")
+    values = xco2[np.isfinite(xco2)]
+    assert np.isin(values, s.variable("xco2").values.astype(np.float32)).all()
+    assert np.isfinite(xco2[inside_any(s, GRID)]).all()
+
+
+def test_mask_scaling_enlarges() -> None:
+    s = make_soundings()
+    small = np.isfinite(grid_capture(s, GRID, "nearest").pre.full("xco2"))
+    large = np.isfinite(grid_capture(s, GRID, "nearest", mask_scaling=1.4).pre.full("xco2"))
+    assert (large >= small).all() and large.sum() > 1.3 * small.sum()
+    np.testing.assert_array_equal(large, inside_any(s, GRID, 1.4))
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic", "nearest"])
+def test_integer_variables_stay_integer_and_take_input_values(method: str) -> None:
+    s = make_soundings()
+    g = grid_capture(s, GRID, method)  # type: ignore[arg-type]
+    for sl in (g.pre, g.post):
+        assert sl is not None
+        ids = sl.full("sounding_id")
+        assert ids.dtype == np.int64
+        fill = sl.fills["sounding_id"]
+        assert fill == np.iinfo(np.int64).min
+        present = ids[ids != fill]
+        assert present.size > 500 and np.isin(present, s.variable("sounding_id").values).all()
+        np.testing.assert_array_equal(ids == fill, np.isnan(sl.full("xco2")) & (ids == fill))
+        qf = sl.full("xco2_quality_flag")
+        assert qf.dtype == np.int8 and sl.fills["xco2_quality_flag"] == -99
+        assert set(np.unique(qf)) <= {-99, 0, 1}
+    assert g.post is not None
+    post_qf = g.post.full("xco2_quality_flag")
+    assert set(np.unique(post_qf)) == {-99, 0}  # only good soundings feed the post-QF slice
+
+
+def test_post_qf_uses_good_soundings_only() -> None:
+    s = make_soundings()
+    g = grid_capture(s, GRID, "linear")
+    assert g.post is not None
+    assert g.post.n_soundings == int(s.good.sum())
+    pre, post = np.isfinite(g.pre.full("xco2")), np.isfinite(g.post.full("xco2"))
+    assert post.sum() < pre.sum() and not (post & ~inside_any(s.take(s.good), GRID)).any()
+    assert g.pre.attrs["xco2"]["units"] == "ppm"
+
+
+def test_no_good_soundings_gives_no_post_slice() -> None:
+    s = make_soundings()
+    from dataclasses import replace
+
+    g = grid_capture(replace(s, good=np.zeros(len(s), dtype=bool)), GRID, "cubic")
+    assert g.post is None and np.isfinite(g.pre.full("xco2")).any()
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic"])
+def test_missing_values_do_not_leak(method: str) -> None:
+    s = make_soundings()
+    xco2 = s.variable("xco2").values.copy()
+    xco2[::9] = np.nan
+    s2 = Soundings(**{**s.__dict__, "variables": (Variable("", "xco2", xco2), *s.variables[1:])})
+    g = grid_capture(s2, GRID, method)  # type: ignore[arg-type]
+    out = g.pre.full("xco2")
+    lat, lon = centres(GRID)
+    finite = np.isfinite(out)
+    assert finite.sum() > 100
+    assert np.nanmin(out) > 300 and np.nanmax(out) < 600
+    np.testing.assert_allclose(out[finite], f_linear(lat, lon)[finite].astype(np.float32), rtol=1e-6)
+    # Other variables are not affected by the holes in xco2.
+    np.testing.assert_array_equal(np.isfinite(g.pre.full("Retrieval/psurf")), np.isfinite(grid_capture(s, GRID, method).pre.full("Retrieval/psurf")))  # type: ignore[arg-type]
+    # The cell at a missing sounding's centre is missing.
+    d = np.hypot(lat - s.latitude[9], lon - s.longitude[9])
+    assert np.isnan(out.flat[np.argmin(d)])
+
+
+def test_missing_integer_values_stay_fill() -> None:
+    s = make_soundings()
+    qf = s.variable("xco2_quality_flag").values.copy()
+    qf[:] = -99
+    s2 = Soundings(**{**s.__dict__, "variables": (*s.variables[:2], Variable("", "xco2_quality_flag", qf, fill=-99))})
+    out = grid_capture(s2, GRID, "cubic").pre.full("xco2_quality_flag")
+    assert (out == -99).all()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("method", ["linear", "cubic", "nearest"])
+def test_few_soundings_do_not_crash(count: int, method: str) -> None:
+    s = make_soundings(n_side=2, count=count, spacing=0.1, size=0.9)
+    g = grid_capture(s, GRID, method)  # type: ignore[arg-type]
+    xco2 = g.pre.full("xco2")
+    assert np.isfinite(xco2).any() or count == 3  # with 3 points the hull may miss the masked cells
+    assert np.isin(g.pre.full("sounding_id")[inside_any(s, GRID)], s.variable("sounding_id").values).all()
+
+
+def test_collinear_soundings_do_not_crash() -> None:
+    s = make_soundings(n_side=12, spacing=0.03)
+    line = np.flatnonzero(np.abs(np.arange(len(s)) % 12 - 5) == 0)  # one column of the lattice
+    sub = s.take(line)
+    from dataclasses import replace
+
+    sub = replace(sub, latitude=np.linspace(-33.8, -33.2, len(sub)), longitude=np.full(len(sub), -69.5))
+    g = grid_capture(sub, GRID, "cubic")
+    assert np.isfinite(g.pre.full("xco2")).any()
+
+
+def test_zero_soundings_raise_capture_degenerate() -> None:
+    s = make_soundings()
+    with pytest.raises(CaptureDegenerate):
+        grid_capture(s.take(np.zeros(len(s), dtype=bool)), GRID)
+
+
+def test_capture_outside_grid_gives_empty_slices() -> None:
+    s = make_soundings(centre=(10.0, 10.0))
+    g = grid_capture(s, GRID, "cubic")
+    assert g.pre.empty and g.pre.window[1] - g.pre.window[0] == 0
+    full = g.pre.full("xco2")
+    assert full.shape == GRID.shape and np.isnan(full).all()
+    assert (g.pre.full("sounding_id") == g.pre.fills["sounding_id"]).all()
+
+
+def test_one_by_one_grid() -> None:
+    s = make_soundings(n_side=4, spacing=0.2, size=0.99)
+    grid = GridSpec(BBox(-69.52, -33.52, -69.48, -33.48), 1, 1)
+    g = grid_capture(s, grid, "cubic")
+    sl: GriddedSlice = g.pre
+    assert sl.full("xco2").shape == (1, 1)
+    if not sl.empty:
+        assert sl.window == (0, 1, 0, 1)
+        value = sl.full("xco2")[0, 0]
+        assert np.isnan(value) or np.isclose(value, f_linear(np.array(-33.5), np.array(-69.5)), rtol=1e-6)
+
+
+def test_vertex_order_either_way() -> None:
+    s = make_soundings()
+    from dataclasses import replace
+
+    flipped = replace(s, vertex_latitude=s.vertex_latitude[:, ::-1], vertex_longitude=s.vertex_longitude[:, ::-1])
+    a = grid_capture(s, GRID, "linear").pre.full("xco2")
+    b = grid_capture(flipped, GRID, "linear").pre.full("xco2")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_method_raises() -> None:
+    with pytest.raises(ValueError):
+        grid_capture(make_soundings(), GRID, "bicubic")  # type: ignore[arg-type]

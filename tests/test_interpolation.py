@@ -1,0 +1,128 @@
+"""PointInterpolator: exactness, NaN policy, nearest for any dtype, degenerate point sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oco_l3.errors import CaptureDegenerate
+from oco_l3.interpolation import PointInterpolator
+
+
+def scattered(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-70.5, -69.5, n), rng.uniform(-33.5, -32.5, n)
+
+
+def inner_points(m: int = 400, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(-70.3, -69.7, m), rng.uniform(-33.3, -32.7, m)])
+
+
+def linear(lon: np.ndarray, lat: np.ndarray, k: int = 0) -> np.ndarray:
+    return 400.0 + k + 2.5 * lat - 1.25 * lon
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic"])
+def test_linear_field_is_exact_for_all_columns(method: str) -> None:
+    lon, lat = scattered()
+    values = np.column_stack([linear(lon, lat, k) for k in range(4)])
+    xi = inner_points()
+    out = PointInterpolator(lon, lat).evaluate(values, xi, method)  # type: ignore[arg-type]
+    want = np.column_stack([linear(xi[:, 0], xi[:, 1], k) for k in range(4)])
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, want, rtol=1e-9)
+
+
+def test_nearest_returns_point_values_of_any_dtype() -> None:
+    lon, lat = scattered(50)
+    interp = PointInterpolator(lon, lat)
+    ids = np.arange(50, dtype=np.int16)[:, None]
+    got = interp.nearest(ids, np.column_stack([lon, lat]))
+    assert got.dtype == np.int16
+    np.testing.assert_array_equal(got[:, 0], ids[:, 0])
+    out = interp.evaluate(np.arange(50.0), np.column_stack([lon + 1e-7, lat]), "nearest")
+    np.testing.assert_array_equal(out[:, 0], np.arange(50.0))
+
+
+def test_outside_hull_is_nan_for_linear_and_cubic() -> None:
+    lon, lat = scattered()
+    far = np.array([[-60.0, -33.0]])
+    interp = PointInterpolator(lon, lat)
+    for method in ("linear", "cubic"):
+        assert np.isnan(interp.evaluate(linear(lon, lat), far, method)).all()  # type: ignore[arg-type]
+    assert np.isfinite(interp.evaluate(linear(lon, lat), far, "nearest")).all()
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic", "nearest"])
+def test_missing_values_stay_missing_and_do_not_poison(method: str) -> None:
+    lon, lat = scattered(400)
+    good = linear(lon, lat)
+    holed = good.copy()
+    holed[::37] = np.nan  # a few missing soundings in one variable only
+    values = np.column_stack([good, holed])
+    xi = inner_points(2000)
+    interp = PointInterpolator(lon, lat)
+    out = interp.evaluate(values, xi, method)  # type: ignore[arg-type]
+    want = linear(xi[:, 0], xi[:, 1])
+    # The complete column is untouched by the other column's holes.
+    assert np.isfinite(out[:, 0]).all() if method == "nearest" else np.isfinite(out[:, 0]).mean() > 0.99
+    # The holed column: NaN near the holes, exact elsewhere, never a fill-like number.
+    nan = np.isnan(out[:, 1])
+    assert 0 < nan.sum() < 0.5 * len(xi)
+    if method != "nearest":
+        np.testing.assert_allclose(out[~nan, 1], want[~nan], rtol=1e-9)
+        # Exactly the points whose containing triangle touches a missing vertex are NaN.
+        assert interp.tri is not None
+        simplex = interp.tri.find_simplex(interp.to_plane(xi))
+        touched = np.isnan(holed)[interp.tri.simplices[simplex]].any(axis=1)
+        np.testing.assert_array_equal(nan, touched)
+    else:
+        np.testing.assert_array_equal(nan, np.isnan(holed[interp.nearest_index(xi)]))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_few_points_do_not_crash(n: int) -> None:
+    lon, lat = scattered(n)
+    interp = PointInterpolator(lon, lat)
+    out = interp.evaluate(np.arange(float(n)), np.column_stack([lon, lat]), "cubic")
+    assert out.shape == (n, 1)
+    if n < 3:
+        assert interp.degenerate
+        np.testing.assert_array_equal(out[:, 0], np.arange(float(n)))
+
+
+def test_collinear_and_duplicate_points_fall_back_to_nearest() -> None:
+    t = np.linspace(0, 1, 20)
+    interp = PointInterpolator(-70 + t, -33 + 0.5 * t)
+    assert interp.degenerate
+    out = interp.evaluate(t, np.array([[-69.5, -32.75]]), "linear")
+    assert out[0, 0] in t
+    dup = PointInterpolator(np.full(5, -70.0), np.full(5, -33.0))
+    assert dup.degenerate
+    assert dup.evaluate(np.ones(5), np.array([[-70.0, -33.0]]), "cubic")[0, 0] == 1.0
+
+
+def test_no_finite_point_raises_capture_degenerate() -> None:
+    with pytest.raises(CaptureDegenerate):
+        PointInterpolator(np.array([np.nan]), np.array([1.0]))
+    with pytest.raises(CaptureDegenerate):
+        PointInterpolator(np.zeros(0), np.zeros(0))
+
+
+def test_non_finite_points_are_ignored() -> None:
+    lon, lat = scattered(100)
+    lon[5] = np.nan
+    values = linear(lon, lat)
+    values[5] = 1e9  # would show up if the point were used
+    out = PointInterpolator(lon, lat).evaluate(values, inner_points(), "linear")
+    assert np.nanmax(out) < 1000
+
+
+def test_unknown_method_and_wrong_length_raise() -> None:
+    lon, lat = scattered(10)
+    interp = PointInterpolator(lon, lat)
+    with pytest.raises(ValueError):
+        interp.evaluate(np.zeros(10), inner_points(3), "bilinear")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        interp.evaluate(np.zeros(9), inner_points(3), "linear")
