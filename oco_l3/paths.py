@@ -31,6 +31,11 @@ def _is_url(root: str) -> bool:
     return "://" in root
 
 
+def check_component(part: str) -> None:
+    """Raise :class:`UnsafePath` unless ``part`` is one safe path component."""
+    _check_part(part)
+
+
 def _check_part(part: str) -> None:
     if not isinstance(part, str) or not is_safe_id(part):
         raise UnsafePath(f"path component '{_shown(str(part))}' is not a safe name (letters, digits, _ - . + only)")
