@@ -264,3 +264,25 @@ def _timed(path: Path) -> float:
     s = read_granule(path)
     assert len(s) == 90_600
     return time.perf_counter() - start
+
+
+def test_granule_with_no_soundings(tmp_path: Path) -> None:
+    import netCDF4
+
+    path = tmp_path / "oco3_LtCO2_211218_B11072Ar_240915205334s.nc4"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("sounding_id", None)
+        nc.createDimension("vertices", 4)
+        for name in ("latitude", "longitude", "xco2"):
+            nc.createVariable(name, "f4", ("sounding_id",))
+        nc.createVariable("time", "f8", ("sounding_id",))
+        for name in ("vertex_latitude", "vertex_longitude"):
+            nc.createVariable(name, "f4", ("sounding_id", "vertices"))
+        nc.createVariable("xco2_quality_flag", "i1", ("sounding_id",))
+        group = nc.createGroup("Sounding")
+        group.createVariable("operation_mode", "i1", ("sounding_id",))
+        group.createVariable("target_id", str, ("sounding_id",))
+        group.createVariable("target_name", str, ("sounding_id",))
+    s = read_granule(path)
+    assert len(s) == 0 and s.time.dtype == np.dtype("datetime64[ns]") and s.target_id.shape == (0,)
+    assert [v.key for v in s.variables] == ["xco2_quality_flag", "xco2"]
