@@ -1,0 +1,140 @@
+"""Granule discovery in NASA CMR through ``earthaccess.search_data`` (no login needed to search).
+
+``search_granules(short_name, temporal, version=, bbox= | polygon=, tracks=)`` returns :class:`GranuleRef` values.
+For ATL08 (or any product) the result can be narrowed to the reference ground tracks (RGTs) that cross the
+polygon when a tracks file is given: a GeoJSON FeatureCollection of RGT lines with an ``rgt`` property, or a
+text/CSV file with one RGT number per line. The RGT of a granule comes from its name (``_ttttccss_``).
+This module never logs in and never downloads; authentication belongs to the caller (flows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oco_l3.errors import ConfigInvalid, SourceThrottled, SourceUnavailable
+from oco_l3.icesat2.readers import granule_rgt
+
+log = logging.getLogger(__name__)
+
+SHORT_NAMES = {"icesat2-seaice": "ATL10", "icesat2-landice": "ATL06", "icesat2-canopy": "ATL08"}
+
+
+@dataclass(frozen=True)
+class GranuleRef:
+    """One CMR granule: its name (GranuleUR), concept id, data URLs and RGT; ``raw`` is earthaccess' object."""
+
+    name: str
+    concept_id: str | None
+    urls: tuple[str, ...]
+    rgt: int | None
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+def _ref(granule: Any) -> GranuleRef:
+    umm = granule.get("umm", {}) if hasattr(granule, "get") else {}
+    meta = granule.get("meta", {}) if hasattr(granule, "get") else {}
+    name = str(umm.get("GranuleUR") or meta.get("native-id") or "")
+    urls: list[str] = []
+    if hasattr(granule, "data_links"):
+        urls = list(granule.data_links())
+    else:
+        urls = [u.get("URL", "") for u in umm.get("RelatedUrls", []) if u.get("Type") == "GET DATA"]
+    base = Path(urls[0]).name if urls else name
+    return GranuleRef(name or base, meta.get("concept-id"), tuple(urls), granule_rgt(base) or granule_rgt(name),
+                      granule)
+
+
+def polygon_ring(polygon: Any) -> list[tuple[float, float]]:
+    """A shapely polygon (or coordinate list) as the counter-clockwise closed lon/lat ring CMR expects."""
+    from shapely.geometry import Polygon
+    from shapely.geometry.polygon import orient
+
+    poly = polygon if hasattr(polygon, "exterior") else Polygon(polygon)
+    if poly.geom_type != "Polygon" or poly.is_empty:
+        raise ConfigInvalid("search polygon must be a single, non-empty polygon")
+    return [(float(x), float(y)) for x, y in orient(poly, sign=1.0).exterior.coords]
+
+
+def load_tracks(path: str | Path) -> dict[int, Any]:
+    """RGT -> geometry from a GeoJSON FeatureCollection (``rgt``/``RGT`` property); text files give no geometry."""
+    from shapely.geometry import shape
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigInvalid(f"{p}: cannot read tracks file ({type(exc).__name__})") from None
+    if p.suffix.lower() in (".geojson", ".json"):
+        try:
+            doc = json.loads(text)
+            tracks: dict[int, Any] = {}
+            for feat in doc.get("features", []):
+                props = feat.get("properties") or {}
+                rgt = props.get("rgt", props.get("RGT"))
+                geom = shape(feat["geometry"])
+                tracks[int(rgt)] = geom if int(rgt) not in tracks else tracks[int(rgt)].union(geom)
+            return tracks
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigInvalid(f"{p}: not a GeoJSON FeatureCollection of RGT lines ({type(exc).__name__})") from None
+    rgts = [int(m) for m in re.findall(r"\b(\d{1,4})\b", text)]
+    return {r: None for r in rgts if 1 <= r <= 1387}
+
+
+def rgts_crossing(tracks: dict[int, Any], polygon: Any | None) -> set[int]:
+    """The RGTs whose line intersects the polygon (all listed RGTs when there is no geometry or polygon)."""
+    if polygon is None:
+        return set(tracks)
+    return {rgt for rgt, geom in tracks.items() if geom is None or geom.intersects(polygon)}
+
+
+def search_granules(
+    short_name: str,
+    temporal: tuple[str, str],
+    version: str | None = None,
+    bbox: Sequence[float] | None = None,
+    polygon: Any | None = None,
+    tracks: str | Path | None = None,
+    search: Callable[..., list[Any]] | None = None,
+) -> list[GranuleRef]:
+    """Search CMR; ``search`` defaults to ``earthaccess.search_data`` (injectable for tests)."""
+    if bbox is not None and polygon is not None:
+        raise ConfigInvalid("search: give bbox or polygon, not both")
+    kwargs: dict[str, Any] = {"short_name": short_name, "temporal": tuple(temporal)}
+    if version:
+        kwargs["version"] = version
+    if bbox is not None:
+        kwargs["bounding_box"] = tuple(float(v) for v in bbox)
+    if polygon is not None:
+        kwargs["polygon"] = polygon_ring(polygon)
+    if search is None:
+        import earthaccess
+
+        search = earthaccess.search_data
+    try:
+        found = search(**kwargs)
+    except Exception as exc:  # noqa: BLE001 -- any client/transport error of the search is a source failure
+        text = str(exc)
+        if "429" in text or "SlowDown" in text:
+            raise SourceThrottled(f"CMR search {short_name}: throttled ({type(exc).__name__})") from None
+        raise SourceUnavailable(f"CMR search {short_name}: {type(exc).__name__}: {text.splitlines()[0][:160] if text else ''}") from None
+    refs = [_ref(g) for g in found]
+    if tracks is not None:
+        from shapely.geometry import box
+
+        area = polygon if polygon is not None else (box(*bbox) if bbox is not None else None)
+        if area is not None and not hasattr(area, "exterior"):
+            from shapely.geometry import Polygon
+
+            area = Polygon(area)
+        wanted = rgts_crossing(load_tracks(tracks), area)
+        before = len(refs)
+        refs = [r for r in refs if r.rgt in wanted]
+        log.info("CMR %s: %d of %d granules on the %d RGTs crossing the area", short_name, len(refs), before,
+                 len(wanted))
+    return refs
