@@ -1,0 +1,695 @@
+"""The global daily product: every SAM/target capture of a day, all missions, on one global grid per QF pass.
+
+Layout. One Zarr v2 store per QF pass at ``<root>/<naming.pre_qf|post_qf>`` (consolidated, readable with
+``xr.open_zarr``), one time slice per day at 00:00 UTC. Variables carry the mission prefix of the reference product
+(``OCO3_global_``, ``OCO2_global_``, ``OCO3_SIF_global_``); a variable of a source group stays in a Zarr group of that
+name with the prefixed variable name inside (``Retrieval/OCO3_global_psurf``), as the reference writes it. Each group
+carries its own ``time``/``latitude``/``longitude`` coordinates.
+
+Per-cell layers (OCO-3 and OCO-3 SIF): ``<prefix>_target_id`` (int32, fill -1) is an index into the variable's
+``target_ids`` attribute (the list of target ids; an id keeps its index for the life of the store, new ids are
+appended), ``<prefix>_target_type`` (int8, fill -1; 1 fossil, 2 ecostress, 3 sif, 4 volcano, 5 tccon, 6 other, the
+reference's codes) and ``<prefix>_operation_mode`` (int8, fill -1; normalised Lite FP codes, 2 target, 4 SAM, of the
+nearest sounding).
+
+Overlaps on one day: per cell and mission, the capture whose nearest sounding is later wins (ties: the capture that
+starts later). The winner's values replace all of that mission's variables in the cell, missing ones included.
+
+Masking, QF, fill and exactness rules are those of :mod:`oco_l3.gridding` (each capture is gridded alone in its own
+window, see :mod:`oco_l3.global_grid`). A mission without input on a day has no data that day: its variables are
+all-fill there (:attr:`GlobalDayResult.absent`). Re-running a day replaces the whole day.
+
+Storage. Chunks are ``(1, chunking.latitude, chunking.longitude)``: one day per chunk, so a day's objects are exactly
+``<var>/<day index>/...`` (``dimension_separator`` ``/``). Only chunks that hold data are written; replacing a day
+deletes the old day's chunks (listed under ``<var>/<i>/`` only); inserting a day before the last shifts the later
+days' chunk objects by one index (cost grows with the days after the insertion point, not with the grid). Writes go
+through the transaction overlay of :mod:`oco_l3._txn` under the per-store lock of :mod:`oco_l3.stores`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import fsspec
+import numcodecs
+import numpy as np
+
+import oco_l3
+from oco_l3 import _txn
+from oco_l3._objectstore import ObjectStore
+from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, StoreCorrupt, one_line
+from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
+from oco_l3.grids import GridSpec
+from oco_l3.soundings import MISSIONS, Mission
+from oco_l3.targets import Target
+
+log = logging.getLogger(__name__)
+
+QF = Literal["pre", "post"]
+PREFIX: Mapping[str, str] = {"oco3": "OCO3_global", "oco2": "OCO2_global", "oco3_sif": "OCO3_SIF_global"}
+#: Missions that get the per-cell target id / target type / operation mode layers.
+LAYER_MISSIONS: tuple[Mission, ...] = ("oco3", "oco3_sif")
+TYPE_CODES: Mapping[str, int] = {"fossil": 1, "ecostress": 2, "sif": 3, "volcano": 4, "tccon": 5, "other": 6}
+LAYER_FILL = -1
+TIME_UNITS = "microseconds since 1970-01-01T00:00:00"
+TIME_CHUNK = 1024
+COORDS = ("time", "latitude", "longitude")
+_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+_DROP_ATTRS = {"_FillValue", "missing_value", "_ARRAY_DIMENSIONS", "dtype", "scale_factor", "add_offset"}
+_NO_TIME = np.iinfo(np.int64).min
+
+
+# --- names ---------------------------------------------------------------------------------------------------
+def output_key(mission: str, key: str) -> str:
+    """``xco2`` -> ``OCO3_global_xco2``; ``Retrieval/psurf`` -> ``Retrieval/OCO3_global_psurf``."""
+    group, _, name = key.rpartition("/")
+    out = f"{PREFIX[mission]}_{name}"
+    return f"{group}/{out}" if group else out
+
+
+def layer_keys(mission: str) -> dict[str, str]:
+    """The per-cell layer keys of ``mission`` (empty for missions without layers)."""
+    if mission not in LAYER_MISSIONS:
+        return {}
+    p = PREFIX[mission]
+    return {"target_id": f"{p}_target_id", "target_type": f"{p}_target_type", "operation_mode": f"{p}_operation_mode"}
+
+
+def _layer_attrs(mission: str) -> dict[str, dict[str, Any]]:
+    name = "OCO-3 SIF" if mission == "oco3_sif" else "OCO-3"
+    keys = layer_keys(mission)
+    return {
+        keys["target_id"]: {
+            "long_name": f"{name} target (or SAM) id of the capture in the cell",
+            "comment": "value i is the target id target_ids[i]; -1 where there is no capture",
+            "units": "1", "target_ids": [],
+        },
+        keys["target_type"]: {
+            "long_name": f"{name} target type: 1=fossil, 2=ecostress, 3=sif, 4=volcano, 5=tccon, 6=other",
+            "flag_values": list(TYPE_CODES.values()), "flag_meanings": " ".join(TYPE_CODES), "units": "1",
+        },
+        keys["operation_mode"]: {
+            "long_name": f"{name} operation mode of the nearest sounding: 2=Target, 4=Snapshot Area Map",
+            "flag_values": [2, 4], "flag_meanings": "target snapshot_area_map", "units": "1",
+        },
+    }
+
+
+# --- one day on the canvas -----------------------------------------------------------------------------------
+@dataclass
+class DayCanvas:
+    """One QF pass of one day: global chunk-shaped tiles, only where captures are (see the module docstring)."""
+
+    grid: GridSpec
+    chunks: tuple[int, int]
+    tiles: dict[tuple[int, int], dict[str, np.ndarray]] = field(default_factory=dict)
+    best: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
+    fills: dict[str, float | int] = field(default_factory=dict)
+    dtypes: dict[str, np.dtype] = field(default_factory=dict)
+    attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mission_keys: dict[str, set[str]] = field(default_factory=dict)
+    target_ids: dict[str, list[str]] = field(default_factory=dict)
+
+    def declare(self, key: str, dtype: np.dtype, fill: float | int, attrs: Mapping[str, Any]) -> None:
+        if key not in self.dtypes:
+            self.dtypes[key] = np.dtype(dtype)
+            self.fills[key] = fill
+            self.attrs[key] = {k: v for k, v in attrs.items() if k not in _DROP_ATTRS}
+
+    def target_index(self, mission: str, target_id: str) -> int:
+        ids = self.target_ids.setdefault(mission, [])
+        if target_id not in ids:
+            ids.append(target_id)
+        return ids.index(target_id)
+
+    def _tile(self, tr: int, tc: int, key: str) -> np.ndarray:
+        tile = self.tiles.setdefault((tr, tc), {})
+        if key not in tile:
+            tile[key] = np.full(self.chunks, self.fills[key], dtype=self.dtypes[key])
+        return tile[key]
+
+    def paint(self, mission: str, piece: GlobalPiece, target: Target, target_index: int) -> None:
+        """Place one capture piece: per cell, the later sounding wins (see the module docstring)."""
+        values: dict[str, tuple[np.ndarray, float | int]] = {}
+        for key, arr in piece.data.items():
+            out = output_key(mission, key)
+            fill: float | int = piece.fills.get(key, np.nan) if arr.dtype.kind in "iub" else np.nan
+            self.declare(out, np.dtype(np.float32) if arr.dtype.kind == "f" else arr.dtype, fill,
+                         piece.attrs.get(key, {}))
+            values[out] = (arr, fill)
+        layers = layer_keys(mission)
+        if layers:
+            shape = piece.time.shape
+            values[layers["target_id"]] = (np.full(shape, target_index, np.int32), LAYER_FILL)
+            values[layers["target_type"]] = (np.full(shape, TYPE_CODES.get(target.type, 6), np.int8), LAYER_FILL)
+            values[layers["operation_mode"]] = (piece.mode.astype(np.int8), LAYER_FILL)
+            for key, attrs in _layer_attrs(mission).items():
+                self.declare(key, values[key][0].dtype, LAYER_FILL, attrs)
+        keys = self.mission_keys.setdefault(mission, set())
+        keys.update(values)
+        for (tr, tc), ps, ts in self._overlaps(piece.window):
+            self._paint_tile(mission, keys, values, piece.time[ps], tr, tc, ps, ts)
+
+    def _paint_tile(
+        self, mission: str, keys: set[str], values: Mapping[str, tuple[np.ndarray, float | int]],
+        t_new: np.ndarray, tr: int, tc: int, ps: tuple[slice, slice], ts: tuple[slice, slice],
+    ) -> None:
+        best = self.best.setdefault((mission, tr, tc), np.full(self.chunks, _NO_TIME, dtype=np.int64))
+        win = (t_new != _NO_TIME) & (t_new >= best[ts])
+        if not win.any():
+            return
+        best[ts][win] = t_new[win]
+        tile = self.tiles.get((tr, tc), {})
+        for key in keys:
+            if key not in values and key not in tile:
+                continue  # nothing to overwrite: the tile has no such array yet, so it is fill already
+            target = self._tile(tr, tc, key)[ts]
+            if key in values:
+                target[win] = values[key][0][ps][win]
+            else:
+                target[win] = self.fills[key]
+
+    def _overlaps(self, window: tuple[int, int, int, int]) -> Iterable[tuple[tuple[int, int], tuple[slice, slice], tuple[slice, slice]]]:
+        r0, r1, c0, c1 = window
+        ch, cw = self.chunks
+        for tr in range(r0 // ch, (r1 - 1) // ch + 1):
+            a0, a1 = max(r0, tr * ch), min(r1, (tr + 1) * ch)
+            for tc in range(c0 // cw, (c1 - 1) // cw + 1):
+                b0, b1 = max(c0, tc * cw), min(c1, (tc + 1) * cw)
+                yield (tr, tc), (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0)), (
+                    slice(a0 - tr * ch, a1 - tr * ch), slice(b0 - tc * cw, b1 - tc * cw))
+
+
+# --- the store -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GlobalCommit:
+    store_path: str
+    day: np.datetime64
+    n_times: int
+    chunks_written: int
+    objects_written: int
+    objects_deleted: int
+
+
+def _fill_json(fill: float | int) -> Any:
+    if isinstance(fill, float) and math.isnan(fill):
+        return "NaN"
+    return fill
+
+
+def _zarray(shape: Sequence[int], chunks: Sequence[int], dtype: np.dtype, fill: Any) -> bytes:
+    doc = {"zarr_format": 2, "shape": list(shape), "chunks": list(chunks), "dtype": np.dtype(dtype).str,
+           "compressor": _COMPRESSOR.get_config(), "fill_value": fill, "order": "C", "filters": None,
+           "dimension_separator": "/"}
+    return json.dumps(doc, indent=2).encode()
+
+
+def _json(doc: Any) -> bytes:
+    return json.dumps(_jsonable(doc), indent=2, allow_nan=True).encode()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _iso(us: int) -> str:
+    return str(np.datetime64(us, "us").astype("datetime64[s]")) + "Z"
+
+
+def _encode(arr: np.ndarray) -> bytes:
+    return bytes(_COMPRESSOR.encode(np.ascontiguousarray(arr)))
+
+
+class _GlobalWriter:
+    """Writes one day into one global store through a transaction overlay (caller holds the lock)."""
+
+    def __init__(self, store: ObjectStore, overlay: _txn.Overlay, grid: GridSpec, chunks: tuple[int, int]):
+        self.store = store
+        self.overlay = overlay
+        self.grid = grid
+        self.chunks = chunks
+        raw = overlay.raw(".zmetadata")
+        try:
+            self.meta: dict[str, Any] = dict(json.loads(raw)["metadata"]) if raw is not None else {}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreCorrupt(f"store {store.root} has unreadable consolidated metadata: {exc}") from exc
+        if raw is None and overlay.raw(".zgroup") is not None:
+            raise StoreCorrupt(f"store {store.root} has no consolidated metadata")
+
+    # -- reading --
+    def arrays(self) -> set[str]:
+        return {k[: -len("/.zarray")] for k in self.meta if k.endswith("/.zarray")
+                and k.rsplit("/", 2)[-2] not in COORDS}
+
+    def old_times(self) -> np.ndarray:
+        doc = self.meta.get("time/.zarray")
+        if doc is None:
+            return np.zeros(0, dtype=np.int64)
+        n = int(doc["shape"][0])
+        parts = []
+        for k in range(math.ceil(n / TIME_CHUNK)):
+            raw = self.overlay.raw(f"time/{k}")
+            if raw is None:
+                raise StoreCorrupt(f"store {self.store.root}: time chunk {k} is missing")
+            parts.append(np.frombuffer(_COMPRESSOR.decode(raw), dtype="<i8"))
+        times = np.concatenate(parts)[:n] if parts else np.zeros(0, dtype=np.int64)
+        if times.size and np.any(np.diff(times) <= 0):
+            raise StoreCorrupt(f"store {self.store.root} has a time axis that is not strictly increasing")
+        return times
+
+    def check_grid(self) -> None:
+        for name, want in (("latitude", self.grid.latitude), ("longitude", self.grid.longitude)):
+            doc = self.meta.get(f"{name}/.zarray")
+            raw = self.overlay.raw(f"{name}/0")
+            if doc is None or raw is None or int(doc["shape"][0]) != want.shape[0]:
+                raise StoreCorrupt(f"store {self.store.root} has a different {name} grid than the new day")
+            have = np.frombuffer(_COMPRESSOR.decode(raw), dtype="<f8")[: want.shape[0]]
+            if not np.allclose(have, want, rtol=0, atol=1e-9):
+                raise StoreCorrupt(f"store {self.store.root} has a different {name} grid than the new day")
+
+    # -- writing --
+    def put(self, key: str, data: bytes) -> None:
+        self.overlay.writes[key] = data
+        self.overlay.deletes.discard(key)
+
+    def drop(self, key: str) -> None:
+        self.overlay.writes.pop(key, None)
+        self.overlay.deletes.add(key)
+
+    def day_objects(self, key: str, index: int) -> list[str]:
+        return [f"{key}/{index}/{rel}" for rel in self.store.walk_files(f"{key}/{index}")]
+
+    def write_day(self, day_us: int, canvas: DayCanvas, keys: set[str], attrs: dict[str, Any]) -> tuple[int, int]:
+        """Insert or replace the day; returns (number of times, chunks written)."""
+        existing = self.arrays()
+        if existing or "time/.zarray" in self.meta:
+            self.check_grid()
+        old = self.old_times()
+        pos = int(np.searchsorted(old, day_us))
+        replace = pos < old.size and int(old[pos]) == day_us
+        times = old if replace else np.insert(old, pos, day_us)
+        for key in sorted(existing):
+            if replace:
+                for obj in self.day_objects(key, pos):
+                    self.drop(obj)
+            elif pos < old.size:
+                self._shift(key, pos, old.size)
+        written = self._write_chunks(pos, canvas)
+        attrs = dict(attrs, time_coverage_start=_iso(int(times[0])), time_coverage_end=_iso(int(times[-1])))
+        self._write_metadata(times, pos, canvas, existing | keys, attrs)
+        return int(times.size), written
+
+    def _shift(self, key: str, pos: int, n_old: int) -> None:
+        """Move the chunk objects of days ``pos..n_old-1`` one index up (an insertion before the end)."""
+        for j in range(n_old - 1, pos - 1, -1):
+            for rel in self.store.walk_files(f"{key}/{j}"):
+                data = self.store.read(f"{key}/{j}/{rel}")
+                if data is not None:
+                    self.put(f"{key}/{j + 1}/{rel}", data)
+                self.drop(f"{key}/{j}/{rel}")
+
+    def _write_chunks(self, index: int, canvas: DayCanvas) -> int:
+        n = 0
+        for (tr, tc), tile in canvas.tiles.items():
+            for key, arr in tile.items():
+                fill = canvas.fills[key]
+                empty = np.isnan(arr).all() if arr.dtype.kind == "f" else bool((arr == fill).all())
+                if empty:
+                    continue
+                self.put(f"{key}/{index}/{tr}/{tc}", _encode(arr))
+                n += 1
+        return n
+
+    def _write_metadata(
+        self, times: np.ndarray, pos: int, canvas: DayCanvas, keys: set[str], attrs: dict[str, Any]
+    ) -> None:
+        groups = sorted({k.split("/")[0] for k in keys if "/" in k})
+        for group in ["", *groups]:
+            prefix = f"{group}/" if group else ""
+            self.put(f"{prefix}.zgroup", _json({"zarr_format": 2}))
+            self.put(f"{prefix}.zattrs", _json(attrs if not group else {}))
+            self._write_coords(prefix, times, pos)
+        shape = (int(times.size), self.grid.n_lat, self.grid.n_lon)
+        for key in sorted(keys):
+            old = self.meta.get(f"{key}/.zarray")
+            if old is not None:
+                doc = dict(old, shape=list(shape))
+                self.put(f"{key}/.zarray", _json(doc))
+            else:
+                self.put(f"{key}/.zarray", _zarray(shape, (1, *self.chunks), canvas.dtypes[key],
+                                                   _fill_json(canvas.fills[key])))
+            var_attrs = dict(self.meta.get(f"{key}/.zattrs", {}))
+            var_attrs.update(canvas.attrs.get(key, {}))
+            if key.endswith("_target_id"):
+                var_attrs["target_ids"] = _merged_ids(self.meta.get(f"{key}/.zattrs", {}), canvas, key)
+            var_attrs["_ARRAY_DIMENSIONS"] = list(COORDS)
+            self.put(f"{key}/.zattrs", _json(var_attrs))
+        self._consolidate(["", *groups])
+
+    def _write_coords(self, prefix: str, times: np.ndarray, pos: int) -> None:
+        n = int(times.size)
+        self.put(f"{prefix}time/.zarray", _zarray((n,), (TIME_CHUNK,), np.dtype("<i8"), None))
+        self.put(f"{prefix}time/.zattrs", _json({
+            "_ARRAY_DIMENSIONS": ["time"], "units": TIME_UNITS, "calendar": "standard", "standard_name": "time",
+            "long_name": "day (00:00 UTC)", "axis": "T"}))
+        first = 0 if f"{prefix}time/.zarray" not in self.meta else pos // TIME_CHUNK
+        for k in range(first, math.ceil(n / TIME_CHUNK)):
+            chunk = np.zeros(TIME_CHUNK, dtype="<i8")
+            part = times[k * TIME_CHUNK : (k + 1) * TIME_CHUNK]
+            chunk[: part.size] = part
+            self.put(f"{prefix}time/{k}", _encode(chunk))
+        if f"{prefix}latitude/.zarray" in self.meta:
+            return
+        for name, values, units, axis in (("latitude", self.grid.latitude, "degrees_north", "Y"),
+                                          ("longitude", self.grid.longitude, "degrees_east", "X")):
+            self.put(f"{prefix}{name}/.zarray", _zarray(values.shape, values.shape, np.dtype("<f8"), None))
+            self.put(f"{prefix}{name}/.zattrs", _json({
+                "_ARRAY_DIMENSIONS": [name], "units": units, "standard_name": name,
+                "long_name": f"{name} of the cell centre", "axis": axis}))
+            self.put(f"{prefix}{name}/0", _encode(values.astype("<f8")))
+
+    def _consolidate(self, groups: list[str]) -> None:
+        keys = {k for k in self.meta if k not in self.overlay.deletes}
+        keys |= {k for k in self.overlay.writes if _txn.is_metadata_key(k)}
+        keys = {k for k in keys if not k.endswith(".zmetadata")}
+        docs = {k: json.loads(self.overlay.raw(k) or b"{}") for k in sorted(keys)}
+        for group in groups:
+            prefix = f"{group}/" if group else ""
+            sub = {k[len(prefix) :]: v for k, v in docs.items() if k.startswith(prefix)}
+            self.put(f"{prefix}.zmetadata", _json({"zarr_consolidated_format": 1, "metadata": sub}))
+
+
+def _merged_ids(old_attrs: Mapping[str, Any], canvas: DayCanvas, key: str) -> list[str]:
+    ids = [str(v) for v in old_attrs.get("target_ids", [])]
+    mission = next(m for m in LAYER_MISSIONS if layer_keys(m)["target_id"] == key)
+    return ids + [t for t in canvas.target_ids.get(mission, []) if t not in ids]
+
+
+def commit_global_day(
+    fs: fsspec.AbstractFileSystem,
+    store_path: str,
+    day: dt.date,
+    canvas: DayCanvas,
+    *,
+    missions: Sequence[str] = MISSIONS,
+    attrs: Mapping[str, Any] | None = None,
+    lock_timeout: float = 600.0,
+) -> GlobalCommit:
+    """Insert or replace ``day`` (00:00 UTC) in the global store at ``store_path``, atomically.
+
+    ``missions`` are the missions the product covers: their layer variables exist even when they have no data.
+    Target ids already in the store keep their index; the canvas's indices are remapped before writing.
+    """
+    from oco_l3.stores import StoreLock
+
+    day_us = int(np.datetime64(day, "us").astype(np.int64))
+    keys = {k for m in missions for k in layer_keys(m).values()}
+    for m in missions:
+        for key, a in _layer_attrs(m).items() if m in LAYER_MISSIONS else ():
+            canvas.declare(key, np.dtype(np.int32 if key.endswith("_target_id") else np.int8), LAYER_FILL, a)
+    with StoreLock(fs, store_path, timeout=lock_timeout):
+        store = ObjectStore(fs, store_path)
+        _txn.recover(store)
+        overlay = _txn.Overlay(store)
+        writer = _GlobalWriter(store, overlay, canvas.grid, canvas.chunks)
+        _remap_target_ids(writer, canvas)
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        old_attrs = json.loads(overlay.raw(".zattrs") or b"{}")
+        doc = dict(old_attrs)
+        doc.update(dict(attrs or {}))
+        doc.update({"Conventions": "CF-1.8", "software_version": f"oco-l3 {oco_l3.__version__}",
+                    "date_created": old_attrs.get("date_created", now), "date_modified": now})
+        n_times, n_chunks = writer.write_day(day_us, canvas, keys | set(canvas.dtypes), doc)
+        _txn.commit(store, overlay)
+    log.info("Committed global day %s to %s (%d chunks, %d objects written, %d deleted)",
+             day, store_path, n_chunks, overlay.committed[0], len(overlay.deletes))
+    return GlobalCommit(store_path, np.datetime64(day, "us"), n_times, n_chunks, overlay.committed[0],
+                        len(overlay.deletes))
+
+
+def _remap_target_ids(writer: _GlobalWriter, canvas: DayCanvas) -> None:
+    """Rewrite the canvas's target-id layers so indices follow the store's existing ``target_ids`` list."""
+    for mission in LAYER_MISSIONS:
+        key = layer_keys(mission)["target_id"]
+        new = canvas.target_ids.get(mission, [])
+        if not new:
+            continue
+        merged = _merged_ids(writer.meta.get(f"{key}/.zattrs", {}), canvas, key)
+        lookup = np.array([merged.index(t) for t in new], dtype=np.int32)
+        if np.array_equal(lookup, np.arange(len(new))):
+            continue
+        for tile in canvas.tiles.values():
+            if key in tile:
+                arr = tile[key]
+                ok = arr != LAYER_FILL
+                arr[ok] = lookup[arr[ok]]
+        canvas.target_ids[mission] = merged
+
+
+# --- orchestration: grid granules, compose days, commit stores ----------------------------------------------
+@dataclass(frozen=True)
+class GlobalCaptureProduct:
+    """One capture on the global grid (both QF passes as global pieces)."""
+
+    mission: Mission
+    target: Target
+    mode: str
+    start_time: np.datetime64
+    n_soundings: int
+    granule: str
+    pre: tuple[GlobalPiece, ...]
+    post: tuple[GlobalPiece, ...]
+
+    def pieces(self, qf: QF) -> tuple[GlobalPiece, ...]:
+        return self.pre if qf == "pre" else self.post
+
+
+@dataclass(frozen=True)
+class GlobalGranuleProducts:
+    granule: Any  # oco_l3.pipeline.GranuleInput
+    captures: tuple[GlobalCaptureProduct, ...] = ()
+    warnings: tuple[str, ...] = ()
+    n_soundings: int = 0
+    first_time: np.datetime64 | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+def product_grid(config: Any) -> GridSpec:
+    """The global grid of ``config`` (``grid.latitude x grid.longitude`` cells over the globe)."""
+    return global_grid(config.grid.latitude, config.grid.longitude)
+
+
+def product_chunks(config: Any) -> tuple[int, int]:
+    grid = product_grid(config)
+    return (min(config.chunking.latitude, grid.n_lat), min(config.chunking.longitude, grid.n_lon))
+
+
+def grid_granule_global(config: Any, granule: Any) -> GlobalGranuleProducts:
+    """Read one granule, split it into captures and grid each onto the global grid (both QF passes).
+
+    Raises :class:`~oco_l3.errors.PermanentError` / :class:`~oco_l3.errors.TransientError` like
+    :func:`oco_l3.pipeline.grid_granule`; a capture that cannot be gridded is skipped with a warning.
+    """
+    from oco_l3.captures import split_captures
+    from oco_l3.pipeline import _local_copy, targets_for
+    from oco_l3.readers import read_granule, selection_from_config
+
+    if granule.mission is None:
+        raise GranuleNameUnrecognised(f"{granule.name}: file name follows no OCO Lite FP/SIF naming convention")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with _local_copy(granule) as path:
+        soundings = read_granule(path, selection_from_config(config, granule.mission), granule.mission)
+    timings["read"] = time.perf_counter() - t0
+    split = split_captures(soundings, targets_for(config, granule.mission))
+    grid = product_grid(config)
+    warnings = list(split.skipped)
+    products = []
+    t0 = time.perf_counter()
+    for cap in split.captures:
+        subset = soundings.take(cap.index)
+        try:
+            gc = grid_capture_global(subset, grid, config.grid.method, config.mask_scaling)
+        except OcoL3Error as exc:
+            warnings.append(f"{granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}")
+            log.warning("%s", warnings[-1])
+            continue
+        products.append(GlobalCaptureProduct(granule.mission, cap.target, cap.mode, cap.start_time,
+                                             cap.n_soundings, granule.name, gc.pre, gc.post))
+    timings["grid"] = time.perf_counter() - t0
+    first = soundings.time.min() if len(soundings) else None
+    return GlobalGranuleProducts(granule, tuple(products), tuple(warnings), len(soundings), first, timings)
+
+
+def compose_day(grid: GridSpec, chunks: tuple[int, int], captures: Iterable[GlobalCaptureProduct], qf: QF) -> DayCanvas:
+    """All captures of one day and QF pass on one canvas, in start-time order (later soundings win per cell)."""
+    canvas = DayCanvas(grid, chunks)
+    for cap in sorted(captures, key=lambda c: (c.start_time, c.mission, c.target.id)):
+        pieces = cap.pieces(qf)
+        if not pieces:
+            continue
+        index = canvas.target_index(cap.mission, cap.target.id) if cap.mission in LAYER_MISSIONS else -1
+        for piece in pieces:
+            canvas.paint(cap.mission, piece, cap.target, index)
+    return canvas
+
+
+def expected_missions(config: Any) -> tuple[Mission, ...]:
+    """The missions the global product covers: ``search.missions`` when configured, else all three."""
+    search = getattr(config, "search", None)
+    return tuple(search.missions) if search is not None else MISSIONS
+
+
+def global_store_path(config: Any, root: str, qf: QF) -> str:
+    from oco_l3.paths import safe_join
+
+    name = config.output.naming.pre_qf if qf == "pre" else config.output.naming.post_qf
+    return safe_join(root, name)
+
+
+def global_attrs(config: Any, qf: QF) -> dict[str, Any]:
+    grid = product_grid(config)
+    title = config.title.pre_qf if qf == "pre" else config.title.post_qf
+    return {
+        "title": title,
+        "product": "global daily (all SAM and target captures of OCO-3, OCO-2 and OCO-3 SIF)",
+        "interpolation_method": config.grid.method,
+        "mask_scaling": config.mask_scaling,
+        "quality_flag_filtered": qf == "post",
+        "qf_state": "post_qf (xco2_quality_flag == 0 / SIF Quality_Flag in {0,1})" if qf == "post"
+        else "pre_qf (all soundings)",
+        "grid_resolution_degrees": [grid.dlat, grid.dlon],
+        "overlap_rule": "per cell and mission the capture with the later nearest sounding wins",
+        "institution": "oco-l3 (open-source Level-3 processor)",
+    }
+
+
+def commit_global(config: Any, day: dt.date, captures: Sequence[GlobalCaptureProduct], qf: QF) -> GlobalCommit:
+    """Compose and commit one QF store for one day (single writer per store)."""
+    from oco_l3.remote import output_filesystem
+
+    fs, root = output_filesystem(config.output)
+    canvas = compose_day(product_grid(config), product_chunks(config), captures, qf)
+    path = global_store_path(config, root, qf)
+    return commit_global_day(fs, path, day, canvas, missions=expected_missions(config),
+                             attrs=global_attrs(config, qf))
+
+
+@dataclass(frozen=True)
+class GlobalDayResult:
+    """One day of the global product; DayResult-like for the CLI (``outcomes``, ``errors``, ``counts``...)."""
+
+    day: dt.date | None
+    outcomes: tuple[Any, ...]
+    stores: tuple[str, ...] = ()
+    cogs: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    absent: tuple[Mission, ...] = ()
+    missions: tuple[Mission, ...] = ()
+    n_captures: int = 0
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    @property
+    def errors(self) -> list[str]:
+        return [o.message for o in self.outcomes if not o.ok]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "granules": len(self.outcomes),
+            "failed": sum(not o.ok for o in self.outcomes),
+            "captures": self.n_captures,
+            "stores": len(self.stores),
+            "cogs": 0,
+            "absent_missions": len(self.absent),
+        }
+
+
+def _day_of(batch: Any, products: Sequence[GlobalGranuleProducts]) -> dt.date | None:
+    if batch.day is not None:
+        return batch.day  # type: ignore[no-any-return]
+    firsts = [p.first_time for p in products if p.first_time is not None]
+    if not firsts:
+        return None
+    return dt.date.fromisoformat(str(np.datetime64(min(firsts), "D")))
+
+
+def process_global_day(config: Any, batch: Any) -> GlobalDayResult:
+    """Grid every granule of the day onto the global grid and commit both QF stores."""
+    from oco_l3.pipeline import InputOutcome
+
+    timings: dict[str, float] = {}
+    products: list[GlobalGranuleProducts] = []
+    failed: dict[Any, str] = {}
+    for g in batch.granules:
+        try:
+            gp = grid_granule_global(config, g)
+        except OcoL3Error as exc:
+            failed[g] = f"{g.name}: {one_line(exc)}"
+            continue
+        except Exception as exc:  # noqa: BLE001 - one granule's bug must not stop the others
+            log.debug("unexpected error on %s", g.name, exc_info=True)
+            failed[g] = f"{g.name}: unexpected {one_line(exc)}"
+            continue
+        products.append(gp)
+        for k, v in gp.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+    missions = expected_missions(config)
+    present = {g.mission for g in batch.granules}
+    absent = tuple(m for m in missions if m not in present)
+    day = _day_of(batch, products)
+    captures = [c for gp in products for c in gp.captures]
+    stores: list[str] = []
+    if day is None:
+        for g in batch.granules:
+            failed.setdefault(g, f"{g.name}: the day of the global product is unknown")
+    else:
+        t0 = time.perf_counter()
+        for qf in ("pre", "post"):
+            try:
+                stores.append(commit_global(config, day, captures, qf).store_path)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - recorded against every granule of the day
+                log.debug("global commit failed", exc_info=True)
+                for g in batch.granules:
+                    failed.setdefault(g, f"{g.name}: global {qf}-QF commit failed: {one_line(exc)}")
+        timings["commit"] = time.perf_counter() - t0
+    outcomes = []
+    for g in batch.granules:
+        if g in failed:
+            outcomes.append(InputOutcome(g, False, failed[g]))
+            continue
+        gp = next(p for p in products if p.granule == g)
+        targets = tuple(dict.fromkeys(c.target.id for c in gp.captures))
+        outcomes.append(InputOutcome(g, True, f"{g.name}: {len(gp.captures)} captures on the global grid",
+                                     len(gp.captures), targets))
+    warnings = tuple(w for gp in products for w in gp.warnings)
+    return GlobalDayResult(day, tuple(outcomes), tuple(stores), (), warnings, absent, missions, len(captures),
+                           timings)
+
+
+def run_global(config: Any) -> list[GlobalDayResult]:
+    """The global product for every day of ``input.files`` (the CLI's ``output.global: true`` path)."""
+    from oco_l3.pipeline import batches_from_files
+
+    return [process_global_day(config, batch) for batch in batches_from_files(config)]

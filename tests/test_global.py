@@ -1,0 +1,206 @@
+"""The global daily product on a coarse global grid: exactness, masks, prefixes, layers, days, antimeridian."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import fsspec
+import numpy as np
+import pytest
+import xarray as xr
+
+from oco_l3.global_grid import global_grid, grid_capture_global
+from oco_l3.global_product import (
+    GlobalCaptureProduct,
+    commit_global_day,
+    compose_day,
+    layer_keys,
+    output_key,
+)
+from oco_l3.soundings import MODE_SAM, MODE_TARGET, Soundings, Variable
+from oco_l3.targets import BBox, Target
+
+DAY = dt.date(2021, 12, 18)
+GRID = global_grid(360, 720)  # 0.5 degree
+CHUNKS = (40, 40)
+
+
+def xco2(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    return 400.0 + 0.25 * lon + 0.5 * lat
+
+
+def psurf(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    return 95000.0 - 3.0 * lon + 7.0 * lat
+
+
+def make_soundings(
+    mission: str, lon0: float, lat0: float, *, n: int = 8, size: float = 1.0, hour: int = 10,
+    field_offset: float = 0.0, mode: int = MODE_SAM, target: str = "fossil0001",
+) -> Soundings:
+    """An ``n x n`` block of square footprints of ``size`` degrees centred on (lon0, lat0).
+
+    Longitudes are NOT wrapped here (a block at 180 has longitudes > 180 on one side; they are wrapped into
+    -180..180 below). Field values use the unwrapped longitude, so they are linear across the antimeridian.
+    """
+    k = (np.arange(n) - (n - 1) / 2) * size
+    glon, glat = np.meshgrid(lon0 + k, lat0 + k)
+    lon, lat = glon.ravel(), glat.ravel()
+    h = size / 2
+    vlon = np.stack([lon - h, lon + h, lon + h, lon - h], axis=1)
+    vlat = np.stack([lat - h, lat - h, lat + h, lat + h], axis=1)
+    m = lon.size
+    start = np.datetime64(f"{DAY.isoformat()}T{hour:02d}:00:00", "ns")
+    times = start + np.arange(m).astype("timedelta64[s]")
+    good = (np.arange(m) % 5) != 0
+    variables = (
+        Variable("", "xco2", xco2(lon, lat) + field_offset, {"units": "ppm"}),
+        Variable("Retrieval", "psurf", psurf(lon, lat) + field_offset, {"units": "Pa"}),
+    )
+    if mission == "oco3_sif":
+        variables = (Variable("", "Daily_SIF_757nm", xco2(lon, lat) / 400.0 + field_offset, {}),)
+
+    def wrap(a: np.ndarray) -> np.ndarray:
+        return (a + 180.0) % 360.0 - 180.0
+
+    return Soundings(
+        mission=mission, latitude=lat, longitude=wrap(lon), vertex_latitude=vlat, vertex_longitude=wrap(vlon),
+        time=times, mode=np.full(m, mode, np.int8), target_id=np.full(m, target), target_name=np.full(m, target),
+        good=good, variables=variables, source="synthetic",
+    )
+
+
+def target(tid: str, lon: float = 0.0, lat: float = 0.0) -> Target:
+    return Target(tid, tid, lon, lat, BBox(max(lon - 1.5, -180), lat - 1.5, min(lon + 1.5, 180), lat + 1.5))
+
+
+def product(s: Soundings, tid: str = "fossil0001", method: str = "linear") -> GlobalCaptureProduct:
+    gc = grid_capture_global(s, GRID, method)  # type: ignore[arg-type]
+    return GlobalCaptureProduct(s.mission, target(tid), "sam", s.time[0], len(s), "g.nc4", gc.pre, gc.post)
+
+
+def commit(path: str, caps: list[GlobalCaptureProduct], day: dt.date = DAY, qf: str = "pre") -> None:
+    canvas = compose_day(GRID, CHUNKS, caps, qf)  # type: ignore[arg-type]
+    commit_global_day(fsspec.filesystem("file"), path, day, canvas, attrs={"title": "test"})
+
+
+def cell_coords() -> tuple[np.ndarray, np.ndarray]:
+    return np.meshgrid(GRID.longitude, GRID.latitude)
+
+
+@pytest.fixture
+def store(tmp_path: object) -> str:
+    return os.path.join(str(tmp_path), "global_pre.zarr")
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic"])
+def test_exact_where_finite_and_nan_outside(store: str, method: str) -> None:
+    s = make_soundings("oco3", 10.0, 20.0)
+    commit(store, [product(s, method=method)])
+    ds = xr.open_zarr(store, consolidated=True)
+    assert list(ds.time.values) == [np.datetime64("2021-12-18T00:00:00", "ns")]
+    got = ds["OCO3_global_xco2"].isel(time=0).values
+    lon, lat = cell_coords()
+    inside = (np.abs(lon - 10.0) < 4.0) & (np.abs(lat - 20.0) < 4.0)
+    finite = np.isfinite(got)
+    assert finite.sum() > 100
+    assert not (finite & ~inside).any()
+    np.testing.assert_allclose(got[finite], xco2(lon, lat)[finite], rtol=0, atol=2e-4)
+    g = xr.open_zarr(store, group="Retrieval", consolidated=True)["OCO3_global_psurf"].isel(time=0).values
+    gf = np.isfinite(g)
+    np.testing.assert_allclose(g[gf], psurf(lon, lat)[gf], rtol=0, atol=0.02)
+
+
+def test_prefixes_layers_and_absent_missions(store: str) -> None:
+    caps = [
+        product(make_soundings("oco3", 10.0, 20.0, target="volcano0007"), "volcano0007"),
+        product(make_soundings("oco2", -60.0, -10.0, mode=MODE_TARGET)),
+        product(make_soundings("oco3_sif", 100.0, 40.0, target="sif0003"), "sif0003"),
+    ]
+    commit(store, caps)
+    ds = xr.open_zarr(store, consolidated=True, mask_and_scale=False)
+    for name in ("OCO3_global_xco2", "OCO2_global_xco2", "OCO3_SIF_global_Daily_SIF_757nm",
+                 "OCO3_global_target_id", "OCO3_global_target_type", "OCO3_global_operation_mode",
+                 "OCO3_SIF_global_target_id"):
+        assert name in ds, name
+    assert "OCO2_global_target_id" not in ds
+    assert output_key("oco3", "Retrieval/psurf") == "Retrieval/OCO3_global_psurf"
+    tid = ds["OCO3_global_target_id"].isel(time=0).values
+    xc = ds["OCO3_global_xco2"].isel(time=0).values
+    assert tid.dtype == np.int32 and ds["OCO3_global_target_type"].dtype == np.int8
+    covered = tid != -1
+    assert covered.any() and not np.isfinite(xc[~covered]).any()  # values only where a footprint is
+    assert np.isfinite(xc[covered]).mean() > 0.5  # edge cells outside the hull of the centres are NaN
+    ids = ds["OCO3_global_target_id"].attrs["target_ids"]
+    assert {ids[i] for i in np.unique(tid[covered])} == {"volcano0007"}
+    assert set(np.unique(ds["OCO3_global_target_type"].isel(time=0).values[covered])) == {4}
+    assert set(np.unique(ds["OCO3_global_operation_mode"].isel(time=0).values[covered])) == {MODE_SAM}
+    assert (ds["OCO3_global_target_type"].isel(time=0).values[~covered] == -1).all()
+    sif_types = ds["OCO3_SIF_global_target_type"].isel(time=0).values
+    assert set(np.unique(sif_types[sif_types != -1])) == {3}
+    # next day: only OCO-3 present -> OCO-2 and SIF all-fill that day
+    commit(store, [product(make_soundings("oco3", 10.0, 20.0))], day=DAY + dt.timedelta(days=1))
+    ds = xr.open_zarr(store, consolidated=True)
+    assert ds.sizes["time"] == 2
+    assert np.isnan(ds["OCO2_global_xco2"].isel(time=1).values).all()
+    assert np.isfinite(ds["OCO2_global_xco2"].isel(time=0).values).any()
+    assert np.isnan(ds["OCO3_SIF_global_target_id"].isel(time=1).values).all()
+
+
+def test_antimeridian_capture_both_sides(store: str) -> None:
+    s = make_soundings("oco3", 180.0, -30.0, n=6, size=0.8)
+    assert (s.longitude > 170).any() and (s.longitude < -170).any()
+    commit(store, [product(s)])
+    got = xr.open_zarr(store, consolidated=True)["OCO3_global_xco2"].isel(time=0).values
+    lon, lat = cell_coords()
+    finite = np.isfinite(got)
+    east, west = finite & (lon > 0), finite & (lon < 0)
+    assert east.sum() > 10 and west.sum() > 10
+    assert (np.abs(lon[finite]) > 177).all()
+    unwrapped = np.where(lon < 0, lon + 360.0, lon)
+    np.testing.assert_allclose(got[finite], xco2(unwrapped, lat)[finite], rtol=0, atol=2e-4)
+
+
+def test_pole_capture_is_clipped(store: str) -> None:
+    s = make_soundings("oco3", 40.0, 88.0, n=6, size=0.8)
+    s = Soundings(**{**s.__dict__, "vertex_latitude": np.minimum(s.vertex_latitude, 90.0),
+                     "latitude": np.minimum(s.latitude, 89.9)})
+    commit(store, [product(s)])
+    got = xr.open_zarr(store, consolidated=True)["OCO3_global_xco2"].isel(time=0).values
+    assert np.isfinite(got[-1]).any()
+
+
+def test_rerun_replaces_day_and_later_sounding_wins(store: str) -> None:
+    early = make_soundings("oco3", 10.0, 20.0, hour=3)
+    late = make_soundings("oco3", 11.0, 21.0, hour=9, field_offset=100.0)
+    commit(store, [product(late), product(early)])
+    got = xr.open_zarr(store, consolidated=True)["OCO3_global_xco2"].isel(time=0).values
+    lon, lat = cell_coords()
+    both = (np.abs(lon - 11.0) < 2.5) & (np.abs(lat - 21.0) < 2.5) & np.isfinite(got)
+    np.testing.assert_allclose(got[both], xco2(lon, lat)[both] + 100.0, atol=2e-3)
+    # re-run the day with a capture elsewhere: one slice, old cells gone
+    commit(store, [product(make_soundings("oco3", -100.0, 0.0))])
+    ds = xr.open_zarr(store, consolidated=True)
+    assert ds.sizes["time"] == 1
+    got = ds["OCO3_global_xco2"].isel(time=0).values
+    assert not np.isfinite(got[(np.abs(lon - 10.0) < 5) & (np.abs(lat - 20.0) < 5)]).any()
+    assert np.isfinite(got[(np.abs(lon + 100.0) < 3) & (np.abs(lat) < 3)]).any()
+
+
+def test_insert_day_before_end_keeps_days_and_only_touched_chunks(store: str) -> None:
+    d1, d2, d3 = DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
+    commit(store, [product(make_soundings("oco3", 10.0, 20.0))], day=d1)
+    commit(store, [product(make_soundings("oco3", 50.0, -20.0))], day=d3)
+    commit(store, [product(make_soundings("oco3", -30.0, 60.0))], day=d2)
+    ds = xr.open_zarr(store, consolidated=True)
+    assert [str(t)[:10] for t in ds.time.values] == [str(d1), str(d2), str(d3)]
+    x = ds["OCO3_global_xco2"].values
+    lon, lat = cell_coords()
+    for i, (clon, clat) in enumerate([(10.0, 20.0), (-30.0, 60.0), (50.0, -20.0)]):
+        near = (np.abs(lon - clon) < 5) & (np.abs(lat - clat) < 5)
+        assert np.isfinite(x[i][near]).any() and not np.isfinite(x[i][~near]).any()
+    chunks = [f for f in os.listdir(os.path.join(store, "OCO3_global_xco2")) if not f.startswith(".")]
+    assert sorted(chunks) == ["0", "1", "2"]
+    per_day = sum(len(fs) for _, _, fs in os.walk(os.path.join(store, "OCO3_global_xco2", "1")))
+    assert 1 <= per_day <= 4  # a 4-degree capture touches at most 2 x 2 chunks of 20 degrees
+    assert not os.path.exists(os.path.join(store, ".oco-l3-txn"))
