@@ -523,14 +523,18 @@ def _sif_layout(day: dt.date, table: _Table, delta_time_units: str) -> _Layout:
 
 def _write_layout(path: Path, layout: _Layout, compress: bool) -> None:
     tmp = path.with_name(path.name + ".part")
-    with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-        for name, size in layout.dims.items():
-            nc.createDimension(name, size)
-        nc.setncatts(layout.attrs)
-        for group, variables in layout.groups.items():
-            node = nc if group == "" else nc.createGroup(group)
-            for name, var in variables.items():
-                _write_var(node, name, var, compress)
+    try:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+            for name, size in layout.dims.items():
+                nc.createDimension(name, size)
+            nc.setncatts(layout.attrs)
+            for group, variables in layout.groups.items():
+                node = nc if group == "" else nc.createGroup(group)
+                for name, var in variables.items():
+                    _write_var(node, name, var, compress)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
