@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from oco_l3.icesat2.time import ATLAS_SDP_GPS_EPOCH, decimal_year, delta_time_to_utc, gps_minus_utc, gps_to_utc
+from oco_l3.icesat2.time import (
+    ATLAS_SDP_GPS_EPOCH,
+    decimal_year,
+    delta_time_to_utc,
+    gps_minus_utc,
+    gps_to_utc,
+)
 
 
 def _gps_of(utc: str, leap: int) -> float:
@@ -11,7 +17,7 @@ def _gps_of(utc: str, leap: int) -> float:
 
 def test_sdp_epoch_is_2018_utc_midnight():
     assert delta_time_to_utc(np.array([0.0]))[0] == np.datetime64("2018-01-01T00:00:00", "ns")
-    assert ATLAS_SDP_GPS_EPOCH == _gps_of("2018-01-01T00:00:00", 18)
+    assert _gps_of("2018-01-01T00:00:00", 18) == ATLAS_SDP_GPS_EPOCH
 
 
 def test_leap_second_boundary_2017():

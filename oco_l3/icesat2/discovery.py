@@ -76,9 +76,9 @@ def load_tracks(path: str | Path) -> dict[int, Any]:
             tracks: dict[int, Any] = {}
             for feat in doc.get("features", []):
                 props = feat.get("properties") or {}
-                rgt = props.get("rgt", props.get("RGT"))
+                rgt = int(str(props.get("rgt", props.get("RGT"))))
                 geom = shape(feat["geometry"])
-                tracks[int(rgt)] = geom if int(rgt) not in tracks else tracks[int(rgt)].union(geom)
+                tracks[rgt] = geom if rgt not in tracks else tracks[rgt].union(geom)
             return tracks
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigInvalid(f"{p}: not a GeoJSON FeatureCollection of RGT lines ({type(exc).__name__})") from None

@@ -67,12 +67,12 @@ class PolarGrid:
     @property
     def x(self) -> npt.NDArray[np.float64]:
         """Cell-centre x (m), increasing."""
-        return self.x_min + (np.arange(self.nx) + 0.5) * self.resolution
+        return np.asarray(self.x_min + (np.arange(self.nx) + 0.5) * self.resolution, dtype=np.float64)
 
     @property
     def y(self) -> npt.NDArray[np.float64]:
         """Cell-centre y (m), decreasing (row 0 is the top)."""
-        return self.y_max - (np.arange(self.ny) + 0.5) * self.resolution
+        return np.asarray(self.y_max - (np.arange(self.ny) + 0.5) * self.resolution, dtype=np.float64)
 
     @property
     def pyproj_crs(self) -> pyproj.CRS:

@@ -65,7 +65,7 @@ def day_dataset(
     ds = xr.Dataset(
         data_vars,
         coords={
-            "time": ("time", np.array([np.datetime64(day, "ns")]), {"long_name": "UTC day", "axis": "T"}),
+            "time": ("time", np.array([day], dtype="datetime64[ns]"), {"long_name": "UTC day", "axis": "T"}),
             "y": ("y", grid.y, {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}),
             "x": ("x", grid.x, {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}),
             "lat": (("y", "x"), lat.astype(np.float32), {"standard_name": "latitude", "units": "degrees_north"}),
@@ -164,7 +164,7 @@ def write_quicklook(path: Path, grid: PolarGrid, values: npt.NDArray[Any], title
     rows, cols = np.nonzero(~data.mask)
     fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
     try:
-        extent = [grid.x_min / 1e3, grid.x_max / 1e3, grid.y_min / 1e3, grid.y_max / 1e3]
+        extent = (grid.x_min / 1e3, grid.x_max / 1e3, grid.y_min / 1e3, grid.y_max / 1e3)
         im = ax.imshow(data, extent=extent, origin="upper", cmap="viridis", interpolation="nearest")
         if rows.size:  # zoom on the data with a margin of 20 cells
             pad = 20
