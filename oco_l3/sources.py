@@ -300,3 +300,26 @@ def source_from_config(search: Any) -> GranuleSource:
             raise ConfigInvalid("search.s3: required when search.source is s3")
         return S3Source(search.s3)
     return CmrSource(os.environ.get("OCO_L3_CMR_URL") or None)
+
+
+def missions_of(config: Any) -> list[Mission]:
+    search = getattr(config, "search", None)
+    return list(search.missions) if search is not None else ["oco3", "oco3_sif", "oco2"]
+
+
+def search_granules(config: Any, start: dt.date, end: dt.date) -> list[GranuleRef]:
+    """Every granule of the configured missions in ``start..end`` from the configured source."""
+    if config.search is None:
+        raise ConfigInvalid("search: a run config needs a search section (source: cmr | local | s3)")
+    return source_from_config(config.search).search(missions_of(config), start, end)
+
+
+def fetch_granule(config: Any, ref: GranuleRef, directory: str) -> Any:
+    """A pipeline :class:`~oco_l3.pipeline.GranuleInput` for ``ref`` (downloaded first for CMR granules)."""
+    from oco_l3.config import S3Object
+    from oco_l3.pipeline import GranuleInput
+
+    if ref.url.startswith("s3://"):
+        return GranuleInput(ref.mission, S3Object(path=ref.url), ref.day)
+    location = source_from_config(config.search).fetch(ref, directory) if config.search else ref.url
+    return GranuleInput(ref.mission, location, ref.day)

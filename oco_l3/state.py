@@ -326,6 +326,38 @@ def mark_failed(state: State, ref: GranuleRef, error: str, duration_s: float | N
                     duration_s=duration_s, last_error=error.splitlines()[0][:500] if error else "failed")
 
 
+def mark_waiting(state: State, ref: GranuleRef, error: str) -> None:
+    """A transient failure: the (mission, day) stays ``waiting`` (planned again next run) with the reason."""
+    with state.engine.begin() as conn:
+        _set_status(conn, ref.mission, ref.day, status="waiting", granule=ref.name,
+                    last_error=error.splitlines()[0][:500] if error else "retry later")
+
+
+@dataclass(frozen=True)
+class GranuleOutcome:
+    """How one granule of a run ended: ``done`` (outputs committed and read back), ``failed`` or ``waiting``."""
+
+    ref: GranuleRef
+    status: Status
+    error: str | None = None
+    captures: int = 0
+    targets: int = 0
+    outputs: tuple[str, ...] = ()
+    duration_s: float | None = None
+
+
+def record_outcomes(state: State, outcomes: Iterable[GranuleOutcome]) -> None:
+    """Record each outcome with :func:`mark_done` / :func:`mark_failed` / :func:`mark_waiting`."""
+    for o in outcomes:
+        if o.status == "done":
+            mark_done(state, o.ref, captures=o.captures, targets=o.targets, outputs=o.outputs,
+                      duration_s=o.duration_s)
+        elif o.status == "failed":
+            mark_failed(state, o.ref, o.error or "failed", o.duration_s)
+        else:
+            mark_waiting(state, o.ref, o.error or "retry later")
+
+
 def mark_gap(state: State, mission: Mission, day: dt.date, reason: str) -> None:
     with state.engine.begin() as conn:
         _set_status(conn, mission, day, status="gap", last_error=reason[:500])
@@ -416,3 +448,15 @@ def status_command(config: Any, as_json: bool = False) -> str:
     finally:
         state.close()
     return json.dumps(rows, indent=2) if as_json else format_status(rows)
+
+
+def daily_window(state: State, missions: Sequence[Mission], today: dt.date,
+                 lookback_days: int = 30) -> tuple[dt.date, dt.date]:
+    """The days a daily run looks at: from the first waiting day (or the day after the last done day) to today.
+
+    An empty state looks back ``lookback_days``; the window never starts more than a year before ``today``.
+    """
+    waiting, done = first_waiting_day(state, missions), last_done_day(state, missions)
+    candidates = [d for d in (waiting, done + dt.timedelta(days=1) if done else None) if d is not None]
+    start = min(candidates) if candidates else today - dt.timedelta(days=lookback_days)
+    return max(start, today - dt.timedelta(days=366)), today

@@ -1,0 +1,80 @@
+"""One day of granules, as a recipe: fetch -> grid (one task per granule) -> one commit per store -> exports.
+
+Then every granule's (mission, day) is recorded: ``done`` only when all of its stores committed and read back,
+``failed`` for a permanent error (corrupt granule), ``waiting`` for a transient one that outlived its retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import unmapped
+
+from flows._settle import reason, settle
+from oco_l3.errors import TransientError
+from oco_l3.state import GranuleOutcome, State
+from oco_l3.sources import GranuleRef
+from tasks.commit import commit_store, plan_commits
+from tasks.discover import fetch_granule
+from tasks.export import export_cogs, write_quicklooks
+from tasks.grid import grid_granule
+from tasks.state import mark_running, record_outcomes
+
+
+def process_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, run_id: int,
+                     staging: str, quicklook_dir: str | None, inputs: Sequence[Any] | None = None) -> dict[str, Any]:
+    """The day recipe; ``inputs`` (pipeline GranuleInputs) skips the fetch step (``input.files`` runs)."""
+    t0 = time.perf_counter()
+    mark_running(state, refs, run_id)
+    fetched, errors = settle(fetch_granule.map(unmapped(config), refs, unmapped(staging))) if inputs is None else (
+        dict(enumerate(inputs)), {})
+    order = sorted(fetched)
+    gridded, grid_errors = settle(grid_granule.map(unmapped(config), [fetched[i] for i in order]))
+    products = {order[j]: p for j, p in gridded.items()}
+    errors |= {order[j]: e for j, e in grid_errors.items()}
+    commits = plan_commits(config, list(products.values()))
+    committed, commit_errors = settle(commit_store.map(unmapped(config), commits))
+    index = {p.granule.name: i for i, p in products.items()}
+    for j, exc in commit_errors.items():
+        for name in commits[j].granules:
+            errors.setdefault(index[name], exc)
+    good = [i for i in sorted(products) if i not in errors]
+    cogs, cog_errors = settle(export_cogs.map(unmapped(config), [products[i] for i in good]))
+    errors |= {good[j]: e for j, e in cog_errors.items()}
+    looks, _ = settle(write_quicklooks.map(unmapped(config), [products[i] for i in good], unmapped(quicklook_dir))) \
+        if quicklook_dir else ({}, {})
+    stores = {i: [committed[j].store_path for j, c in enumerate(commits)
+                  if j in committed and products[i].granule.name in c.granules] for i in products}
+    outcomes = [_outcome(ref, products.get(i), errors.get(i), stores.get(i, []),
+                         cogs.get(good.index(i), []) if i in good else [])
+                for i, ref in enumerate(refs)]
+    record_outcomes(state, outcomes)
+    targets = {c.target_id for i in good for c in products[i].captures}
+    return _summary(refs, outcomes, targets, [q for qs in looks.values() for q in qs], time.perf_counter() - t0)
+
+
+def _outcome(ref: GranuleRef, products: Any, error: BaseException | None, stores: list[str],
+             cogs: list[str]) -> GranuleOutcome:
+    if error is not None:
+        status = "waiting" if isinstance(error, TransientError) else "failed"
+        return GranuleOutcome(ref, status, f"{ref.name}: {reason(error)}")
+    targets = {c.target_id for c in products.captures}
+    return GranuleOutcome(ref, "done", None, len(products.captures), len(targets), tuple(stores + cogs))
+
+
+def _summary(refs: Sequence[GranuleRef], outcomes: Sequence[GranuleOutcome], targets: set[str],
+             quicklooks: list[str], seconds: float) -> dict[str, Any]:
+    return {
+        "day": str(refs[0].day) if refs else "",
+        "granules": len(refs),
+        "done": sum(o.status == "done" for o in outcomes),
+        "failed": sum(o.status == "failed" for o in outcomes),
+        "waiting": sum(o.status == "waiting" for o in outcomes),
+        "captures": sum(o.captures for o in outcomes),
+        "targets": sorted(targets),
+        "failures": [o.error for o in outcomes if o.error],
+        "quicklooks": quicklooks,
+        "seconds": round(seconds, 3),
+    }

@@ -1,0 +1,104 @@
+"""``oco-l3 backfill | daily | status``: a plugin of the ``oco_l3.commands`` entry-point group.
+
+``backfill`` and ``daily`` run the Prefect flows in this process (an ephemeral Prefect API when ``PREFECT_API_URL``
+is unset, so no server is needed). ``status`` reads the state table and never imports Prefect; nor does this
+module at import time, so ``oco-l3 run`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from typing import Any
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text[:40]!r}") from None
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "oco_l3")
+
+
+def _print_totals(totals: dict[str, Any]) -> int:
+    print(f"{totals['days']} days, {totals['granules']} granules: {totals['done']} done, {totals['failed']} failed, "
+          f"{totals['waiting']} waiting; {totals['captures']} captures on {totals['targets']} targets "
+          f"({totals['seconds']:.1f} s)", flush=True)
+    for line in totals["failures"]:
+        print(f"  {line}", file=sys.stderr)
+    return 1 if totals["failed"] else 0
+
+
+def _flow(name: str, dask_address: str | None) -> Any:
+    _quiet_prefect()
+    from flows import oco
+    from flows.runners import task_runner
+
+    chosen = getattr(oco, name)
+    return chosen.with_options(task_runner=task_runner(dask_address)) if dask_address else chosen
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    flow = _flow("oco_backfill", args.dask_address)
+    return _print_totals(flow(config=os.path.abspath(args.input), start=args.start, end=args.end,
+                              reprocess=args.reprocess))
+
+
+def cmd_daily(args: argparse.Namespace) -> int:
+    flow = _flow("oco_daily", args.dask_address)
+    return _print_totals(flow(config=os.path.abspath(args.input), today=args.today, lookback_days=args.lookback_days))
+
+
+def cmd_process_files(args: argparse.Namespace) -> int:
+    flow = _flow("oco_process_files", args.dask_address)
+    return _print_totals(flow(config=os.path.abspath(args.input)))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from oco_l3.config import parse_config, read_yaml
+    from oco_l3.secrets import resolve_env_refs
+    from oco_l3.state import default_state_url, open_state, status_rows, format_status
+
+    config = parse_config(resolve_env_refs(read_yaml(args.input), args.input), args.input)
+    state = open_state(default_state_url(config))
+    try:
+        rows = status_rows(state, args.start, args.end)
+    finally:
+        state.close()
+    print(json.dumps(rows, indent=2) if args.json else format_status(rows))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``backfill``, ``daily``, ``process-files`` and ``status`` to the ``oco-l3`` command line."""
+    p = subparsers.add_parser("backfill", help="process a day range through the Prefect backfill flow")
+    p.add_argument("-i", "--input", required=True, help="run-config YAML (with search: and optional state:)")
+    p.add_argument("--start", required=True, type=_date, help="first day, YYYY-MM-DD")
+    p.add_argument("--end", required=True, type=_date, help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--reprocess", action="store_true", help="process days again even when done")
+    p.add_argument("--dask-address", default=None, help="dask.distributed scheduler for the fan-out")
+    p.set_defaults(func=cmd_backfill)
+    p = subparsers.add_parser("daily", help="process every new ready day (the daily flow, run once)")
+    p.add_argument("-i", "--input", required=True)
+    p.add_argument("--today", type=_date, default=None, help="pretend today is this day (default: UTC today)")
+    p.add_argument("--lookback-days", type=int, default=30, help="how far back an empty state looks")
+    p.add_argument("--dask-address", default=None)
+    p.set_defaults(func=cmd_daily)
+    p = subparsers.add_parser("process-files", help="process input.files through the Prefect flow")
+    p.add_argument("-i", "--input", required=True)
+    p.add_argument("--dask-address", default=None)
+    p.set_defaults(func=cmd_process_files)
+    p = subparsers.add_parser("status", help="print the state table (waiting | done | failed | gap per day)")
+    p.add_argument("-i", "--input", required=True)
+    p.add_argument("--json", action="store_true", help="a JSON list of {mission, day, status, ...} objects")
+    p.add_argument("--start", type=_date, default=None)
+    p.add_argument("--end", type=_date, default=None)
+    p.set_defaults(func=cmd_status)

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers, each around the ``oco_l3`` function of the same name (retries, tags, logs)."""
