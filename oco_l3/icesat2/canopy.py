@@ -13,11 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from oco_l3.errors import OcoL3Error, one_line
 from oco_l3.icesat2.config import CanopyConfig
 from oco_l3.icesat2.readers import read_beams
-from oco_l3.icesat2.results import Icesat2Result
-from oco_l3.icesat2.tables import column_name, inside, load_polygon, write_table
+from oco_l3.icesat2.tables import column_name, inside
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +49,3 @@ def subset_granule(path: str | Path, cfg: CanopyConfig, area: Any) -> tuple[Any,
         {c: pd.Series(dtype=float) for c in ("latitude", "longitude")})
     gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["longitude"], df["latitude"]), crs="EPSG:4326")
     return gdf, sum(b.n for b in beams)
-
-
-def run_canopy(cfg: CanopyConfig) -> list[Icesat2Result]:
-    area = load_polygon(cfg.polygon)
-    out = []
-    for path in cfg.input.files:
-        try:
-            gdf, n_read = subset_granule(path, cfg, area)
-            written = write_table(gdf, cfg.output_root / PRODUCT / f"{Path(path).stem}.parquet", cfg.csv)
-        except OcoL3Error as exc:
-            log.warning("%s: skipped: %s", path, one_line(exc))
-            out.append(Icesat2Result(path, PRODUCT, False, one_line(exc)))
-            continue
-        days = tuple(sorted({str(d) for d in np.asarray(gdf["time"].values, "datetime64[D]")})) if len(gdf) else ()
-        out.append(Icesat2Result(path, PRODUCT, True, f"{len(gdf)} of {n_read} segments inside the polygon",
-                                 len(gdf), days, tuple(str(p) for p in written)))
-    return out

@@ -19,12 +19,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GridSamples:
-    """The filtered segments of one input, ready to bin: UTC time, grid x/y (m), value, weight (length, m)."""
+    """The filtered segments of one input, ready to bin: UTC time, lon/lat (deg), value, weight (length, m)."""
 
     input: str
     time: npt.NDArray[np.datetime64]
-    x: npt.NDArray[np.float64]
-    y: npt.NDArray[np.float64]
+    longitude: npt.NDArray[np.float64]
+    latitude: npt.NDArray[np.float64]
     value: npt.NDArray[np.float64]
     length: npt.NDArray[np.float64]
 
@@ -47,7 +47,8 @@ def bin_day(samples: Sequence[GridSamples], day: np.datetime64, grid: PolarGrid)
     for s in samples:
         m = day_keys(s.time) == day
         if m.any():
-            cells.append(grid.cell_index(s.x[m], s.y[m]))
+            x, y = grid.project(s.longitude[m], s.latitude[m])
+            cells.append(grid.cell_index(x, y))
             values.append(s.value[m])
             lengths.append(s.length[m])
     cell = np.concatenate(cells) if cells else np.empty(0, np.int64)

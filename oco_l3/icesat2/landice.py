@@ -18,13 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from oco_l3.errors import OcoL3Error, one_line
 from oco_l3.icesat2.config import LandIceConfig
-from oco_l3.icesat2.daily import GridSamples, write_daily
-from oco_l3.icesat2.grids import PolarGrid, hemisphere_preset, resolve_grid
+from oco_l3.icesat2.daily import GridSamples
 from oco_l3.icesat2.readers import BeamSegments, read_beams
-from oco_l3.icesat2.results import Icesat2Result
-from oco_l3.icesat2.tables import column_name, inside, load_polygon, write_table
+from oco_l3.icesat2.tables import column_name, inside
 from oco_l3.icesat2.time import decimal_year
 
 log = logging.getLogger(__name__)
@@ -99,52 +96,8 @@ def reduce_granule(path: str | Path, cfg: LandIceConfig, area: Any = None) -> tu
     return gdf, n_read
 
 
-def run_landice(cfg: LandIceConfig) -> list[Icesat2Result]:
-    """Reduce every ATL06 input to GeoParquet, then grid ``h_li`` per UTC day; one result per input."""
-    area = load_polygon(cfg.polygon) if cfg.polygon else None
-    root = cfg.output_root
-    results: dict[str, Icesat2Result] = {}
-    tables: dict[str, Any] = {}
-    for path in cfg.input.files:
-        try:
-            gdf, n_read = reduce_granule(path, cfg, area)
-            out = root / PRODUCT / f"{Path(path).stem}.parquet"
-            written = write_table(gdf, out, cfg.csv)
-        except OcoL3Error as exc:
-            log.warning("%s: skipped: %s", path, one_line(exc))
-            results[path] = Icesat2Result(path, PRODUCT, False, one_line(exc))
-            continue
-        tables[path] = gdf
-        days = tuple(sorted({str(d) for d in np.asarray(gdf["time"].values, "datetime64[D]")}))
-        results[path] = Icesat2Result(path, PRODUCT, True, f"{len(gdf)} of {n_read} segments kept",
-                                      len(gdf), days, tuple(str(p) for p in written))
-    if tables:
-        _grid_h_li(cfg, tables, results)
-    return [results[p] for p in cfg.input.files]
-
-
-def _grid_h_li(cfg: LandIceConfig, tables: dict[str, Any], results: dict[str, Icesat2Result]) -> None:
-    lats = np.concatenate([t["latitude"].to_numpy(dtype=np.float64) for t in tables.values()])
-    if cfg.grid is None:
-        grid: PolarGrid = hemisphere_preset(lats)
-    else:
-        grid = resolve_grid(cfg.grid if isinstance(cfg.grid, str) else cfg.grid.model_dump())
-    samples = []
-    for path, t in tables.items():
-        x, y = grid.project(t["longitude"].to_numpy(dtype=np.float64), t["latitude"].to_numpy(dtype=np.float64))
-        samples.append(GridSamples(path, np.asarray(t["time"].values, "datetime64[ns]"), x, y,
-                                   t["h_li"].to_numpy(dtype=np.float64),
-                                   np.full(len(t), ATL06_SEGMENT_LENGTH)))
-    try:
-        days = write_daily(PRODUCT, samples, grid, cfg.output_root, cfg.output.cog, cfg.output.quicklook,
-                           {"variable": "h_li", "beams": cfg.beams})
-    except OcoL3Error as exc:
-        for path in tables:
-            r = results[path]
-            results[path] = Icesat2Result(path, PRODUCT, False, one_line(exc), r.n_segments, r.days, r.outputs)
-        return
-    for d in days:
-        for inp in d.inputs:
-            r = results[inp]
-            results[inp] = Icesat2Result(inp, PRODUCT, r.ok, r.message, r.n_segments, r.days,
-                                         tuple(dict.fromkeys(r.outputs + d.outputs)))
+def landice_samples(path: str, gdf: Any) -> GridSamples:
+    """The reduced segments as grid samples of ``h_li`` (each weighted by the nominal 40 m segment length)."""
+    return GridSamples(path, np.asarray(gdf["time"].values, "datetime64[ns]"),
+                       gdf["longitude"].to_numpy(dtype=np.float64), gdf["latitude"].to_numpy(dtype=np.float64),
+                       gdf["h_li"].to_numpy(dtype=np.float64), np.full(len(gdf), ATL06_SEGMENT_LENGTH))

@@ -11,8 +11,9 @@ Filters (``filters: default``):
   ASSUMPTION: I could not verify the ATL10 quality-flag scale here; a third-party reader documents it as
   1 = best ... 4 = poor, so the default keeps 0..4 and drops larger values. Tighten with ``fb_quality_max``.
 
-Both modes drop fills (``_FillValue`` of the value and of the segment length) and non-positive lengths;
-``filters: none`` drops fills only.
+Both modes drop fills (``_FillValue`` of the value and of the segment length) and non-positive lengths (ATL07 v003
+has a few negative ``height_segment_length_seg``, fixed in v004; they cannot weight a mean);
+``filters: none`` drops only those.
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from oco_l3.errors import GranuleSchemaMismatch, OcoL3Error, one_line
+from oco_l3.errors import GranuleSchemaMismatch
 from oco_l3.icesat2.config import SeaIceConfig
-from oco_l3.icesat2.daily import GridSamples, write_daily
-from oco_l3.icesat2.grids import PolarGrid, resolve_grid
+from oco_l3.icesat2.daily import GridSamples
 from oco_l3.icesat2.readers import BeamSegments, read_beams
-from oco_l3.icesat2.results import Icesat2Result
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def needed_variables(product: str, variable: str, filters: str) -> list[str]:
 def keep_mask(seg: BeamSegments, product: str, variable: str, filters: str,
               fb_quality_max: int = 4) -> npt.NDArray[np.bool_]:
     """Which segments of a beam enter the statistics."""
-    keep = seg.valid(variable) & seg.valid(LENGTH) & (seg.variables[LENGTH] > 0)
+    keep = seg.valid(variable) & seg.valid(LENGTH) & (np.nan_to_num(seg.variables[LENGTH]) > 0)
     keep &= np.isfinite(seg.latitude) & np.isfinite(seg.longitude) & ~np.isnat(seg.time)
     if filters == "none":
         return np.asarray(keep)
@@ -83,64 +82,22 @@ def keep_mask(seg: BeamSegments, product: str, variable: str, filters: str,
     return np.asarray(keep)
 
 
-def extract_samples(path: str | Path, cfg: SeaIceConfig, grid: PolarGrid) -> tuple[GridSamples, int, int]:
-    """Read, filter and project one granule; returns the samples, segments read and beams used."""
+def extract_samples(path: str | Path, cfg: SeaIceConfig) -> tuple[GridSamples, int, int]:
+    """Read and filter one granule; returns the samples, the segments read and the beams used."""
     product = source_product(path, cfg.source)
     variable = cfg.variable or DEFAULT_VARIABLE[product]
     beams = read_beams(path, product, cfg.beams, needed_variables(product, variable, cfg.filters))
-    parts: list[BeamSegments] = []
-    n_read = 0
-    for seg in beams:
-        n_read += seg.n
-        parts.append(seg.take(keep_mask(seg, product, variable, cfg.filters, cfg.fb_quality_max)))
-    lat = np.concatenate([p.latitude for p in parts]) if parts else np.empty(0)
-    lon = np.concatenate([p.longitude for p in parts]) if parts else np.empty(0)
-    x, y = grid.project(lon, lat)
+    parts = [seg.take(keep_mask(seg, product, variable, cfg.filters, cfg.fb_quality_max)) for seg in beams]
+
+    def cat(arrays: list[npt.NDArray[np.generic]], dtype: str = "float64") -> npt.NDArray[np.generic]:
+        return np.concatenate(arrays) if arrays else np.empty(0, dtype)
+
     samples = GridSamples(
         input=str(path),
-        time=np.concatenate([p.time for p in parts]) if parts else np.empty(0, "datetime64[ns]"),
-        x=x, y=y,
-        value=np.concatenate([p.variables[variable] for p in parts]) if parts else np.empty(0),
-        length=np.concatenate([p.variables[LENGTH] for p in parts]) if parts else np.empty(0),
+        time=cat([p.time for p in parts], "datetime64[ns]"),  # type: ignore[arg-type]
+        longitude=cat([p.longitude for p in parts]),  # type: ignore[arg-type]
+        latitude=cat([p.latitude for p in parts]),  # type: ignore[arg-type]
+        value=cat([p.variables[variable] for p in parts]),  # type: ignore[arg-type]
+        length=cat([p.variables[LENGTH] for p in parts]),  # type: ignore[arg-type]
     )
-    return samples, n_read, len(parts)
-
-
-def run_seaice(cfg: SeaIceConfig) -> list[Icesat2Result]:
-    """Grid every input granule's segments by UTC day; one result per input (a bad granule is skipped)."""
-    grid = resolve_grid(cfg.grid if isinstance(cfg.grid, str) else cfg.grid.model_dump())
-    return grid_product(PRODUCT, cfg.input.files, lambda p: extract_samples(p, cfg, grid), grid,
-                        cfg.output_root, cfg.output.cog, cfg.output.quicklook,
-                        {"beams": cfg.beams, "filters": cfg.filters})
-
-
-def grid_product(
-    product: str, files: list[str], extract: object, grid: PolarGrid, root: Path, cog: bool, quicklook: bool,
-    attrs: dict[str, str],
-) -> list[Icesat2Result]:
-    """Shared driver: extract each input (errors recorded per input), then bin and write each day."""
-    samples: list[GridSamples] = []
-    results: dict[str, Icesat2Result] = {}
-    for path in files:
-        try:
-            s, n_read, n_beams = extract(path)  # type: ignore[operator]
-        except OcoL3Error as exc:
-            log.warning("%s: skipped: %s", path, one_line(exc))
-            results[path] = Icesat2Result(path, product, False, one_line(exc))
-            continue
-        samples.append(s)
-        results[path] = Icesat2Result(
-            path, product, True, f"{len(s.value)} of {n_read} segments kept from {n_beams} beams",
-            len(s.value), s.days)
-    try:
-        days = write_daily(product, samples, grid, root, cog, quicklook, attrs) if samples else []
-    except OcoL3Error as exc:
-        msg = one_line(exc)
-        return [Icesat2Result(r.input, product, False, msg if r.ok else r.message, r.n_segments, r.days)
-                for r in results.values()]
-    for d in days:
-        for inp in d.inputs:
-            r = results[inp]
-            results[inp] = Icesat2Result(r.input, product, r.ok, r.message, r.n_segments, r.days,
-                                         tuple(dict.fromkeys(r.outputs + d.outputs)))
-    return [results[p] for p in files]
+    return samples, sum(b.n for b in beams), len(parts)
