@@ -1,0 +1,171 @@
+"""The ``oco-l3`` command line.
+
+Library commands live here (``run``, ``validate``, ``demo``); commands that need Prefect or a broker are plugins,
+registered through the entry-point group ``oco_l3.commands`` (each entry point is ``register(subparsers)``), so the
+``run`` path never imports Prefect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from oco_l3.errors import OcoL3Error, one_line
+
+log = logging.getLogger("oco_l3")
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    try:
+        from oco_l3.secrets import install_redaction
+    except ImportError:  # pragma: no cover - the secrets module ships with the package
+        return
+    install_redaction()
+
+
+def _print_day(result: Any) -> None:
+    for o in result.outcomes:
+        print(f"{'ok  ' if o.ok else 'FAIL'} {o.message}", flush=True)
+
+
+def run_days(config: Any, quicklook_dir: str | None = None) -> list[Any]:
+    """Process every day of ``input.files``; days run in parallel processes up to ``max-workers``."""
+    from oco_l3.pipeline import batches_from_files, process_day
+
+    batches = batches_from_files(config)
+    if config.max_workers <= 1 or len(batches) <= 1:
+        results = []
+        for b in batches:
+            results.append(process_day(config, b, quicklook_dir))
+            _print_day(results[-1])
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("fork")
+    workers = min(config.max_workers, len(batches))
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        results = list(pool.map(process_day, [config] * len(batches), batches, [quicklook_dir] * len(batches)))
+    for r in results:
+        _print_day(r)
+    return results
+
+
+def _summary(results: Sequence[Any]) -> int:
+    n = sum(len(r.outcomes) for r in results)
+    failed = [e for r in results for e in r.errors]
+    captures = sum(r.counts["captures"] for r in results)
+    stores = len({s for r in results for s in r.stores})
+    cogs = sum(len(r.cogs) for r in results)
+    print(f"{n - len(failed)} of {n} inputs ok; {captures} captures into {stores} stores; {cogs} COGs", flush=True)
+    if failed:
+        print(f"{len(failed)} failed:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from oco_l3.config import load_config
+
+    config = load_config(args.input)
+    if getattr(config, "product", "oco").startswith("icesat2"):
+        from oco_l3.icesat2 import run_icesat2
+
+        results = run_icesat2(config)
+        bad = [r for r in results if not r.ok]
+        for r in results:
+            print(f"{'ok  ' if r.ok else 'FAIL'} {r.message}", flush=True)
+        return 1 if bad else 0
+    if config.input is None or config.input.files is None:
+        print(f"{args.input}: input.files is empty; for input.queue use `oco-l3 listen -i CONFIG`", file=sys.stderr)
+        return 2
+    if config.output.global_:
+        from oco_l3.global_product import run_global
+
+        return _summary(run_global(config))
+    return _summary(run_days(config, args.quicklooks))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from oco_l3.config import load_config
+
+    config = load_config(args.input)
+    if getattr(config, "product", "oco") == "oco":
+        from oco_l3.pipeline import targets_for
+
+        counts = {m: len(targets_for(config, m)) for m in ("oco3", "oco2")}
+        print(f"{args.input}: ok (targets: oco3/sif {counts['oco3']}, oco2 {counts['oco2']})")
+    else:
+        print(f"{args.input}: ok ({config.product})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from oco_l3.demo import run_demo
+
+    return run_demo(args.out, days=args.days, engine=args.engine, commands=_COMMANDS)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oco-l3", description="OCO-2/OCO-3 and ICESat-2 Level-2 to Level-3 products")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging; tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="process input.files of a run config")
+    p.add_argument("-i", "--input", required=True, help="run-config YAML")
+    p.add_argument("--quicklooks", default=None, help="directory for quick-look PNGs of every capture")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("validate", help="validate a run config")
+    p.add_argument("-i", "--input", required=True)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("demo", help="generate SYNTHETIC sample days and run the whole product on them")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--days", type=int, default=3)
+    p.add_argument("--engine", choices=["flow", "library"], default="flow",
+                   help="flow: through the Prefect backfill flow (ephemeral Prefect, SQLite state); library: no Prefect")
+    p.set_defaults(func=cmd_demo)
+    for ep in entry_points(group="oco_l3.commands"):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the core commands
+            log.debug("command plugin %s failed to load: %s", ep.name, exc)
+    for name, action in sub.choices.items():
+        _COMMANDS[name] = action.get_default("func")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    # Verbose mode shows tracebacks; otherwise one line per error.
+    try:
+        return int(args.func(args) or 0)
+    except OcoL3Error as exc:
+        if args.verbose:
+            log.exception("failed")
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> None:  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "run_days", "Path"]

@@ -1,0 +1,475 @@
+"""The target-focused product, one step per function: read -> split -> grid -> commit -> export.
+
+Each step takes and returns plain values, so the CLI runs them in sequence (:func:`process_day`) and the Prefect
+flows fan them out (one :func:`grid_granule` per granule, one :func:`commit_store` per store, then
+:func:`export_cogs`). A bad granule or capture is recorded with a one-line reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+import numpy as np
+
+import oco_l3
+from oco_l3.captures import CaptureMode, split_captures
+from oco_l3.config import DayInputs, InputItem, RunConfig, S3Object
+from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, one_line
+from oco_l3.soundings import Mission
+from oco_l3.targets import Target, load_targets
+
+log = logging.getLogger(__name__)
+
+QF = Literal["pre", "post"]
+COG_MISSION = {"oco3": "oco3-co2", "oco2": "oco2-co2", "oco3_sif": "oco3-sif"}
+PLATFORM = {
+    "oco3": ("International Space Station", "OCO-3"),
+    "oco2": ("OCO-2", "OCO-2"),
+    "oco3_sif": ("International Space Station", "OCO-3"),
+}
+
+
+# --- inputs ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GranuleInput:
+    """One granule to process. ``mission``/``day`` are None when the file name follows no known convention."""
+
+    mission: Mission | None
+    location: InputItem
+    day: dt.date | None
+
+    @property
+    def path(self) -> str:
+        return self.location.path if isinstance(self.location, S3Object) else self.location
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class DayBatch:
+    day: dt.date | None
+    granules: tuple[GranuleInput, ...]
+
+
+def granule_input(item: InputItem, mission: Mission | None = None) -> GranuleInput:
+    """Mission and day from the file name (the products' naming conventions); unknown names keep None."""
+    from oco_l3.readers.naming import parse_granule_name
+
+    path = item.path if isinstance(item, S3Object) else item
+    try:
+        name = parse_granule_name(PurePosixPath(path).name)
+    except GranuleNameUnrecognised:
+        return GranuleInput(mission, item, None)
+    return GranuleInput(mission or name.mission, item, name.day)
+
+
+def batches_from_items(items: Sequence[DayInputs | InputItem]) -> list[DayBatch]:
+    """Group ``input.files`` items into days: a per-day mapping is one day; plain items group by their day."""
+    batches: list[DayBatch] = []
+    by_day: dict[dt.date | None, list[GranuleInput]] = defaultdict(list)
+    for item in items:
+        if isinstance(item, DayInputs):
+            granules = tuple(granule_input(loc, mission) for mission, loc in item.items())
+            day = next((g.day for g in granules if g.day is not None), None)
+            batches.append(DayBatch(day, granules))
+        else:
+            g = granule_input(item)
+            by_day[g.day].append(g)
+    batches.extend(DayBatch(day, tuple(gs)) for day, gs in by_day.items())
+    return sorted(batches, key=lambda b: (b.day is None, b.day or dt.date.min))
+
+
+def batches_from_files(config: RunConfig) -> list[DayBatch]:
+    if config.input is None or config.input.files is None:
+        return []
+    return batches_from_items(config.input.files)
+
+
+# --- grid --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaptureProduct:
+    """One gridded capture: its pre-QF slice and (when it has good soundings) its post-QF slice."""
+
+    mission: Mission
+    target: Target
+    mode: CaptureMode
+    start_time: np.datetime64
+    n_soundings: int
+    n_good: int
+    method: str
+    granule: str
+    pre: Any  # oco_l3.gridding.GriddedSlice
+    post: Any | None
+
+    @property
+    def target_id(self) -> str:
+        return self.target.id
+
+    def slice(self, qf: QF) -> Any | None:
+        return self.pre if qf == "pre" else self.post
+
+
+@dataclass(frozen=True)
+class GranuleProducts:
+    granule: GranuleInput
+    captures: tuple[CaptureProduct, ...] = ()
+    warnings: tuple[str, ...] = ()
+    n_soundings: int = 0
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def _targets(path: str | None, default: str) -> dict[str, Target]:
+    return load_targets(path, default=default)
+
+
+def targets_for(config: RunConfig, mission: Mission) -> dict[str, Target]:
+    default = "targets_oco2-pub.json" if mission == "oco2" else "targets.json"
+    return _targets(config.target_path(mission), default)
+
+
+@contextmanager
+def _local_copy(granule: GranuleInput) -> Iterator[str]:
+    """A local path to read the granule from (S3 objects are staged by oco_l3.remote)."""
+    from oco_l3.remote import open_input
+
+    with open_input(granule.location) as path:
+        yield path
+
+
+def grid_granule(config: RunConfig, granule: GranuleInput) -> GranuleProducts:
+    """Read one granule, split it into captures and grid each on its target grid (both QF passes).
+
+    Raises :class:`PermanentError` for a granule that can never be read, :class:`TransientError` when a remote
+    read may succeed later. A capture that cannot be gridded is skipped with a warning; the others go on.
+    """
+    from oco_l3.gridding import grid_capture
+    from oco_l3.grids import target_grid
+    from oco_l3.readers import read_granule, selection_from_config
+
+    if granule.mission is None:
+        raise GranuleNameUnrecognised(f"{granule.name}: file name follows no OCO Lite FP/SIF naming convention")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with _local_copy(granule) as path:
+        soundings = read_granule(path, selection_from_config(config, granule.mission), granule.mission)
+    timings["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    split = split_captures(soundings, targets_for(config, granule.mission))
+    timings["split"] = time.perf_counter() - t0
+    warnings = list(split.skipped)
+    products = []
+    t0 = time.perf_counter()
+    for cap in split.captures:
+        subset = soundings.take(cap.index)
+        try:
+            grid = target_grid(cap.target.bbox, config.grid.latitude, config.grid.longitude)
+            gridded = grid_capture(subset, grid, config.grid.method, config.mask_scaling)
+        except OcoL3Error as exc:
+            warnings.append(f"{granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}")
+            log.warning("%s", warnings[-1])
+            continue
+        products.append(
+            CaptureProduct(
+                mission=granule.mission, target=cap.target, mode=cap.mode, start_time=cap.start_time,
+                n_soundings=cap.n_soundings, n_good=int(subset.good.sum()), method=config.grid.method,
+                granule=granule.name, pre=gridded.pre, post=gridded.post,
+            )
+        )
+    timings["grid"] = time.perf_counter() - t0
+    return GranuleProducts(granule, tuple(products), tuple(warnings), len(soundings), timings)
+
+
+# --- commit ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreCommit:
+    """All slices of one run that go into one target store (single writer)."""
+
+    mission: Mission
+    qf: QF
+    target: Target
+    slices: tuple[CaptureProduct, ...]
+
+    @property
+    def granules(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.granule for p in self.slices))
+
+
+def plan_commits(config: RunConfig, products: Sequence[GranuleProducts]) -> list[StoreCommit]:
+    """Group every capture slice by target store. Pure; one capture time appears once per store (last wins)."""
+    groups: dict[tuple[Mission, QF, str], dict[np.datetime64, CaptureProduct]] = defaultdict(dict)
+    targets: dict[str, Target] = {}
+    for gp in products:
+        for cap in gp.captures:
+            targets[cap.target.id] = cap.target
+            for qf in ("pre", "post"):
+                if _slice_to_write(config, cap, qf) is not None:
+                    groups[(cap.mission, qf, cap.target.id)][cap.start_time] = cap  # type: ignore[index]
+    return [
+        StoreCommit(mission, qf, targets[tid], tuple(sorted(caps.values(), key=lambda c: c.start_time)))
+        for (mission, qf, tid), caps in sorted(groups.items())
+    ]
+
+
+def _slice_to_write(config: RunConfig, cap: CaptureProduct, qf: QF) -> Any | None:
+    gslice = cap.slice(qf)
+    if gslice is None:
+        return None
+    if config.output.drop_empty and _is_empty(gslice):
+        return None
+    return gslice
+
+
+def _is_empty(gslice: Any) -> bool:
+    """No float variable has a finite value (integer layers alone do not make a slice worth writing)."""
+    floats = [a for a in gslice.data.values() if a.dtype.kind == "f"]
+    return gslice.empty or not any(bool(np.isfinite(a).any()) for a in floats)
+
+
+def naming(config: RunConfig, qf: QF) -> str:
+    return config.output.naming.pre_qf if qf == "pre" else config.output.naming.post_qf
+
+
+def store_attrs(config: RunConfig, commit: StoreCommit) -> dict[str, Any]:
+    platform, sensor = PLATFORM[commit.mission]
+    title = config.title.pre_qf if commit.qf == "pre" else config.title.post_qf
+    return {
+        "title": title,
+        "target_id": commit.target.id,
+        "target_name": commit.target.name,
+        "target_type": commit.target.type,
+        "target_bbox": commit.target.bbox.wkt(),
+        "interpolation_method": config.grid.method,
+        "mask_scaling": config.mask_scaling,
+        "quality_flag_filtered": commit.qf == "post",
+        "qf_state": "post_qf (xco2_quality_flag == 0 / SIF Quality_Flag in {0,1})" if commit.qf == "post" else "pre_qf (all soundings)",
+        "platform": platform,
+        "sensor": sensor,
+        "institution": "oco-l3 (open-source Level-3 processor)",
+        "source": f"{commit.mission} L2 Lite {'SIF' if commit.mission == 'oco3_sif' else 'FP'}",
+        "software": f"oco-l3 {oco_l3.__version__}",
+    }
+
+
+def slice_data(cap: CaptureProduct, qf: QF) -> Any:
+    """The store/COG writers' value for one pass of one capture (window-shaped, time = capture start)."""
+    from oco_l3.stores import SliceData
+
+    gslice = cap.slice(qf)
+    return SliceData(
+        time=cap.start_time,
+        grid=gslice.grid,
+        data=gslice.data,
+        fills=gslice.fills,
+        var_attrs=gslice.attrs,
+        attrs={"source_granules": [cap.granule], "capture_mode": cap.mode, "n_soundings": cap.n_soundings},
+        window=gslice.window,
+    )
+
+
+def output_filesystem(config: RunConfig) -> tuple[Any, str]:
+    from oco_l3.remote import output_filesystem as _ofs
+
+    return _ofs(config.output)
+
+
+def store_path(config: RunConfig, root: str, commit: StoreCommit) -> str:
+    from oco_l3.paths import target_store_path
+
+    return target_store_path(root, commit.mission, naming(config, commit.qf), commit.target.id)
+
+
+def commit_store(config: RunConfig, commit: StoreCommit) -> Any:
+    """Upsert the commit's slices into its store (crash-safe, idempotent) and read them back."""
+    from oco_l3.stores import read_back, upsert_slices
+
+    fs, root = output_filesystem(config)
+    path = store_path(config, root, commit)
+    c = config.chunking
+    result = upsert_slices(
+        fs, path, [slice_data(cap, commit.qf) for cap in commit.slices],
+        chunking=(c.latitude, c.longitude, c.time), title=store_attrs(config, commit)["title"],
+        global_attrs=store_attrs(config, commit),
+    )
+    if not read_back(fs, path, [cap.start_time for cap in commit.slices]):
+        raise PermanentError(f"{path}: committed slices did not read back")
+    return result
+
+
+# --- export ------------------------------------------------------------------------------------------------
+def cog_filesystem(config: RunConfig) -> tuple[Any, str] | None:
+    if config.output.cog is None:
+        return None
+    from oco_l3.remote import output_filesystem as _ofs
+
+    return _ofs(config.output.cog.output)
+
+
+def export_cogs(config: RunConfig, products: GranuleProducts) -> list[str]:
+    """One COG per variable, capture and QF pass (no-op without ``output.cog``)."""
+    target = cog_filesystem(config)
+    if target is None or config.output.cog is None:
+        return []
+    from oco_l3.cog import write_slice_cogs
+
+    fs, root = target
+    written: list[str] = []
+    for cap in products.captures:
+        for qf in ("pre", "post"):
+            gslice = _slice_to_write(config, cap, qf)  # type: ignore[arg-type]
+            if gslice is None:
+                continue
+            written += write_slice_cogs(
+                slice_data(cap, qf), cap.mission, cap.target.id, qf == "post", root,  # type: ignore[arg-type]
+                options=config.output.cog.options, fs=fs,
+            )
+    return written
+
+
+def quicklook_variable(cap: CaptureProduct) -> str | None:
+    keys = list(cap.pre.data)
+    preferred = ("xco2", "Daily_SIF_757nm", "SIF_740nm")
+    return next((k for k in preferred if k in cap.pre.data), keys[0] if keys else None)
+
+
+def write_quicklooks(config: RunConfig, products: GranuleProducts, directory: str) -> list[str]:
+    """A PNG per capture (pre-QF, main variable) in a local directory."""
+    from oco_l3.quicklook import quicklook_png
+
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    for cap in products.captures:
+        key = quicklook_variable(cap)
+        if key is None:
+            continue
+        stamp = np.datetime_as_string(cap.start_time, unit="s").replace(":", "")
+        path = os.path.join(directory, f"{COG_MISSION[cap.mission]}_{cap.target.id}_{stamp}Z_{key.replace('/', '.')}.png")
+        title = f"{cap.mission} {cap.target.id} {cap.target.name} {stamp}Z {key} (pre-QF)"
+        written.append(quicklook_png(cap.pre.full(key), cap.pre.grid, path, title))
+    return written
+
+
+# --- one day -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputOutcome:
+    granule: GranuleInput
+    ok: bool
+    message: str
+    captures: int = 0
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DayResult:
+    day: dt.date | None
+    outcomes: tuple[InputOutcome, ...]
+    stores: tuple[str, ...] = ()
+    cogs: tuple[str, ...] = ()
+    quicklooks: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    @property
+    def errors(self) -> list[str]:
+        return [o.message for o in self.outcomes if not o.ok]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "granules": len(self.outcomes),
+            "failed": sum(not o.ok for o in self.outcomes),
+            "captures": sum(o.captures for o in self.outcomes),
+            "targets": len({t for o in self.outcomes for t in o.targets}),
+            "stores": len(self.stores),
+            "cogs": len(self.cogs),
+        }
+
+
+def _timed(timings: dict[str, float], key: str, fn: Callable[[], Any]) -> Any:
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+
+def _grid_all(config: RunConfig, batch: DayBatch, timings: dict[str, float]) -> tuple[list[GranuleProducts], dict[GranuleInput, str]]:
+    done: list[GranuleProducts] = []
+    failed: dict[GranuleInput, str] = {}
+    for g in batch.granules:
+        try:
+            gp = grid_granule(config, g)
+        except OcoL3Error as exc:
+            failed[g] = f"{g.name}: {one_line(exc)}"
+        except Exception as exc:  # noqa: BLE001 - an unexpected bug in one granule must not stop the others
+            log.debug("unexpected error on %s", g.name, exc_info=True)
+            failed[g] = f"{g.name}: unexpected {one_line(exc)}"
+        else:
+            done.append(gp)
+            for k, v in gp.timings.items():
+                timings[k] = timings.get(k, 0.0) + v
+    return done, failed
+
+
+def _commit_all(config: RunConfig, products: list[GranuleProducts], failed: dict[GranuleInput, str]) -> list[str]:
+    stores: list[str] = []
+    by_name = {gp.granule.name: gp.granule for gp in products}
+    for commit in plan_commits(config, products):
+        try:
+            result = commit_store(config, commit)
+            stores.append(str(getattr(result, "store_path", result)))
+        except Exception as exc:  # noqa: BLE001 - recorded against every granule that fed the store
+            msg = one_line(exc)
+            log.debug("commit failed", exc_info=True)
+            for name in commit.granules:
+                failed.setdefault(by_name[name], f"{name}: commit to {commit.mission}/{commit.target.id} failed: {msg}")
+    return stores
+
+
+def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = None) -> DayResult:
+    """Grid every granule of the day, commit each target store once, export COGs and quick-looks."""
+    timings: dict[str, float] = {}
+    products, failed = _grid_all(config, batch, timings)
+    stores = _timed(timings, "commit", lambda: _commit_all(config, products, failed))
+    cogs: list[str] = []
+    quicklooks: list[str] = []
+    for gp in products:
+        if gp.granule in failed:
+            continue
+        try:
+            cogs += _timed(timings, "cog", lambda gp=gp: export_cogs(config, gp))
+            if quicklook_dir:
+                quicklooks += _timed(timings, "quicklook", lambda gp=gp: write_quicklooks(config, gp, quicklook_dir))
+        except Exception as exc:  # noqa: BLE001
+            failed[gp.granule] = f"{gp.granule.name}: export failed: {one_line(exc)}"
+    outcomes = tuple(_outcome(g, products, failed) for g in batch.granules)
+    warnings = tuple(w for gp in products for w in gp.warnings)
+    return DayResult(batch.day, outcomes, tuple(stores), tuple(cogs), tuple(quicklooks), warnings, timings)
+
+
+def _outcome(g: GranuleInput, products: list[GranuleProducts], failed: dict[GranuleInput, str]) -> InputOutcome:
+    if g in failed:
+        return InputOutcome(g, False, failed[g])
+    gp = next(p for p in products if p.granule == g)
+    targets = tuple(dict.fromkeys(c.target.id for c in gp.captures))
+    msg = f"{g.name}: {len(gp.captures)} captures ({', '.join(targets) or 'none'}), {len(gp.warnings)} skipped"
+    return InputOutcome(g, True, msg, len(gp.captures), targets)
