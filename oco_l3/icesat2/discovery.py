@@ -138,3 +138,18 @@ def search_granules(
         log.info("CMR %s: %d of %d granules on the %d RGTs crossing the area", short_name, len(refs), before,
                  len(wanted))
     return refs
+
+
+def discover_granules(config: Any, search: Callable[..., list[Any]] | None = None) -> list[GranuleRef]:
+    """CMR search from a product config's ``search:`` section (short name defaults by product; polygon when set)."""
+    s = config.search
+    if s is None:
+        raise ConfigInvalid(f"{config.product}: no search: section to discover granules with")
+    polygon = None
+    if getattr(config, "polygon", None) and s.bbox is None:
+        from oco_l3.icesat2.tables import load_polygon
+
+        geom = load_polygon(config.polygon)
+        polygon = geom if geom.geom_type == "Polygon" else geom.convex_hull
+    return search_granules(s.short_name or SHORT_NAMES[config.product], s.temporal, s.version, s.bbox, polygon,
+                           s.tracks, search=search)
