@@ -187,3 +187,23 @@ def test_binning_random_against_pandas_and_empty():
     assert np.allclose(s.mean_segment_length[mean.index], g.w.mean().to_numpy(), rtol=1e-5)
     empty = bin_statistics(np.empty(0, np.int64), np.empty(0), np.empty(0), 4)
     assert empty.n_segments.tolist() == [0, 0, 0, 0] and np.isnan(empty.mean).all()
+
+
+def test_older_day_is_inserted_in_time_order_and_interrupted_swap_recovers(tmp_path):
+    out = {"local": str(tmp_path), "cog": False, "quicklook": False}
+    store = tmp_path / "icesat2-seaice" / "ease2-north-25km.zarr"
+    run_icesat2(_config([ATL07_B], tmp_path, beams="all", filters="none", output=out))
+    first = xr.open_zarr(store).load()
+    run_icesat2(_config([ATL07_A], tmp_path, beams="all", filters="none", output=out))
+    ds = xr.open_zarr(store).load()
+    assert list(ds.time.values.astype("datetime64[D]").astype(str)) == ["2019-02-22", "2019-02-25"]
+    xr.testing.assert_identical(first.isel(time=0), ds.isel(time=1))
+    assert ds.crs.attrs["crs_wkt"] and ds.lat.dims == ("y", "x")
+    _check_day(ds, "2019-02-22", _independent_atl07(ATL07_A, default_filter=False))
+    # A swap interrupted between its two renames leaves only the old copy: the next write restores it.
+    old = store.with_name(f".{store.name}.old-deadbeef")
+    store.rename(old)
+    run_icesat2(_config([ATL07_B], tmp_path, beams="all", filters="none", output=out))
+    again = xr.open_zarr(store).load()
+    assert again.sizes["time"] == 2 and not old.exists()
+    xr.testing.assert_identical(ds, again)

@@ -85,19 +85,44 @@ def _encoding(grid: PolarGrid) -> dict[str, dict[str, Any]]:
     return enc
 
 
+def _write_whole(store: Path, ds: Any, grid: PolarGrid) -> None:
+    """Write ``ds`` as the whole store: into a temporary sibling, then swap it in by renames."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{store.name}.new-", dir=store.parent))
+    try:
+        ds.to_zarr(tmp / "s.zarr", mode="w", encoding=_encoding(grid), zarr_format=2, consolidated=True)
+        if not store.exists():
+            os.replace(tmp / "s.zarr", store)
+            return
+        old = store.with_name(f".{store.name}.old-{uuid.uuid4().hex}")
+        os.replace(store, old)  # a crash here leaves only the .old copy: _recover_swap() restores it
+        os.replace(tmp / "s.zarr", store)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _recover_swap(store: Path) -> None:
+    """Undo a swap interrupted between its two renames (the store is missing, its old copy is present)."""
+    if store.exists() or not store.parent.exists():
+        return
+    olds = sorted(store.parent.glob(f".{store.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds:
+        log.warning("%s: restoring the store from an interrupted swap (%s)", store, olds[-1].name)
+        os.replace(olds[-1], store)
+
+
 def upsert_day(store: Path, ds: Any, grid: PolarGrid) -> str:
-    """Write one day into the store: create it, replace the day, or append it. Returns the action."""
+    """Write one day into the store: create it, replace the day, append it, or insert it in time order.
+
+    Returns the action (``created``, ``replaced``, ``appended``, ``inserted``).
+    """
     import xarray as xr
 
     day = ds["time"].values[0]
+    _recover_swap(store)
     if not store.exists():
-        store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{store.name}.", dir=store.parent))
-        try:
-            ds.to_zarr(tmp / "s.zarr", mode="w", encoding=_encoding(grid), zarr_format=2, consolidated=True)
-            os.replace(tmp / "s.zarr", store)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _write_whole(store, ds, grid)
         return "created"
     try:
         existing = xr.open_zarr(store, consolidated=True, zarr_format=2)
@@ -114,6 +139,14 @@ def upsert_day(store: Path, ds: Any, grid: PolarGrid) -> str:
         i = int(hits[0])
         data.drop_vars("time").to_zarr(store, region={"time": slice(i, i + 1)}, zarr_format=2, consolidated=True)
         return "replaced"
+    if times.size and day < times.max():  # keep time sorted: rebuild the (small, daily) store with the new day
+        with xr.open_zarr(store, consolidated=True, zarr_format=2) as old:
+            merged = xr.concat([old.load(), ds], dim="time", data_vars="minimal", coords="minimal",
+                               compat="override", join="override").sortby("time")
+        for name in merged.variables:
+            merged[name].encoding = {}
+        _write_whole(store, merged, grid)
+        return "inserted"
     data.to_zarr(store, append_dim="time", zarr_format=2, consolidated=True)
     return "appended"
 
