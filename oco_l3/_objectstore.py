@@ -85,14 +85,23 @@ class ObjectStore:
                 yield stripped[len(base_stripped) + 1 :]
 
     # --- writes --------------------------------------------------------------------------------------
-    def write(self, key: str, data: bytes) -> None:
-        """Write one object atomically (readers see the old or the new bytes, never a mix)."""
+    def write(self, key: str, data: bytes, *, atomic: bool = True) -> None:
+        """Write one object. ``atomic``: readers see the old or the new bytes, never a mix (temp + rename
+        locally; every S3 put is atomic). Staged transaction objects skip the rename: their folder is only trusted
+        once the manifest exists."""
         target = self.path(key)
         if not self.local:
             self.fs.pipe_file(target, data)
             return
         parent = os.path.dirname(target)
         os.makedirs(parent, exist_ok=True)
+        if not atomic:
+            with open(target, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            return
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -158,7 +158,7 @@ def commit(store: ObjectStore, overlay: Overlay) -> str | None:
     base = f"{TXN_DIR}/{txid}"
     puts = apply_order(list(writes))
     for key in puts:
-        store.write(f"{base}/data/{key}", writes[key])
+        store.write(f"{base}/data/{key}", writes[key], atomic=False)
     _fault("staged")
     manifest = {"version": 1, "txid": txid, "puts": puts, "deletes": sorted(overlay.deletes)}
     store.write(f"{base}/{MANIFEST}", json.dumps(manifest).encode())
