@@ -310,7 +310,7 @@ def test_s3_upsert_crash_recover_and_lock(moto_s3, monkeypatch: pytest.MonkeyPat
     import s3fs
 
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_s3.endpoint}, skip_instance_cache=True)
-    path = f"{moto_s3.bucket}/oco3/pre/t1.zarr"
+    path = f"s3://{moto_s3.bucket}/oco3/pre/t1.zarr"  # the form remote.output_filesystem gives
     up(path, make_slice(day(2), 2), fs=fs)
     up(path, make_slice(day(3), 3), fs=fs)
     monkeypatch.setattr(_txn, "FAULT_HOOK", crash_at("apply:2"))
@@ -324,6 +324,10 @@ def test_s3_upsert_crash_recover_and_lock(moto_s3, monkeypatch: pytest.MonkeyPat
     with StoreLock(fs, path, timeout=1), pytest.raises(StoreLocked):
         StoreLock(fs, path, timeout=0.2).acquire()
     assert not any(k.endswith(".lock") for k in moto_s3.keys("oco3/"))
+    from oco_l3.cog import write_slice_cogs
+
+    cogs = write_slice_cogs(make_slice(day(1), 1), "oco3", "t1", True, f"s3://{moto_s3.bucket}/cogs", fs=fs)
+    assert len(cogs) == 3 and len(moto_s3.keys("cogs/")) == 3
 
 
 def test_random_order_batches_match_expected(store: str) -> None:
