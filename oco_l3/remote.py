@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 DEFAULT_REGION = "us-west-2"
 STAGING_DIR_ENV = "OCO_L3_STAGING_DIR"
 COPY_BLOCK = 8 * 1024 * 1024
+#: botocore client settings of every S3 filesystem made here (timeouts on every request; bounded retries).
+S3_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 4}}
 
 # NASA Earthdata Cloud bucket name prefixes -> CMR provider of the temporary S3 credentials endpoint.
 NASA_BUCKET_PROVIDERS: tuple[tuple[str, str], ...] = (
@@ -178,12 +180,13 @@ def s3_filesystem(
         client_kwargs["endpoint_url"] = url
     options: dict[str, Any] = {
         "client_kwargs": client_kwargs,
-        "config_kwargs": {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 4}},
+        "config_kwargs": dict(S3_CLIENT_CONFIG),
         # Transactional stores list folders right after writing them: never trust a cached listing.
         "use_listings_cache": False,
     }
     if key and secret:
-        options.update(key=key, secret=secret, token=token)
+        # No None values: zarr serialises the storage options to JSON (fs.to_json) to make an async copy.
+        options.update(key=key, secret=secret, **({"token": token} if token else {}))
     return fsspec.filesystem("s3", **options)
 
 
@@ -200,7 +203,7 @@ def input_filesystem(obj: S3Object) -> fsspec.AbstractFileSystem:
         return s3_filesystem(key=key, secret=secret, region=obj.region, endpoint=obj.endpoint)
     bucket, _ = split_s3_url(obj.path)
     provider = nasa_provider(bucket)
-    if provider is not None and not os.environ.get("AWS_ACCESS_KEY_ID"):
+    if provider is not None:
         creds = earthdata_s3_credentials(provider)
         return s3_filesystem(
             key=creds.key, secret=creds.secret, token=creds.token, region=obj.region, endpoint=obj.endpoint
@@ -211,8 +214,9 @@ def input_filesystem(obj: S3Object) -> fsspec.AbstractFileSystem:
 def output_filesystem(location: OutputLocation | S3Output | Any) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and root folder of an output location (``output`` or ``output.cog.output`` config).
 
-    Local: the local filesystem and the absolute root path. S3: an s3fs filesystem and ``bucket/prefix``
-    (no scheme, no trailing slash), the form fsspec's path functions use.
+    Local: the local filesystem and the absolute root path. S3: an s3fs filesystem and ``s3://bucket/prefix``
+    (no trailing slash); s3fs accepts the scheme on every call, and :func:`oco_l3.paths.safe_join` needs it to
+    tell a URL root from a local one.
     """
     s3 = location if isinstance(location, S3Output) else getattr(location, "s3", None)
     if s3 is None:
@@ -225,7 +229,7 @@ def output_filesystem(location: OutputLocation | S3Output | Any) -> tuple[fsspec
     if bool(key) != bool(secret):
         raise ConfigInvalid(f"{s3.url}: output.s3.auth needs both accessKeyID and secretAccessKey, or neither")
     fs = s3_filesystem(key=key, secret=secret, region=s3.region, endpoint=s3.endpoint)
-    return fs, f"{bucket}/{prefix.strip('/')}".rstrip("/")
+    return fs, f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
 
 
 # --- errors ---------------------------------------------------------------------------------------------------
