@@ -14,8 +14,8 @@ from prefect import unmapped
 
 from flows._settle import reason, settle
 from oco_l3.errors import TransientError
-from oco_l3.state import GranuleOutcome, State
 from oco_l3.sources import GranuleRef
+from oco_l3.state import GranuleOutcome, State
 from tasks.commit import commit_store, plan_commits
 from tasks.discover import fetch_granule
 from tasks.export import export_cogs, write_quicklooks

@@ -65,7 +65,7 @@ def cmd_process_files(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from oco_l3.config import parse_config, read_yaml
     from oco_l3.secrets import resolve_env_refs
-    from oco_l3.state import default_state_url, open_state, status_rows, format_status
+    from oco_l3.state import default_state_url, format_status, open_state, status_rows
 
     config = parse_config(resolve_env_refs(read_yaml(args.input), args.input), args.input)
     state = open_state(default_state_url(config))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from oco_l3.config import RunConfig
+from oco_l3.config import RunConfig, read_yaml
 from oco_l3.config import parse_config as _parse
-from oco_l3.config import read_yaml
 from oco_l3.secrets import register_model_secrets, resolve_env_refs
 
 

@@ -1,1 +1,77 @@
-"""Fixture module: prefect_server (loopback service started by the test setup)."""
+"""Fixture module: Prefect on loopback.
+
+* ``prefect_harness`` (session): ONE ``prefect_test_harness(server_startup_timeout=120)`` for every flow test
+  (each start costs ~16 s here).
+* ``prefect_server`` (session): a real ``prefect server start --host 127.0.0.1 --port N`` with a temporary
+  ``PREFECT_HOME`` (SQLite), healthy within 120 s; yields the API URL. Stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services.postgres import free_port
+
+STARTUP_TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=int(STARTUP_TIMEOUT)):
+        yield
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310 - loopback only
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _server_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false")
+    return env
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    home = Path(tempfile.mkdtemp(prefix="oco-l3-prefect-server-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    prefect = str(Path(sys.executable).parent / "prefect")
+    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=_server_env(home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (home / "server.log").read_text(errors="replace")[-2000:]
+                pytest.fail(f"prefect server on 127.0.0.1:{port} did not become healthy:\n{tail}")
+            time.sleep(1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
