@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import fsspec
 import numcodecs
@@ -49,6 +49,10 @@ from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
 from oco_l3.soundings import MISSIONS, Mission
 from oco_l3.targets import Target
+
+if TYPE_CHECKING:
+    from oco_l3.config import RunConfig
+    from oco_l3.pipeline import DayBatch, GranuleInput, InputOutcome
 
 log = logging.getLogger(__name__)
 
@@ -535,7 +539,7 @@ class GlobalCaptureProduct:
 
 @dataclass(frozen=True)
 class GlobalGranuleProducts:
-    granule: Any  # oco_l3.pipeline.GranuleInput
+    granule: GranuleInput
     captures: tuple[GlobalCaptureProduct, ...] = ()
     warnings: tuple[str, ...] = ()
     n_soundings: int = 0
@@ -543,17 +547,17 @@ class GlobalGranuleProducts:
     timings: Mapping[str, float] = field(default_factory=dict)
 
 
-def product_grid(config: Any) -> GridSpec:
+def product_grid(config: RunConfig) -> GridSpec:
     """The global grid of ``config`` (``grid.latitude x grid.longitude`` cells over the globe)."""
     return global_grid(config.grid.latitude, config.grid.longitude)
 
 
-def product_chunks(config: Any) -> tuple[int, int]:
+def product_chunks(config: RunConfig) -> tuple[int, int]:
     grid = product_grid(config)
     return (min(config.chunking.latitude, grid.n_lat), min(config.chunking.longitude, grid.n_lon))
 
 
-def grid_granule_global(config: Any, granule: Any) -> GlobalGranuleProducts:
+def grid_granule_global(config: RunConfig, granule: GranuleInput) -> GlobalGranuleProducts:
     """Read one granule, split it into captures and grid each onto the global grid (both QF passes).
 
     Raises :class:`~oco_l3.errors.PermanentError` / :class:`~oco_l3.errors.TransientError` like
@@ -603,20 +607,20 @@ def compose_day(grid: GridSpec, chunks: tuple[int, int], captures: Iterable[Glob
     return canvas
 
 
-def expected_missions(config: Any) -> tuple[Mission, ...]:
+def expected_missions(config: RunConfig) -> tuple[Mission, ...]:
     """The missions the global product covers: ``search.missions`` when configured, else all three."""
     search = getattr(config, "search", None)
     return tuple(search.missions) if search is not None else MISSIONS
 
 
-def global_store_path(config: Any, root: str, qf: QF) -> str:
+def global_store_path(config: RunConfig, root: str, qf: QF) -> str:
     from oco_l3.paths import safe_join
 
     name = config.output.naming.pre_qf if qf == "pre" else config.output.naming.post_qf
     return safe_join(root, name)
 
 
-def global_attrs(config: Any, qf: QF) -> dict[str, Any]:
+def global_attrs(config: RunConfig, qf: QF) -> dict[str, Any]:
     grid = product_grid(config)
     title = config.title.pre_qf if qf == "pre" else config.title.post_qf
     return {
@@ -633,7 +637,7 @@ def global_attrs(config: Any, qf: QF) -> dict[str, Any]:
     }
 
 
-def commit_global(config: Any, day: dt.date, captures: Sequence[GlobalCaptureProduct], qf: QF) -> GlobalCommit:
+def commit_global(config: RunConfig, day: dt.date, captures: Sequence[GlobalCaptureProduct], qf: QF) -> GlobalCommit:
     """Compose and commit one QF store for one day (single writer per store)."""
     from oco_l3.remote import output_filesystem
 
@@ -649,7 +653,7 @@ class GlobalDayResult:
     """One day of the global product; DayResult-like for the CLI (``outcomes``, ``errors``, ``counts``...)."""
 
     day: dt.date | None
-    outcomes: tuple[Any, ...]
+    outcomes: tuple[InputOutcome, ...]
     stores: tuple[str, ...] = ()
     cogs: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -678,16 +682,16 @@ class GlobalDayResult:
         }
 
 
-def _day_of(batch: Any, products: Sequence[GlobalGranuleProducts]) -> dt.date | None:
+def _day_of(batch: DayBatch, products: Sequence[GlobalGranuleProducts]) -> dt.date | None:
     if batch.day is not None:
-        return batch.day  # type: ignore[no-any-return]
+        return batch.day
     firsts = [p.first_time for p in products if p.first_time is not None]
     if not firsts:
         return None
-    return dt.date.fromisoformat(str(np.datetime64(min(firsts), "D")))
+    return dt.date.fromisoformat(str(min(firsts).astype("datetime64[D]")))
 
 
-def process_global_day(config: Any, batch: Any) -> GlobalDayResult:
+def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
     """Grid every granule of the day onto the global grid and commit both QF stores."""
     from oco_l3.pipeline import InputOutcome
 
@@ -718,9 +722,10 @@ def process_global_day(config: Any, batch: Any) -> GlobalDayResult:
             failed.setdefault(g, f"{g.name}: the day of the global product is unknown")
     else:
         t0 = time.perf_counter()
-        for qf in ("pre", "post"):
+        qfs: tuple[QF, QF] = ("pre", "post")
+        for qf in qfs:
             try:
-                stores.append(commit_global(config, day, captures, qf).store_path)  # type: ignore[arg-type]
+                stores.append(commit_global(config, day, captures, qf).store_path)
             except Exception as exc:  # noqa: BLE001 - recorded against every granule of the day
                 log.debug("global commit failed", exc_info=True)
                 for g in batch.granules:
@@ -740,7 +745,7 @@ def process_global_day(config: Any, batch: Any) -> GlobalDayResult:
                            timings)
 
 
-def run_global(config: Any) -> list[GlobalDayResult]:
+def run_global(config: RunConfig) -> list[GlobalDayResult]:
     """The global product for every day of ``input.files`` (the CLI's ``output.global: true`` path)."""
     from oco_l3.pipeline import batches_from_files
 

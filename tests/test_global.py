@@ -15,7 +15,6 @@ from oco_l3.global_product import (
     GlobalCaptureProduct,
     commit_global_day,
     compose_day,
-    layer_keys,
     output_key,
 )
 from oco_l3.soundings import MODE_SAM, MODE_TARGET, Soundings, Variable
@@ -204,3 +203,66 @@ def test_insert_day_before_end_keeps_days_and_only_touched_chunks(store: str) ->
     per_day = sum(len(fs) for _, _, fs in os.walk(os.path.join(store, "OCO3_global_xco2", "1")))
     assert 1 <= per_day <= 4  # a 4-degree capture touches at most 2 x 2 chunks of 20 degrees
     assert not os.path.exists(os.path.join(store, ".oco-l3-txn"))
+
+
+def test_run_global_end_to_end_on_sample_day(tmp_path: object) -> None:
+    from oco_l3.config import parse_config
+    from oco_l3.global_product import run_global
+    from oco_l3.sample_data import ANALYTIC, write_sample_day
+
+    base = str(tmp_path)
+    paths = write_sample_day(os.path.join(base, "in"), DAY)
+    out = os.path.join(base, "out")
+
+    def config(files: list[str]) -> object:
+        return parse_config({
+            "input": {"files": files}, "output": {"local": out, "global": True},
+            "grid": {"latitude": 1800, "longitude": 3600, "method": "linear"},
+        })
+
+    (result,) = run_global(config([str(p) for p in paths.values()]))
+    assert result.ok, result.errors
+    assert result.absent == () and result.counts["captures"] >= 5
+    assert sorted(os.path.basename(s) for s in result.stores) == ["post_qf", "pre_qf"]
+    ds = xr.open_zarr(os.path.join(out, "pre_qf"), consolidated=True)
+    assert ds.time.values[0] == np.datetime64(f"{DAY.isoformat()}T00:00:00", "ns")
+    lon, lat = np.meshgrid(ds.longitude.values, ds.latitude.values)
+    for name, field, group in (("OCO3_global_xco2", "xco2", None), ("OCO2_global_xco2", "xco2", None),
+                               ("OCO3_SIF_global_Daily_SIF_757nm", "Daily_SIF_757nm", None),
+                               ("OCO3_global_psurf", "Retrieval/psurf", "Retrieval")):
+        arr = (xr.open_zarr(os.path.join(out, "pre_qf"), group=group) if group else ds)[name].isel(time=0).values
+        finite = np.isfinite(arr)
+        assert finite.sum() > 20, name
+        expect = ANALYTIC[field](lat, lon)
+        np.testing.assert_allclose(arr[finite], expect[finite], rtol=1e-6, atol=1e-4, err_msg=name)
+    # the next day with only OCO-3: the other missions are reported absent and are all-fill that day
+    day2 = write_sample_day(os.path.join(base, "in2"), DAY + dt.timedelta(days=1), missions=("oco3",))
+    (result2,) = run_global(config([str(p) for p in day2.values()]))
+    assert result2.ok and set(result2.absent) == {"oco2", "oco3_sif"}
+    ds = xr.open_zarr(os.path.join(out, "pre_qf"), consolidated=True)
+    assert ds.sizes["time"] == 2
+    assert np.isnan(ds["OCO2_global_xco2"].isel(time=1).values).all()
+    assert np.isfinite(ds["OCO3_global_xco2"].isel(time=1).values).any()
+
+
+@pytest.mark.parametrize("point", ["staged", "manifest"])
+def test_crash_during_commit_is_all_or_nothing(store: str, point: str) -> None:
+    from oco_l3 import _txn
+    from oco_l3.stores import recover_store
+
+    commit(store, [product(make_soundings("oco3", 10.0, 20.0))])
+
+    def crash(name: str) -> None:
+        if name == point:
+            raise KeyboardInterrupt(name)
+
+    _txn.FAULT_HOOK = crash
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            commit(store, [product(make_soundings("oco3", -100.0, 0.0))], day=DAY + dt.timedelta(days=1))
+    finally:
+        _txn.FAULT_HOOK = None
+    recover_store(fsspec.filesystem("file"), store)
+    ds = xr.open_zarr(store, consolidated=True)
+    assert ds.sizes["time"] == (1 if point == "staged" else 2)
+    assert np.isfinite(ds["OCO3_global_xco2"].isel(time=-1).values).any()
