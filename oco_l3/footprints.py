@@ -98,8 +98,32 @@ def footprint_intervals(
         log.debug("ignoring %d footprints with non-finite vertices", int((~finite).sum()))
     ids = np.flatnonzero(finite)
     tri_id, tx, ty = _triangles(ids, x[finite], y[finite])
-    index, row, col0, col1 = _scanline(tri_id, tx, ty, grid)
+    index, row, col0, col1 = _scanline(tri_id, tx, ty, grid.shape)
     return FootprintIntervals(grid, index, row, col0, col1)
+
+
+def rasterise_triangles(
+    tx: np.ndarray, ty: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cells whose centre lies in each triangle, as runs ``(triangle, row, col0, col1)`` (columns inclusive).
+
+    ``tx``/``ty`` are ``(T, 3)`` vertex coordinates in fractional grid-index space (column, row; cell centres at
+    integers), see :func:`to_index_space`; only cells of an array of ``shape`` (rows, cols) count. Zero-area
+    triangles are dropped; edges count as inside.
+    """
+    tx = np.asarray(tx, dtype=float)
+    ty = np.asarray(ty, dtype=float)
+    area = _cross(tx[:, 0], ty[:, 0], tx[:, 1], ty[:, 1], tx[:, 2], ty[:, 2])
+    keep = np.flatnonzero(np.isfinite(area) & (area != 0))
+    return _scanline(keep, tx[keep], ty[keep], shape)
+
+
+def to_index_space(lat: np.ndarray, lon: np.ndarray, grid: GridSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional (column, row) grid indices of lon/lat positions; cell centres sit at integers."""
+    lon = unwrap_longitude(np.asarray(lon, dtype=float), 0.5 * (grid.bbox.min_lon + grid.bbox.max_lon))
+    x = (lon - grid.bbox.min_lon) / grid.dlon - 0.5
+    y = (np.asarray(lat, dtype=float) - grid.bbox.min_lat) / grid.dlat - 0.5
+    return x, y
 
 
 def _index_space(
@@ -108,15 +132,12 @@ def _index_space(
     """Vertices as fractional column (x) and row (y) indices; cell centres sit at integers."""
     if vlat.ndim != 2 or vlat.shape[1] != 4 or vlat.shape != vlon.shape:
         raise ValueError(f"footprint vertices must be two (N, 4) arrays, got {vlat.shape} and {vlon.shape}")
-    centre = 0.5 * (grid.bbox.min_lon + grid.bbox.max_lon)
-    vlon = unwrap_longitude(vlon, centre)
+    x, y = to_index_space(vlat, vlon, grid)
     if scaling != 1.0:
-        clat = vlat.mean(axis=1, keepdims=True)
-        clon = vlon.mean(axis=1, keepdims=True)
-        vlat = clat + (vlat - clat) * scaling
-        vlon = clon + (vlon - clon) * scaling
-    x = (vlon - grid.bbox.min_lon) / grid.dlon - 0.5
-    y = (vlat - grid.bbox.min_lat) / grid.dlat - 0.5
+        cx = x.mean(axis=1, keepdims=True)
+        cy = y.mean(axis=1, keepdims=True)
+        x = cx + (x - cx) * scaling
+        y = cy + (y - cy) * scaling
     return x, y
 
 
@@ -195,10 +216,10 @@ def _crossing_point(x: np.ndarray, y: np.ndarray, kind: np.ndarray) -> tuple[np.
 
 
 def _scanline(
-    tri_id: np.ndarray, tx: np.ndarray, ty: np.ndarray, grid: GridSpec
+    tri_id: np.ndarray, tx: np.ndarray, ty: np.ndarray, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per (triangle, row) the inclusive column range of cell centres inside the triangle, clipped to the grid."""
-    n_rows, n_cols = grid.n_lat, grid.n_lon
+    """Per (triangle, row) the inclusive column range of cell centres inside the triangle, clipped to ``shape``."""
+    n_rows, n_cols = shape
     order = np.argsort(ty, axis=1, kind="stable")
     ty = np.take_along_axis(ty, order, axis=1)
     tx = np.take_along_axis(tx, order, axis=1)

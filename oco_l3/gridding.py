@@ -90,24 +90,23 @@ def _grid_pass(
     """One QF pass: the soundings ``select`` (bool), gridded at the cells inside their footprints."""
     grid = intervals.grid
     mask, window = intervals.mask(None if select.all() else select)
-    r0, r1, c0, c1 = window
-    rows, cols = np.nonzero(mask)
-    xi = np.column_stack([grid.longitude[c0 + cols], grid.latitude[r0 + rows]])
+    n_cells = int(np.count_nonzero(mask))
     floats = [v for v in soundings.variables if not v.is_integer]
     ints = [v for v in soundings.variables if v.is_integer]
     data: dict[str, np.ndarray] = {}
     fills = {v.key: _fill(v) for v in ints}
     shape = mask.shape
-    if xi.shape[0] and (finite := _finite_points(soundings, select)).any():
+    if n_cells and (finite := _finite_points(soundings, select)).any():
         index = np.flatnonzero(select & finite)
         interp = PointInterpolator(soundings.longitude[index], soundings.latitude[index], name)
+        located = interp.locate_cells(grid, window, mask)
         if floats:
             stack = np.column_stack([v.values[index] for v in floats])
-            result = interp.evaluate(stack, xi, method).astype(np.float32)
+            result = interp.evaluate(stack, located, method).astype(np.float32)
             for j, v in enumerate(floats):
                 data[v.key] = _scatter(mask, result[:, j], np.float32(np.nan))
         if ints:
-            nearest = index[interp.nearest_index(xi)]
+            nearest = index[interp.nearest_index(located)]
             for v in ints:
                 values = _as_output_int(v)[nearest]
                 data[v.key] = _scatter(mask, values, fills[v.key])
@@ -115,11 +114,11 @@ def _grid_pass(
         data.setdefault(v.key, np.full(shape, np.nan, dtype=np.float32))
     for v in ints:
         data.setdefault(v.key, np.full(shape, fills[v.key], dtype=_as_output_int(v).dtype))
-    if not xi.shape[0]:
+    if not n_cells:
         window = EMPTY_WINDOW
         data = {k: a[:0, :0] for k, a in data.items()}
     attrs = {v.key: dict(v.attrs) for v in soundings.variables}
-    log.debug("%s: %d cells in window %s", name, xi.shape[0], window)
+    log.debug("%s: %d cells in window %s", name, n_cells, window)
     return GriddedSlice(grid, window, data, fills, attrs, int(select.sum()))
 
 

@@ -126,3 +126,41 @@ def test_unknown_method_and_wrong_length_raise() -> None:
         interp.evaluate(np.zeros(10), inner_points(3), "bilinear")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         interp.evaluate(np.zeros(9), inner_points(3), "linear")
+
+
+def test_cubic_and_linear_match_scipy_on_a_curved_field() -> None:
+    from scipy.interpolate import CloughTocher2DInterpolator, LinearNDInterpolator
+
+    lon, lat = scattered(400, seed=4)
+    values = np.column_stack([np.sin(3 * lat) * np.cos(2 * lon), lat * lon, np.exp(lat + 33)])
+    xi = inner_points(3000, seed=5)
+    interp = PointInterpolator(lon, lat)
+    plane = interp.to_plane(xi)
+    assert interp.tri is not None
+    ct = CloughTocher2DInterpolator(interp.tri, values)(plane)
+    np.testing.assert_allclose(interp.evaluate(values, xi, "cubic"), ct, rtol=1e-9, atol=1e-12)
+    lin = LinearNDInterpolator(interp.tri, values)(plane)
+    np.testing.assert_allclose(interp.evaluate(values, xi, "linear"), lin, rtol=1e-9, atol=1e-12)
+
+
+def test_locate_cells_agrees_with_locate() -> None:
+    from oco_l3.grids import GridSpec
+    from oco_l3.targets import BBox
+
+    lon, lat = scattered(200, seed=6)
+    grid = GridSpec(BBox(-70.6, -33.6, -69.4, -32.4), 90, 70)
+    mask = np.zeros((60, 50), dtype=bool)
+    mask[5:55:3, 2:48] = True
+    mask[:, 10] = True
+    window = (15, 75, 10, 60)
+    interp = PointInterpolator(lon, lat)
+    cells = interp.locate_cells(grid, window, mask)
+    rows, cols = np.nonzero(mask)
+    xi = np.column_stack([grid.longitude[10 + cols], grid.latitude[15 + rows]])
+    direct = interp.locate(xi)
+    np.testing.assert_array_equal(cells.inside, direct.inside)
+    values = np.column_stack([np.sin(5 * lat) + lon, lat])
+    for method in ("linear", "cubic", "nearest"):
+        a = interp.evaluate(values, cells, method)  # type: ignore[arg-type]
+        b = interp.evaluate(values, direct, method)  # type: ignore[arg-type]
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
