@@ -281,12 +281,16 @@ def test_s3_inputs_and_outputs_equal_local_run(moto_s3: MotoS3, tmp_path: Path) 
         url = moto_s3.put(f"granules/{p.name}", p.read_bytes())
         s3_items.append({"path": url, "accessKeyID": MOTO_KEY, "secretAccessKey": MOTO_SECRET})
     grid = {"latitude": 40, "longitude": 40, "method": "linear"}
+    # A float and a grouped variable keep the run short on moto (every store and COG is many small requests).
+    variables = {"oco3": [{"name": "xco2"}, {"group": "/Retrieval", "name": "psurf"}]}
     with_cog = importlib.util.find_spec("oco_l3.cog") is not None and not os.environ.get("OCO_L3_TEST_NO_COG")
     local_cfg: dict[str, Any] = {"input": {"files": [str(p) for p in paths.values()]},
-                                 "output": {"local": str(tmp_path / "out")}, "grid": grid}
+                                 "output": {"local": str(tmp_path / "out")}, "grid": grid,
+                                 "variables": variables}
     s3_out = {"url": f"s3://{moto_s3.bucket}/products", "endpoint": moto_s3.endpoint,
               "auth": {"accessKeyID": MOTO_KEY, "secretAccessKey": MOTO_SECRET}}
-    s3_cfg: dict[str, Any] = {"input": {"files": s3_items}, "output": {"s3": s3_out}, "grid": grid}
+    s3_cfg: dict[str, Any] = {"input": {"files": s3_items}, "output": {"s3": s3_out}, "grid": grid,
+                              "variables": variables}
     if with_cog:
         local_cfg["output"]["cog"] = {"output": {"local": str(tmp_path / "cog")}}
         s3_cfg["output"]["cog"] = {"output": {"s3": {**s3_out, "url": f"s3://{moto_s3.bucket}/cogs"}}}
