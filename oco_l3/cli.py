@@ -12,7 +12,6 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 from oco_l3.errors import OcoL3Error, one_line
@@ -117,7 +116,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE_COMMANDS = frozenset({"run", "validate", "demo"})
+
+
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oco-l3", description="OCO-2/OCO-3 and ICESat-2 Level-2 to Level-3 products")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging; tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["flow", "library"], default="flow",
                    help="flow: through the Prefect backfill flow (ephemeral Prefect, SQLite state); library: no Prefect")
     p.set_defaults(func=cmd_demo)
-    for ep in entry_points(group="oco_l3.commands"):
+    for ep in entry_points(group="oco_l3.commands") if plugins else ():
         try:
             ep.load()(sub)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the core commands
@@ -144,8 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Plugins (Prefect flows, the queue listener) are loaded only when asked for: `run` stays light.
+    command = _command_of(argv)
+    parser = build_parser(plugins=command not in CORE_COMMANDS or command == "demo")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     # Verbose mode shows tracebacks; otherwise one line per error.
@@ -160,12 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def entry() -> None:  # pragma: no cover
-    sys.exit(main())
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["main", "build_parser", "run_days", "Path"]
+__all__ = ["main", "build_parser", "run_days"]
