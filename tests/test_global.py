@@ -144,6 +144,10 @@ def test_prefixes_layers_and_absent_missions(store: str) -> None:
     assert np.isnan(ds["OCO2_global_xco2"].isel(time=1).values).all()
     assert np.isfinite(ds["OCO2_global_xco2"].isel(time=0).values).any()
     assert np.isnan(ds["OCO3_SIF_global_target_id"].isel(time=1).values).all()
+    # a new target id on day 2 is appended: day 1's indices keep their meaning
+    assert ds["OCO3_global_target_id"].attrs["target_ids"] == ["volcano0007", "fossil0001"]
+    raw = xr.open_zarr(store, consolidated=True, mask_and_scale=False)["OCO3_global_target_id"].values
+    assert set(np.unique(raw[0])) == {-1, 0} and set(np.unique(raw[1])) == {-1, 1}
 
 
 def test_antimeridian_capture_both_sides(store: str) -> None:
@@ -220,10 +224,17 @@ def test_run_global_end_to_end_on_sample_day(tmp_path: object) -> None:
             "grid": {"latitude": 1800, "longitude": 3600, "method": "linear"},
         })
 
-    (result,) = run_global(config([str(p) for p in paths.values()]))
-    assert result.ok, result.errors
-    assert result.absent == () and result.counts["captures"] >= 5
-    assert sorted(os.path.basename(s) for s in result.stores) == ["post_qf", "pre_qf"]
+    import yaml
+
+    from oco_l3.cli import main
+
+    cfg_path = os.path.join(base, "run.yaml")
+    with open(cfg_path, "w") as fh:
+        yaml.safe_dump({"input": {"files": [str(p) for p in paths.values()]},
+                        "output": {"local": out, "global": True},
+                        "grid": {"latitude": 1800, "longitude": 3600, "method": "linear"}}, fh)
+    assert main(["run", "-i", cfg_path]) == 0
+    assert sorted(f for f in os.listdir(out) if not f.endswith(".lock")) == ["post_qf", "pre_qf"]
     ds = xr.open_zarr(os.path.join(out, "pre_qf"), consolidated=True)
     assert ds.time.values[0] == np.datetime64(f"{DAY.isoformat()}T00:00:00", "ns")
     lon, lat = np.meshgrid(ds.longitude.values, ds.latitude.values)
