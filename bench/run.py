@@ -75,11 +75,11 @@ def sam_granule(folder: Path, n: int, target: str = "fossil0005") -> Path:
 
 def stage_times(path: Path, cells: int, method: str, tmp: Path, repeat: int) -> dict[str, float]:
     """One capture through every stage, timed separately (best of ``repeat``)."""
+    import fsspec
+
     from oco_l3.cog import write_slice_cogs
     from oco_l3.pipeline import CaptureProduct, slice_data
     from oco_l3.stores import upsert_slices
-
-    import fsspec
 
     sel = Selection(variables=SEVEN)
     t_read, s = best_of(lambda: read_granule(path, sel, "oco3"), repeat)
@@ -284,7 +284,7 @@ def report(r: dict[str, Any]) -> None:
               f"| | <= 60 s / 4 GB |")
     ib = r.get("icesat2_binning")
     if isinstance(ib, dict) and ib:
-        print(f"| ICESat-2: 5.2 M segments binned, 4 statistics | see below | 31 s (notebook) | < 1 s |")
+        print("| ICESat-2: 5.2 M segments binned, 4 statistics | see below | 31 s (notebook) | < 1 s |")
         print(f"\n{ib.get('output', json.dumps(ib))}")
     print(f"\nOptimised vs unoptimised gridding (linear, 300x300): max |diff| = {r['unoptimised_max_abs_diff']:.2e}")
 

@@ -30,6 +30,7 @@ from oco_l3.grids import MAX_CELLS_PER_SIDE
 from oco_l3.soundings import Mission
 
 Method = Literal["linear", "cubic", "nearest"]
+MISSION_ORDER: tuple[Mission, ...] = ("oco3", "oco3_sif", "oco2")
 DEFAULT_CHUNKING = (250, 250, 5)  # latitude, longitude, time (seed README)
 
 
@@ -216,7 +217,7 @@ class SearchConfig(_Model):
     source: Literal["cmr", "local", "s3"] = "cmr"
     local: str | None = None
     s3: str | None = None
-    missions: list[Mission] = Field(default_factory=lambda: ["oco3", "oco3_sif", "oco2"])
+    missions: list[Mission] = Field(default_factory=lambda: list(MISSION_ORDER))
 
 
 class StateConfig(_Model):

@@ -25,6 +25,7 @@ import oco_l3
 from oco_l3.captures import CaptureMode, split_captures
 from oco_l3.config import DayInputs, InputItem, RunConfig, S3Object
 from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, one_line
+from oco_l3.gridding import GriddedSlice
 from oco_l3.soundings import Mission
 from oco_l3.targets import Target, load_targets
 
@@ -113,14 +114,14 @@ class CaptureProduct:
     n_good: int
     method: str
     granule: str
-    pre: Any  # oco_l3.gridding.GriddedSlice
-    post: Any | None
+    pre: GriddedSlice
+    post: GriddedSlice | None
 
     @property
     def target_id(self) -> str:
         return self.target.id
 
-    def slice(self, qf: QF) -> Any | None:
+    def slice(self, qf: QF) -> GriddedSlice | None:
         return self.pre if qf == "pre" else self.post
 
 
@@ -217,16 +218,17 @@ def plan_commits(config: RunConfig, products: Sequence[GranuleProducts]) -> list
     for gp in products:
         for cap in gp.captures:
             targets[cap.target.id] = cap.target
+            qf: QF
             for qf in ("pre", "post"):
                 if _slice_to_write(config, cap, qf) is not None:
-                    groups[(cap.mission, qf, cap.target.id)][cap.start_time] = cap  # type: ignore[index]
+                    groups[(cap.mission, qf, cap.target.id)][cap.start_time] = cap
     return [
         StoreCommit(mission, qf, targets[tid], tuple(sorted(caps.values(), key=lambda c: c.start_time)))
         for (mission, qf, tid), caps in sorted(groups.items())
     ]
 
 
-def _slice_to_write(config: RunConfig, cap: CaptureProduct, qf: QF) -> Any | None:
+def _slice_to_write(config: RunConfig, cap: CaptureProduct, qf: QF) -> GriddedSlice | None:
     gslice = cap.slice(qf)
     if gslice is None:
         return None
@@ -235,7 +237,7 @@ def _slice_to_write(config: RunConfig, cap: CaptureProduct, qf: QF) -> Any | Non
     return gslice
 
 
-def _is_empty(gslice: Any) -> bool:
+def _is_empty(gslice: GriddedSlice) -> bool:
     """No float variable has a finite value (integer layers alone do not make a slice worth writing)."""
     floats = [a for a in gslice.data.values() if a.dtype.kind == "f"]
     return gslice.empty or not any(bool(np.isfinite(a).any()) for a in floats)
@@ -271,6 +273,8 @@ def slice_data(cap: CaptureProduct, qf: QF) -> Any:
     from oco_l3.stores import SliceData
 
     gslice = cap.slice(qf)
+    if gslice is None:
+        raise ValueError(f"capture {cap.target.id} at {cap.start_time} has no {qf}-QF slice")
     return SliceData(
         time=cap.start_time,
         grid=gslice.grid,
@@ -330,12 +334,12 @@ def export_cogs(config: RunConfig, products: GranuleProducts) -> list[str]:
     fs, root = target
     written: list[str] = []
     for cap in products.captures:
+        qf: QF
         for qf in ("pre", "post"):
-            gslice = _slice_to_write(config, cap, qf)  # type: ignore[arg-type]
-            if gslice is None:
+            if _slice_to_write(config, cap, qf) is None:
                 continue
             written += write_slice_cogs(
-                slice_data(cap, qf), cap.mission, cap.target.id, qf == "post", root,  # type: ignore[arg-type]
+                slice_data(cap, qf), cap.mission, cap.target.id, qf == "post", root,
                 options=config.output.cog.options, fs=fs,
             )
     return written
@@ -456,9 +460,11 @@ def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = 
         if gp.granule in failed:
             continue
         try:
-            cogs += _timed(timings, "cog", lambda gp=gp: export_cogs(config, gp))
+            t0 = time.perf_counter()
+            cogs += export_cogs(config, gp)
             if quicklook_dir:
-                quicklooks += _timed(timings, "quicklook", lambda gp=gp: write_quicklooks(config, gp, quicklook_dir))
+                quicklooks += write_quicklooks(config, gp, quicklook_dir)
+            timings["export"] = timings.get("export", 0.0) + time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001
             failed[gp.granule] = f"{gp.granule.name}: export failed: {one_line(exc)}"
     outcomes = tuple(_outcome(g, products, failed) for g in batch.granules)

@@ -163,8 +163,8 @@ def test_validate_command(tmp_path: Path, tree: dict, capsys: pytest.CaptureFixt
 def test_run_does_not_import_prefect(tmp_path: Path, tree: dict) -> None:
     cfg = write_config(tmp_path / "cfg.yml", tmp_path, [all_files(tree)[1]], cog=False)
     code = (
-        "import sys; from oco_l3.cli import main; rc = main(['run', '-i', %r]); "
-        "print('PREFECT' if 'prefect' in sys.modules else 'CLEAN'); sys.exit(rc)" % str(cfg)
+        f"import sys; from oco_l3.cli import main; rc = main(['run', '-i', {str(cfg)!r}]); "
+        "print('PREFECT' if 'prefect' in sys.modules else 'CLEAN'); sys.exit(rc)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
