@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -111,3 +112,87 @@ def test_redacting_filter_for_handlers() -> None:
     record = logging.LogRecord("n", logging.INFO, __file__, 1, "v=%s", (SECRET,), None)
     assert secrets.RedactingFilter().filter(record)
     assert record.getMessage() == "v=***"
+
+
+# --- the grep test: real services, DEBUG verbosity, every place a secret could leak -------------------------------
+RMQ_PASSWORD = "rmqPassw0rd-7c1e9a"
+OUT_KEY_ID = "AKIAOUTPUTKEY7Q2Z"
+OUT_SECRET = "outSecret-4b8f2d19e6"
+MSG_KEY_ID = "AKIAMESSAGEKEY3X9W"
+MSG_SECRET = "msgSecret-a91c5e7702"
+ENV_SECRET = "envAwsSecret-55d0c3b1"
+BODY_ONLY = "bodyOnlyToken-e2c4a6"  # appears only inside a malformed message body
+ALL_SECRETS = (RMQ_PASSWORD, OUT_KEY_ID, OUT_SECRET, MSG_KEY_ID, MSG_SECRET, ENV_SECRET, BODY_ONLY)
+
+
+def _leaks(blob: bytes | str) -> list[str]:
+    data = blob.encode() if isinstance(blob, str) else blob
+    return [s for s in ALL_SECRETS if s.encode() in data]
+
+
+def _listen_setup(rabbitmq: Any, moto_s3: Any, tmp_path: Any) -> tuple[Any, str]:
+    import datetime as dt
+    import uuid
+
+    import yaml
+
+    from oco_l3.queue import declare_queues, message_body
+    from oco_l3.sample_data import write_sample_day
+
+    user = f"u{uuid.uuid4().hex[:8]}"
+    for args in (("add_user", user, RMQ_PASSWORD), ("set_permissions", "-p", "/", user, ".*", ".*", ".*")):
+        assert rabbitmq.ctl(*args).returncode == 0
+    queue = f"oco-secrets-{uuid.uuid4().hex[:8]}"
+    granule = write_sample_day(tmp_path / "in", dt.date(2021, 12, 18), missions=("oco3",))["oco3"]
+    url = moto_s3.put(f"in/{granule.name}", granule.read_bytes())
+    s3_out = {"url": f"s3://{moto_s3.bucket}/out", "endpoint": moto_s3.endpoint,
+              "auth": {"accessKeyID": OUT_KEY_ID, "secretAccessKey": OUT_SECRET}}
+    config = {
+        "input": {"queue": {"host": "127.0.0.1", "port": rabbitmq.port, "username": user,
+                            "password": "${OCO_TEST_RMQ_PASSWORD}", "queue": queue, "max-redeliveries": 1}},
+        "output": {"s3": s3_out, "cog": {"output": {"s3": {**s3_out, "url": f"s3://{moto_s3.bucket}/cog"}}}},
+        "grid": {"latitude": 30, "longitude": 30, "method": "linear"},
+        "variables": {"oco3": [{"name": "xco2"}]},
+    }
+    path = tmp_path / "listen.yaml"
+    path.write_text(yaml.safe_dump(config))
+    keys = {"accessKeyID": MSG_KEY_ID, "secretAccessKey": MSG_SECRET}
+    import pika
+
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", rabbitmq.port))
+    ch = declare_queues(conn, queue)
+    for body in (message_body([{"path": url, **keys}]),
+                 message_body([{"path": f"s3://{moto_s3.bucket}/in/missing/{granule.name}", **keys}]),
+                 f"inputs: [{{path: s3://x/y, token: {BODY_ONLY}}}".encode()):
+        ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    return path, queue
+
+
+@pytest.mark.services
+def test_no_secret_in_logs_errors_or_outputs(rabbitmq: Any, moto_s3: Any, tmp_path: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    from pathlib import Path
+
+    pytest.importorskip("oco_l3.pipeline")
+    config, _queue = _listen_setup(rabbitmq, moto_s3, tmp_path)
+    exe = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "oco-l3")
+    env = {**__import__("os").environ, "OCO_TEST_RMQ_PASSWORD": RMQ_PASSWORD, "AWS_SECRET_ACCESS_KEY": ENV_SECRET}
+    res = subprocess.run([exe, "-vv", "listen", "-i", str(config), "--idle-timeout", "3", "--retry-delay", "0"],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "1 acked, 2 rejected" in res.stdout, res.stdout
+    assert "DEBUG" in res.stderr and "no such object" in res.stderr  # really verbose, and the failure was logged
+    assert _leaks(res.stdout + res.stderr) == []
+    assert secrets.MASK in res.stderr  # something did try to log a secret (botocore's signed headers) and was masked
+    # A wrong password: connection errors at DEBUG must not print it either.
+    env["OCO_TEST_RMQ_PASSWORD"] = RMQ_PASSWORD + "-wrong"
+    bad = subprocess.run([exe, "-vv", "listen", "-i", str(config), "--idle-timeout", "2"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert "cannot connect" in bad.stderr and RMQ_PASSWORD not in bad.stdout + bad.stderr
+    # Every object written (Zarr metadata and chunks, COGs): no secret.
+    keys = moto_s3.keys()
+    assert any(k.endswith(".zmetadata") for k in keys) and any(k.endswith(".tif") for k in keys)
+    leaks = {k: _leaks(moto_s3.get(k)) for k in keys if not k.startswith("in/")}
+    assert {k: v for k, v in leaks.items() if v} == {}

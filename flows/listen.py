@@ -1,0 +1,77 @@
+"""``oco-listen``: a long-running Prefect deployment that consumes ``input.queue`` and runs the product per message.
+
+Secrets: ``secret_env`` maps an environment variable name to a Prefect Secret block name. Each block is loaded here
+(the only place Prefect blocks are read), registered for log redaction and put into this process's environment, so
+the run config can refer to it as ``${NAME}`` (e.g. ``password: ${OCO_L3_RABBITMQ_PASSWORD}``). Secret values are
+never flow parameters, return values or artifact text.
+
+SIGTERM/SIGINT (when the flow runs in the main thread, as under a Prefect worker's flow-run process) stop the
+consumer after the message in hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from oco_l3.listen_cli import pipeline_handler
+from oco_l3.secrets import redact, register_secret
+from tasks.config import load_run_config
+from tasks.queue import consume
+
+log = logging.getLogger(__name__)
+
+
+def inject_secret_blocks(secret_env: dict[str, str]) -> None:
+    """Load each Prefect Secret block into the environment variable that names it; register the values."""
+    from prefect.blocks.system import Secret
+
+    for env_name, block_name in secret_env.items():
+        value = str(Secret.load(block_name).get())
+        register_secret(value)
+        os.environ[env_name] = value
+        log.info("secret block %s loaded into %s", block_name, env_name)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.warning("received %s: stopping after the message in hand", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _summary(queue: str, stats: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in stats.items() if k != "reasons")
+    reasons = "\n".join(f"- {redact(r)}" for r in stats["reasons"][-20:]) or "- none"
+    return f"# oco-l3 listen: {queue}\n\n| count | value |\n|---|---|\n{rows}\n\n## Last failure reasons\n{reasons}\n"
+
+
+@flow(name="oco-listen")
+def oco_listen(config_path: str, secret_env: dict[str, str] | None = None, max_messages: int | None = None,
+               idle_timeout: float | None = None, retry_delay: float = 2.0) -> dict[str, Any]:
+    """Consume the run config's ``input.queue`` until stopped (or ``max_messages`` / ``idle_timeout``)."""
+    inject_secret_blocks(secret_env or {})
+    config = load_run_config(config_path)
+    if config.input is None or config.input.queue is None:
+        raise ValueError(f"{config_path}: input.queue is required for oco-listen")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    stats = consume(config.input.queue, pipeline_handler(config), max_messages=max_messages,
+                    idle_timeout=idle_timeout, stop=stop, retry_delay=retry_delay)
+    result = dataclasses.asdict(stats)
+    result["reasons"] = [redact(r) for r in result["reasons"]]
+    create_markdown_artifact(_summary(config.input.queue.queue, result), key="oco-l3-listen",
+                             description="oco-l3 queue consumer summary")
+    return result
