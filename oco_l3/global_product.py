@@ -47,8 +47,8 @@ from oco_l3._objectstore import ObjectStore
 from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, StoreCorrupt, one_line
 from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
-from oco_l3.soundings import MISSIONS, Mission
-from oco_l3.targets import Target
+from oco_l3.soundings import MISSIONS, MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
+from oco_l3.targets import BBox, Target
 
 if TYPE_CHECKING:
     from oco_l3.config import RunConfig
@@ -140,7 +140,7 @@ class DayCanvas:
             tile[key] = np.full(self.chunks, self.fills[key], dtype=self.dtypes[key])
         return tile[key]
 
-    def paint(self, mission: str, piece: GlobalPiece, target: Target, target_index: int) -> None:
+    def paint(self, mission: str, piece: GlobalPiece, target: Target | None, target_index: int) -> None:
         """Place one capture piece: per cell, the later sounding wins (see the module docstring)."""
         values: dict[str, tuple[np.ndarray, float | int]] = {}
         for key, arr in piece.data.items():
@@ -153,7 +153,8 @@ class DayCanvas:
         if layers:
             shape = piece.time.shape
             values[layers["target_id"]] = (np.full(shape, target_index, np.int32), LAYER_FILL)
-            values[layers["target_type"]] = (np.full(shape, TYPE_CODES.get(target.type, 6), np.int8), LAYER_FILL)
+            code = TYPE_CODES.get(target.type if target is not None else "other", TYPE_CODES["other"])
+            values[layers["target_type"]] = (np.full(shape, code, np.int8), LAYER_FILL)
             values[layers["operation_mode"]] = (piece.mode.astype(np.int8), LAYER_FILL)
             for key, attrs in _layer_attrs(mission).items():
                 self.declare(key, values[key][0].dtype, LAYER_FILL, attrs)
@@ -525,7 +526,7 @@ class GlobalCaptureProduct:
     """One capture on the global grid (both QF passes as global pieces)."""
 
     mission: Mission
-    target: Target
+    target: Target | None  # None: no target id (``none``/``Missing``) or OCO-2 (no ids in the file)
     mode: str
     start_time: np.datetime64
     n_soundings: int
@@ -563,7 +564,6 @@ def grid_granule_global(config: RunConfig, granule: GranuleInput) -> GlobalGranu
     Raises :class:`~oco_l3.errors.PermanentError` / :class:`~oco_l3.errors.TransientError` like
     :func:`oco_l3.pipeline.grid_granule`; a capture that cannot be gridded is skipped with a warning.
     """
-    from oco_l3.captures import split_captures
     from oco_l3.pipeline import _local_copy, targets_for
     from oco_l3.readers import read_granule, selection_from_config
 
@@ -574,34 +574,80 @@ def grid_granule_global(config: RunConfig, granule: GranuleInput) -> GlobalGranu
     with _local_copy(granule) as path:
         soundings = read_granule(path, selection_from_config(config, granule.mission), granule.mission)
     timings["read"] = time.perf_counter() - t0
-    split = split_captures(soundings, targets_for(config, granule.mission))
     grid = product_grid(config)
-    warnings = list(split.skipped)
+    warnings: list[str] = []
     products = []
     t0 = time.perf_counter()
-    for cap in split.captures:
+    for cap in global_captures(soundings, targets_for(config, granule.mission)):
         subset = soundings.take(cap.index)
+        name = cap.target.id if cap.target is not None else "no target"
         try:
             gc = grid_capture_global(subset, grid, config.grid.method, config.mask_scaling)
         except OcoL3Error as exc:
-            warnings.append(f"{granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}")
+            warnings.append(f"{granule.name}: skipped capture {name} at {cap.start_time}: {one_line(exc)}")
             log.warning("%s", warnings[-1])
             continue
         products.append(GlobalCaptureProduct(granule.mission, cap.target, cap.mode, cap.start_time,
-                                             cap.n_soundings, granule.name, gc.pre, gc.post))
+                                             int(cap.index.size), granule.name, gc.pre, gc.post))
     timings["grid"] = time.perf_counter() - t0
     first = soundings.time.min() if len(soundings) else None
     return GlobalGranuleProducts(granule, tuple(products), tuple(warnings), len(soundings), first, timings)
 
 
+@dataclass(frozen=True)
+class GlobalCaptureRef:
+    """One SAM/target-mode capture for the global product (``target`` None when it has no usable id)."""
+
+    target: Target | None
+    mode: str
+    start_time: np.datetime64
+    index: np.ndarray
+
+
+def global_captures(soundings: Soundings, targets: Mapping[str, Target]) -> list[GlobalCaptureRef]:
+    """Every SAM and target-mode capture of the granule, as the reference's global mode takes them.
+
+    Runs are split and merged across short interruptions exactly as in :mod:`oco_l3.captures`, but no capture is
+    skipped for its target: an id missing from the target file becomes an ad-hoc target (its type from the id
+    prefix), ``none``/``Missing`` ids give no target (target-id layer -1, type ``other``). OCO-2 captures carry no
+    target (the files have no ids; OCO-2 has no target layers).
+    """
+    from oco_l3.captures import find_runs, group_runs
+
+    ids = soundings.target_id.tolist()
+    keys: list[tuple[int, str] | None] = []
+    for m, t in zip(soundings.mode.tolist(), ids, strict=True):
+        if m not in (MODE_SAM, MODE_TARGET) or (soundings.mission == "oco2" and m != MODE_TARGET):
+            keys.append(None)
+        else:
+            keys.append((int(m), "" if soundings.mission == "oco2" else str(t)))
+    out = []
+    for (mode, tid), parts in group_runs(find_runs(keys)):
+        index = np.concatenate([np.arange(r.start, r.stop) for r in parts])
+        out.append(GlobalCaptureRef(_adhoc_target(tid, targets), "sam" if mode == MODE_SAM else "target",
+                                    soundings.time[index[0]], index))
+    return out
+
+
+def _adhoc_target(tid: str, targets: Mapping[str, Target]) -> Target | None:
+    if tid in targets:
+        return targets[tid]
+    clean = "".join(ch for ch in tid.strip() if ch.isprintable())[:128]
+    if not clean or clean in NO_TARGET:
+        return None
+    return Target(clean, clean, 0.0, 0.0, BBox(-180.0, -90.0, 180.0, 90.0))
+
+
 def compose_day(grid: GridSpec, chunks: tuple[int, int], captures: Iterable[GlobalCaptureProduct], qf: QF) -> DayCanvas:
     """All captures of one day and QF pass on one canvas, in start-time order (later soundings win per cell)."""
     canvas = DayCanvas(grid, chunks)
-    for cap in sorted(captures, key=lambda c: (c.start_time, c.mission, c.target.id)):
+    for cap in sorted(captures, key=lambda c: (c.start_time, c.mission, c.target.id if c.target else "")):
         pieces = cap.pieces(qf)
         if not pieces:
             continue
-        index = canvas.target_index(cap.mission, cap.target.id) if cap.mission in LAYER_MISSIONS else -1
+        index = LAYER_FILL
+        if cap.mission in LAYER_MISSIONS and cap.target is not None:
+            index = canvas.target_index(cap.mission, cap.target.id)
         for piece in pieces:
             canvas.paint(cap.mission, piece, cap.target, index)
     return canvas
@@ -737,7 +783,7 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
             outcomes.append(InputOutcome(g, False, failed[g]))
             continue
         gp = next(p for p in products if p.granule == g)
-        targets = tuple(dict.fromkeys(c.target.id for c in gp.captures))
+        targets = tuple(dict.fromkeys(c.target.id for c in gp.captures if c.target is not None))
         outcomes.append(InputOutcome(g, True, f"{g.name}: {len(gp.captures)} captures on the global grid",
                                      len(gp.captures), targets))
     warnings = tuple(w for gp in products for w in gp.warnings)

@@ -246,6 +246,15 @@ def test_run_global_end_to_end_on_sample_day(tmp_path: object) -> None:
         assert finite.sum() > 20, name
         expect = ANALYTIC[field](lat, lon)
         np.testing.assert_allclose(arr[finite], expect[finite], rtol=1e-6, atol=1e-4, err_msg=name)
+    # every SAM/target capture is in the global product, also ids outside the target file and "Missing"
+    raw = xr.open_zarr(os.path.join(out, "pre_qf"), consolidated=True, mask_and_scale=False)
+    ids = raw["OCO3_global_target_id"].attrs["target_ids"]
+    assert {"fossil0005", "fossil0036", "tccon105", "fossil9999"} <= set(ids) and "Missing" not in ids
+    near_missing = (np.abs(lat - 10.0) < 1.0) & (np.abs(lon - 20.0) < 1.0)
+    assert np.isfinite(ds["OCO3_global_xco2"].isel(time=0).values[near_missing]).any()
+    layer = raw["OCO3_global_target_type"].isel(time=0).values[near_missing]
+    assert set(np.unique(layer)) == {-1, 6}
+    assert (raw["OCO3_global_target_id"].isel(time=0).values[near_missing] == -1).all()
     # the next day with only OCO-3: the other missions are reported absent and are all-fill that day
     day2 = write_sample_day(os.path.join(base, "in2"), DAY + dt.timedelta(days=1), missions=("oco3",))
     (result2,) = run_global(config([str(p) for p in day2.values()]))
