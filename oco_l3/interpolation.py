@@ -344,19 +344,26 @@ def _ct_ordinates(tri: Delaunay, factors: np.ndarray, vals: np.ndarray, grad: np
 
 def _ct_evaluate(ordinates: np.ndarray, simplex: np.ndarray, bary: np.ndarray) -> np.ndarray:
     """Evaluate the cubic at barycentric ``bary`` in triangles ``simplex``; ``(M, k)``."""
-    q = bary.argmin(axis=1)
-    rows = np.arange(bary.shape[0])
-    low = bary[rows, q]
-    shifted = bary - low[:, None]
-    others = np.array([[1, 2], [0, 2], [0, 1]])[q]
-    u = shifted[rows, others[:, 0]]
-    v = shifted[rows, others[:, 1]]
-    w = 3 * low
-    pu, pv, pw = ([np.ones_like(x), x, x * x, x * x * x] for x in (u, v, w))
-    basis = np.column_stack([pu[a] * pv[b] * pw[c] for a, b, c in _TERMS]) * _MULTINOMIAL
-    index = simplex * 3 + q
     out = np.empty((bary.shape[0], ordinates.shape[2]))
     for start in range(0, bary.shape[0], _BLOCK):
         part = slice(start, start + _BLOCK)
-        out[part] = np.matmul(basis[part, None, :], ordinates[index[part]])[:, 0]
+        b0, b1, b2 = bary[part].T
+        q = bary[part].argmin(axis=1)
+        low = np.minimum(np.minimum(b0, b1), b2)
+        u = np.where(q == 0, b1, b0) - low  # the two coordinates other than the smallest, in vertex order
+        v = np.where(q == 2, b1, b2) - low
+        basis = _cubic_basis(u, v, 3 * low)
+        rows = ordinates[simplex[part] * 3 + q]
+        out[part] = np.matmul(basis[:, None, :], rows)[:, 0]
     return out
+
+
+def _cubic_basis(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``(M, 10)`` Bernstein basis of :data:`_TERMS` (multinomials included) at (u, v, w)."""
+    pu = (1.0, u, u * u, u * u * u)
+    pv = (1.0, v, v * v, v * v * v)
+    pw = (1.0, w, w * w, w * w * w)
+    basis = np.empty((u.shape[0], 10))
+    for j, (a, b, c) in enumerate(_TERMS):
+        basis[:, j] = _MULTINOMIAL[j] * pu[a] * pv[b] * pw[c]
+    return basis
