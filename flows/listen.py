@@ -11,11 +11,13 @@ consumer after the message in hand.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow
@@ -40,16 +42,23 @@ def inject_secret_blocks(secret_env: dict[str, str]) -> None:
         log.info("secret block %s loaded into %s", block_name, env_name)
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` while the consumer runs (main thread only); the old handlers come back after."""
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.warning("received %s: stopping after the message in hand", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _summary(queue: str, stats: dict[str, Any]) -> str:
@@ -67,9 +76,9 @@ def oco_listen(config_path: str, secret_env: dict[str, str] | None = None, max_m
     if config.input is None or config.input.queue is None:
         raise ValueError(f"{config_path}: input.queue is required for oco-listen")
     stop = threading.Event()
-    _stop_on_signals(stop)
-    stats = consume(config.input.queue, pipeline_handler(config), max_messages=max_messages,
-                    idle_timeout=idle_timeout, stop=stop, retry_delay=retry_delay)
+    with _stop_on_signals(stop):
+        stats = consume(config.input.queue, pipeline_handler(config), max_messages=max_messages,
+                        idle_timeout=idle_timeout, stop=stop, retry_delay=retry_delay)
     result = dataclasses.asdict(stats)
     result["reasons"] = [redact(r) for r in result["reasons"]]
     create_markdown_artifact(_summary(config.input.queue.queue, result), key="oco-l3-listen",

@@ -376,3 +376,40 @@ def test_listen_cli_requires_queue_config(tmp_path: Path) -> None:
     res = subprocess.run([str(REPO / ".venv" / "bin" / "oco-l3"), "listen", "-i", str(cfg)], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 2 and "input.queue is required" in res.stderr
+
+
+# --- the Prefect flow: Secret block -> environment -> ${NAME} in the config; nothing secret in artifacts/logs ---------
+@pytest.mark.services
+def test_listen_flow_with_secret_block(rabbitmq: RabbitBroker, qcfg: QueueConfig, tmp_path: Path,
+                                       prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("oco_l3.pipeline")
+    import yaml
+    from prefect.blocks.system import Secret
+    from prefect.client.orchestration import get_client
+
+    from flows.listen import oco_listen
+    from oco_l3.sample_data import write_sample_day
+
+    password = f"flowRmqPw-{uuid.uuid4().hex[:10]}"
+    user = f"f{uuid.uuid4().hex[:8]}"
+    assert rabbitmq.ctl("add_user", user, password).returncode == 0
+    assert rabbitmq.ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*").returncode == 0
+    Secret(value=password).save("oco-test-rmq-password", overwrite=True)
+    monkeypatch.setenv("OCO_TEST_FLOW_RMQ_PW", "placeholder")  # restored after the test
+    raw = _pipeline_config(tmp_path, qcfg)
+    raw["input"]["queue"].update(username=user, password="${OCO_TEST_FLOW_RMQ_PW}")
+    cfg = tmp_path / "flow.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    good = write_sample_day(tmp_path / "in", DAY, missions=("oco3",))["oco3"]
+    publish(rabbitmq, qcfg.queue, message_body([str(good)]), b"inputs: {")
+    result = oco_listen(str(cfg), secret_env={"OCO_TEST_FLOW_RMQ_PW": "oco-test-rmq-password"}, idle_timeout=2.0,
+                        retry_delay=0.0)
+    assert result["acked"] == 1 and result["rejected"] == 1
+    assert os.environ["OCO_TEST_FLOW_RMQ_PW"] == password
+    with get_client(sync_client=True) as client:
+        artifacts = [a for a in client.read_artifacts() if a.key == "oco-l3-listen"]
+        logs = client.read_logs()
+        runs = client.read_flow_runs()
+    assert artifacts and "not valid YAML" in str(artifacts[-1].data)
+    blob = " ".join([str(a.data) for a in artifacts] + [lg.message for lg in logs] + [str(r.parameters) for r in runs])
+    assert password not in blob and password not in str(result)
