@@ -78,9 +78,12 @@ def product(s: Soundings, tid: str = "fossil0001", method: str = "linear") -> Gl
     return GlobalCaptureProduct(s.mission, target(tid), "sam", s.time[0], len(s), "g.nc4", gc.pre, gc.post)
 
 
-def commit(path: str, caps: list[GlobalCaptureProduct], day: dt.date = DAY, qf: str = "pre") -> None:
-    canvas = compose_day(GRID, CHUNKS, caps, qf)  # type: ignore[arg-type]
-    commit_global_day(fsspec.filesystem("file"), path, day, canvas, attrs={"title": "test"})
+def commit(
+    path: str, caps: list[GlobalCaptureProduct], day: dt.date = DAY, qf: str = "pre",
+    chunks: tuple[int, int] = CHUNKS, fs: fsspec.AbstractFileSystem | None = None,
+) -> None:
+    canvas = compose_day(GRID, chunks, caps, qf)  # type: ignore[arg-type]
+    commit_global_day(fs or fsspec.filesystem("file"), path, day, canvas, attrs={"title": "test"})
 
 
 def cell_coords() -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +156,7 @@ def test_prefixes_layers_and_absent_missions(store: str) -> None:
 def test_antimeridian_capture_both_sides(store: str) -> None:
     s = make_soundings("oco3", 180.0, -30.0, n=6, size=0.8)
     assert (s.longitude > 170).any() and (s.longitude < -170).any()
-    commit(store, [product(s)])
+    commit(store, [product(s)], chunks=(50, 70))  # 720 = 10 x 70 + 20: the east edge chunk is partial
     got = xr.open_zarr(store, consolidated=True)["OCO3_global_xco2"].isel(time=0).values
     lon, lat = cell_coords()
     finite = np.isfinite(got)
@@ -165,12 +168,28 @@ def test_antimeridian_capture_both_sides(store: str) -> None:
 
 
 def test_pole_capture_is_clipped(store: str) -> None:
-    s = make_soundings("oco3", 40.0, 88.0, n=6, size=0.8)
-    s = Soundings(**{**s.__dict__, "vertex_latitude": np.minimum(s.vertex_latitude, 90.0),
-                     "latitude": np.minimum(s.latitude, 89.9)})
+    s = make_soundings("oco3", 40.0, 87.5, n=6, size=0.8)  # top footprints reach 90.3 before clipping
+    s = Soundings(**{**s.__dict__, "vertex_latitude": np.minimum(s.vertex_latitude, 90.0)})
     commit(store, [product(s)])
     got = xr.open_zarr(store, consolidated=True)["OCO3_global_xco2"].isel(time=0).values
-    assert np.isfinite(got[-1]).any()
+    types = xr.open_zarr(store, consolidated=True, mask_and_scale=False)["OCO3_global_target_type"]
+    assert (types.isel(time=0).values[-1] != -1).any()  # the northernmost row is covered
+    lon, lat = cell_coords()
+    finite = np.isfinite(got)
+    np.testing.assert_allclose(got[finite], xco2(lon, lat)[finite], rtol=0, atol=2e-4)
+
+
+def test_day_without_captures_and_memory_filesystem() -> None:
+    fs = fsspec.filesystem("memory")
+    path = "/global-test/pre_qf"
+    commit(path, [product(make_soundings("oco3", 10.0, 20.0))], fs=fs)
+    commit(path, [], day=DAY + dt.timedelta(days=1), fs=fs)
+    ds = xr.open_zarr(fs.get_mapper(path), consolidated=True)
+    assert ds.sizes["time"] == 2
+    assert np.isfinite(ds["OCO3_global_xco2"].isel(time=0).values).any()
+    assert np.isnan(ds["OCO3_global_xco2"].isel(time=1).values).all()
+    assert np.isnan(ds["OCO3_SIF_global_target_id"].values).all()
+    assert not fs.exists(path + "/.oco-l3-txn")
 
 
 def test_rerun_replaces_day_and_later_sounding_wins(store: str) -> None:
