@@ -37,8 +37,15 @@ def _print_totals(totals: dict[str, Any]) -> int:
     return 1 if totals["failed"] else 0
 
 
-def _flow(name: str, dask_address: str | None) -> Any:
+def _day_arg(value: dt.date | str | None) -> dt.date | None:
+    return _date(value) if isinstance(value, str) else value
+
+
+def _flow(name: str, args: argparse.Namespace) -> Any:
     _quiet_prefect()
+    dask_address = getattr(args, "dask_address", None)
+    if getattr(args, "quicklooks", None):
+        os.environ["OCO_L3_QUICKLOOK_DIR"] = os.path.abspath(args.quicklooks)
     from flows import oco
     from flows.runners import task_runner
 
@@ -47,18 +54,19 @@ def _flow(name: str, dask_address: str | None) -> Any:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    flow = _flow("oco_backfill", args.dask_address)
-    return _print_totals(flow(config=os.path.abspath(args.input), start=args.start, end=args.end,
-                              reprocess=args.reprocess))
+    flow = _flow("oco_backfill", args)
+    return _print_totals(flow(config=os.path.abspath(args.input), start=_day_arg(args.start),
+                              end=_day_arg(args.end), reprocess=bool(getattr(args, "reprocess", False))))
 
 
 def cmd_daily(args: argparse.Namespace) -> int:
-    flow = _flow("oco_daily", args.dask_address)
-    return _print_totals(flow(config=os.path.abspath(args.input), today=args.today, lookback_days=args.lookback_days))
+    flow = _flow("oco_daily", args)
+    return _print_totals(flow(config=os.path.abspath(args.input), today=_day_arg(getattr(args, "today", None)),
+                              lookback_days=getattr(args, "lookback_days", 30)))
 
 
 def cmd_process_files(args: argparse.Namespace) -> int:
-    flow = _flow("oco_process_files", args.dask_address)
+    flow = _flow("oco_process_files", args)
     return _print_totals(flow(config=os.path.abspath(args.input)))
 
 
@@ -70,10 +78,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = parse_config(resolve_env_refs(read_yaml(args.input), args.input), args.input)
     state = open_state(default_state_url(config))
     try:
-        rows = status_rows(state, args.start, args.end)
+        rows = status_rows(state, _day_arg(getattr(args, "start", None)), _day_arg(getattr(args, "end", None)))
     finally:
         state.close()
-    print(json.dumps(rows, indent=2) if args.json else format_status(rows))
+    print(json.dumps(rows, indent=2) if getattr(args, "json", False) else format_status(rows))
     return 0
 
 
@@ -85,12 +93,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--end", required=True, type=_date, help="last day, YYYY-MM-DD (inclusive)")
     p.add_argument("--reprocess", action="store_true", help="process days again even when done")
     p.add_argument("--dask-address", default=None, help="dask.distributed scheduler for the fan-out")
+    p.add_argument("--quicklooks", default=None, help="directory for quick-look PNGs (default <output>/quicklooks)")
     p.set_defaults(func=cmd_backfill)
     p = subparsers.add_parser("daily", help="process every new ready day (the daily flow, run once)")
     p.add_argument("-i", "--input", required=True)
     p.add_argument("--today", type=_date, default=None, help="pretend today is this day (default: UTC today)")
     p.add_argument("--lookback-days", type=int, default=30, help="how far back an empty state looks")
     p.add_argument("--dask-address", default=None)
+    p.add_argument("--quicklooks", default=None)
     p.set_defaults(func=cmd_daily)
     p = subparsers.add_parser("process-files", help="process input.files through the Prefect flow")
     p.add_argument("-i", "--input", required=True)

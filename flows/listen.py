@@ -36,7 +36,8 @@ def inject_secret_blocks(secret_env: dict[str, str]) -> None:
     from prefect.blocks.system import Secret
 
     for env_name, block_name in secret_env.items():
-        value = str(Secret.load(block_name).get())
+        block: Any = Secret.load(block_name)  # sync context: the block itself, not a coroutine
+        value = str(block.get())
         register_secret(value)
         os.environ[env_name] = value
         log.info("secret block %s loaded into %s", block_name, env_name)

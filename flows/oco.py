@@ -31,6 +31,8 @@ RUNNER = task_runner()
 
 
 def _quicklook_dir(config: Any) -> str:
+    if os.environ.get("OCO_L3_QUICKLOOK_DIR"):
+        return os.environ["OCO_L3_QUICKLOOK_DIR"]
     if config.output.local:
         return os.path.join(config.output.local, "quicklooks")
     return tempfile.mkdtemp(prefix="oco-l3-quicklooks-")
