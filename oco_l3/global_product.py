@@ -148,7 +148,7 @@ class DayCanvas:
             fill: float | int = piece.fills.get(key, np.nan) if arr.dtype.kind in "iub" else np.nan
             self.declare(out, np.dtype(np.float32) if arr.dtype.kind == "f" else arr.dtype, fill,
                          piece.attrs.get(key, {}))
-            values[out] = (arr, fill)
+            values[out] = (_as_stored(arr, fill, self.dtypes[out], self.fills[out]), self.fills[out])
         layers = layer_keys(mission)
         if layers:
             shape = piece.time.shape
@@ -233,6 +233,20 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _as_stored(arr: np.ndarray, fill: float | int, dtype: np.dtype, to_fill: float | int) -> np.ndarray:
+    """``arr`` (missing = ``fill``, NaN for floats) in ``dtype`` with missing = ``to_fill``."""
+    if arr.dtype == dtype and (arr.dtype.kind == "f" or fill == to_fill):
+        return arr
+    missing = ~np.isfinite(arr) if arr.dtype.kind == "f" else arr == fill
+    if dtype.kind == "f":
+        out = arr.astype(dtype)
+        out[missing] = np.nan
+        return out
+    out = np.where(missing, 0, arr).astype(dtype)
+    out[missing] = to_fill
+    return out
 
 
 def _iso(us: int) -> str:
@@ -390,6 +404,10 @@ class _GlobalWriter:
                 empty = np.isnan(arr).all() if arr.dtype.kind == "f" else bool((arr == fill).all())
                 if empty:
                     continue
+                old = self.meta.get(f"{key}/.zarray")
+                if old is not None:  # the store's dtype and fill rule (a reader's integer fill may change)
+                    old_fill = np.nan if old["fill_value"] in ("NaN", None) else old["fill_value"]
+                    arr = _as_stored(arr, fill, np.dtype(old["dtype"]), old_fill)
                 self.put(f"{key}/{index}/{tr}/{tc}", _encode(arr))
                 n += 1
         return n

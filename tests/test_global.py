@@ -265,6 +265,13 @@ def test_run_global_end_to_end_on_sample_day(tmp_path: object) -> None:
         assert finite.sum() > 20, name
         expect = ANALYTIC[field](lat, lon)
         np.testing.assert_allclose(arr[finite], expect[finite], rtol=1e-6, atol=1e-4, err_msg=name)
+    # integer variables keep their dtype and fill (nearest neighbour, never averaged)
+    lwi = xr.open_zarr(os.path.join(out, "pre_qf"), group="Sounding", mask_and_scale=False)[
+        "OCO3_global_land_water_indicator"]
+    values = lwi.isel(time=0).values
+    assert lwi.dtype.kind == "i"
+    valid = values != lwi.attrs["_FillValue"]
+    assert valid.sum() > 20 and set(np.unique(values[valid])) <= {0, 1}
     # every SAM/target capture is in the global product, also ids outside the target file and "Missing"
     raw = xr.open_zarr(os.path.join(out, "pre_qf"), consolidated=True, mask_and_scale=False)
     ids = raw["OCO3_global_target_id"].attrs["target_ids"]
