@@ -25,7 +25,7 @@ import numpy as np
 from oco_l3.errors import CaptureDegenerate
 from oco_l3.footprints import EMPTY_WINDOW, FootprintIntervals, Window, footprint_intervals
 from oco_l3.grids import GridSpec
-from oco_l3.interpolation import METHODS, Method, PointInterpolator
+from oco_l3.interpolation import METHODS, Location, Method, PointInterpolator
 from oco_l3.soundings import Soundings, Variable
 
 log = logging.getLogger(__name__)
@@ -78,16 +78,35 @@ def grid_capture(
         raise CaptureDegenerate(f"{name}: no sounding with finite coordinates")
     intervals = footprint_intervals(soundings.vertex_latitude, soundings.vertex_longitude, grid, mask_scaling)
     everything = np.ones(n, dtype=bool)
-    pre = _grid_pass(soundings, everything, intervals, method, f"{name} (pre-QF)")
+    pre, nearest = _grid_pass(soundings, everything, intervals, method, f"{name} (pre-QF)", None)
     good = np.asarray(soundings.good, dtype=bool)
-    post = _grid_pass(soundings, good, intervals, method, f"{name} (post-QF)") if good.any() else None
+    post = None
+    if good.any():
+        post, _ = _grid_pass(soundings, good, intervals, method, f"{name} (post-QF)", nearest)
     return GriddedCapture(pre=pre, post=post)
 
 
+@dataclass(frozen=True)
+class _NearestMap:
+    """Per cell of ``window``, the index of the nearest sounding of a pass (-1 where not computed)."""
+
+    window: Window
+    index: np.ndarray
+
+
 def _grid_pass(
-    soundings: Soundings, select: np.ndarray, intervals: FootprintIntervals, method: Method, name: str
-) -> GriddedSlice:
-    """One QF pass: the soundings ``select`` (bool), gridded at the cells inside their footprints."""
+    soundings: Soundings,
+    select: np.ndarray,
+    intervals: FootprintIntervals,
+    method: Method,
+    name: str,
+    previous: _NearestMap | None,
+) -> tuple[GriddedSlice, _NearestMap | None]:
+    """One QF pass: the soundings ``select`` (bool), gridded at the cells inside their footprints.
+
+    ``previous`` is the nearest-sounding map of a pass over a superset of the soundings (pre-QF): a cell whose
+    nearest sounding there is also selected here keeps it (it is still the nearest), only the others are searched.
+    """
     grid = intervals.grid
     mask, window = intervals.mask(None if select.all() else select)
     n_cells = int(np.count_nonzero(mask))
@@ -96,20 +115,26 @@ def _grid_pass(
     data: dict[str, np.ndarray] = {}
     fills = {v.key: _fill(v) for v in ints}
     shape = mask.shape
+    nearest_map = None
     if n_cells and (finite := _finite_points(soundings, select)).any():
         index = np.flatnonzero(select & finite)
         interp = PointInterpolator(soundings.longitude[index], soundings.latitude[index], name)
         located = interp.locate_cells(grid, window, mask)
+        nearest = None
+        if ints or method == "nearest":
+            nearest = _nearest_soundings(interp, located, index, select & finite, mask, window, previous)
+            nearest_map = _NearestMap(window, _scatter(mask, nearest, -1))
         if floats:
-            stack = np.column_stack([v.values[index] for v in floats])
-            result = interp.evaluate(stack, located, method).astype(np.float32)
+            if method == "nearest" and nearest is not None:
+                result = np.column_stack([v.values[nearest] for v in floats]).astype(np.float32)
+            else:
+                stack = np.column_stack([v.values[index] for v in floats])
+                result = interp.evaluate(stack, located, method).astype(np.float32)
             for j, v in enumerate(floats):
                 data[v.key] = _scatter(mask, result[:, j], np.float32(np.nan))
-        if ints:
-            nearest = index[interp.nearest_index(located)]
+        if ints and nearest is not None:
             for v in ints:
-                values = _as_output_int(v)[nearest]
-                data[v.key] = _scatter(mask, values, fills[v.key])
+                data[v.key] = _scatter(mask, _as_output_int(v)[nearest], fills[v.key])
     for v in floats:
         data.setdefault(v.key, np.full(shape, np.nan, dtype=np.float32))
     for v in ints:
@@ -119,7 +144,34 @@ def _grid_pass(
         data = {k: a[:0, :0] for k, a in data.items()}
     attrs = {v.key: dict(v.attrs) for v in soundings.variables}
     log.debug("%s: %d cells in window %s", name, n_cells, window)
-    return GriddedSlice(grid, window, data, fills, attrs, int(select.sum()))
+    return GriddedSlice(grid, window, data, fills, attrs, int(select.sum())), nearest_map
+
+
+def _nearest_soundings(
+    interp: PointInterpolator,
+    located: Location,
+    index: np.ndarray,
+    usable: np.ndarray,
+    mask: np.ndarray,
+    window: Window,
+    previous: _NearestMap | None,
+) -> np.ndarray:
+    """Index (into the soundings) of the nearest usable sounding of each masked cell, in ``np.nonzero`` order."""
+    if previous is None:
+        return index[interp.nearest_index(located)]
+    rows, cols = np.nonzero(mask)
+    rows = rows + window[0] - previous.window[0]
+    cols = cols + window[2] - previous.window[2]
+    known = np.full(rows.shape, -1, dtype=np.int64)
+    ok = (rows >= 0) & (rows < previous.index.shape[0]) & (cols >= 0) & (cols < previous.index.shape[1])
+    known[ok] = previous.index[rows[ok], cols[ok]]
+    keep = known >= 0
+    keep[keep] = usable[known[keep]]
+    redo = np.flatnonzero(~keep)
+    if redo.size:
+        sub = Location(located.points[redo], located.simplex[redo], located.bary[redo])
+        known[redo] = index[interp.nearest_index(sub)]
+    return known
 
 
 def _finite_points(soundings: Soundings, select: np.ndarray) -> np.ndarray:

@@ -272,3 +272,13 @@ def test_vertex_order_either_way() -> None:
 def test_unknown_method_raises() -> None:
     with pytest.raises(ValueError):
         grid_capture(make_soundings(), GRID, "bicubic")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["cubic", "nearest"])
+def test_post_qf_reuse_equals_gridding_the_good_soundings_alone(method: str) -> None:
+    s = make_soundings(seed=3)
+    g = grid_capture(s, GRID, method)  # type: ignore[arg-type]
+    alone = grid_capture(s.take(s.good), GRID, method).pre  # type: ignore[arg-type]
+    assert g.post is not None and g.post.window == alone.window
+    for key in ("sounding_id", "xco2_quality_flag", "xco2", "Retrieval/psurf"):
+        np.testing.assert_array_equal(g.post.full(key), alone.full(key), err_msg=key)
