@@ -15,7 +15,7 @@ from prefect import unmapped
 from flows._settle import reason, settle
 from oco_l3.errors import TransientError
 from oco_l3.sources import GranuleRef
-from oco_l3.state import GranuleOutcome, State
+from oco_l3.state import GranuleOutcome, State, Status
 from tasks.commit import commit_store, plan_commits
 from tasks.discover import fetch_granule
 from tasks.export import export_cogs, write_quicklooks
@@ -58,7 +58,7 @@ def process_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, r
 def _outcome(ref: GranuleRef, products: Any, error: BaseException | None, stores: list[str],
              cogs: list[str]) -> GranuleOutcome:
     if error is not None:
-        status = "waiting" if isinstance(error, TransientError) else "failed"
+        status: Status = "waiting" if isinstance(error, TransientError) else "failed"
         return GranuleOutcome(ref, status, f"{ref.name}: {reason(error)}")
     targets = {c.target_id for c in products.captures}
     return GranuleOutcome(ref, "done", None, len(products.captures), len(targets), tuple(stores + cogs))

@@ -20,7 +20,8 @@ def _secret_block_token() -> str | None:
 
     name = os.environ.get("OCO_L3_EARTHDATA_SECRET_BLOCK", "earthdata-token")
     try:
-        return str(Secret.load(name).get())
+        block: Any = Secret.load(name)
+        return str(block.get())
     except (ValueError, RuntimeError) as exc:  # block missing or server unreachable
         log.warning("Earthdata secret block %r not available: %s", name, type(exc).__name__)
         return None

@@ -18,6 +18,7 @@ from prefect import flow
 from flows._day import process_granules
 from flows.earthdata import earthdata_login
 from flows.runners import task_runner
+from oco_l3.errors import ConfigInvalid
 from oco_l3.gaps import load_gaps
 from oco_l3.pipeline import GranuleInput
 from oco_l3.sources import GranuleRef, missions_of
@@ -47,6 +48,8 @@ def _totals(days: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 
 def _process_range(kind: str, config_path: str, start: dt.date, end: dt.date, reprocess: bool) -> dict[str, Any]:
+    if end < start:
+        raise ConfigInvalid(f"{kind}: end {end} is before start {start}")
     t0 = dt.datetime.now(dt.UTC)
     config = load_run_config(config_path)
     state: State = open_state(default_state_url(config))

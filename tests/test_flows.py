@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-os.environ.setdefault("OCO_L3_RETRY_BASE_SECONDS", "0")  # before tasks are imported: no waiting between retries
 
 D1, D2, D3 = (dt.date(2021, 12, 18) + dt.timedelta(days=i) for i in range(3))
 MISSIONS = ("oco3_sif", "oco2")

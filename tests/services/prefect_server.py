@@ -24,6 +24,8 @@ import pytest
 from tests.services.postgres import free_port
 
 STARTUP_TIMEOUT = 120.0
+# Task retry delays are fixed when the tasks module is imported: no waiting between retries in any test.
+os.environ.setdefault("OCO_L3_RETRY_BASE_SECONDS", "0")
 
 
 @pytest.fixture(scope="session")
