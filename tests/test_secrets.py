@@ -196,3 +196,49 @@ def test_no_secret_in_logs_errors_or_outputs(rabbitmq: Any, moto_s3: Any, tmp_pa
     assert any(k.endswith(".zmetadata") for k in keys) and any(k.endswith(".tif") for k in keys)
     leaks = {k: _leaks(moto_s3.get(k)) for k in keys if not k.startswith("in/")}
     assert {k: v for k, v in leaks.items() if v} == {}
+
+
+@pytest.mark.services
+def test_no_secret_in_state_table_or_prefect_records(moto_s3: Any, tmp_path: Any, prefect_harness: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files flow with S3 inputs/outputs and secret keys (YAML and ${ENV}): state DB, artifacts, logs clean."""
+    import datetime as dt
+
+    import yaml
+
+    pytest.importorskip("flows.oco")
+    from prefect.client.orchestration import get_client
+
+    from flows.oco import oco_process_files
+    from oco_l3.sample_data import write_sample_day
+
+    monkeypatch.setenv("OCO_TEST_OUT_SECRET", OUT_SECRET)
+    granule = write_sample_day(tmp_path / "in", dt.date(2021, 12, 18), missions=("oco3",))["oco3"]
+    url = moto_s3.put(f"in/{granule.name}", granule.read_bytes())
+    keys = {"accessKeyID": MSG_KEY_ID, "secretAccessKey": MSG_SECRET}
+    missing = f"s3://{moto_s3.bucket}/in/gone/oco3_LtCO2_211219_B11072Ar_221015123400s.nc4"
+    s3_out = {"url": f"s3://{moto_s3.bucket}/out", "endpoint": moto_s3.endpoint,
+              "auth": {"accessKeyID": OUT_KEY_ID, "secretAccessKey": "${OCO_TEST_OUT_SECRET}"}}
+    db = tmp_path / "state.db"
+    config = {
+        "input": {"files": [{"path": url, **keys}, {"path": missing, **keys}]},
+        "output": {"s3": s3_out, "cog": {"output": {"s3": {**s3_out, "url": f"s3://{moto_s3.bucket}/cog"}}}},
+        "grid": {"latitude": 30, "longitude": 30, "method": "linear"},
+        "variables": {"oco3": [{"name": "xco2"}]},
+        "state": {"url": f"sqlite:///{db}"},
+    }
+    path = tmp_path / "files.yaml"
+    path.write_text(yaml.safe_dump(config))
+    totals = oco_process_files(str(path))
+    assert totals["done"] == 1 and totals["failed"] == 1, totals
+    assert _leaks(str(totals)) == []
+    assert db.exists() and MSG_KEY_ID not in db.read_text(errors="replace")
+    assert _leaks(db.read_bytes()) == [] and b"gone" in db.read_bytes()  # the failure was recorded, keys were not
+    with get_client(sync_client=True) as client:
+        blob = " ".join([str(a.data) for a in client.read_artifacts()] + [lg.message for lg in client.read_logs()]
+                        + [str(r.parameters) for r in client.read_flow_runs()]
+                        + [str(t.state.message if t.state else "") for t in client.read_task_runs()])
+    assert "gone" in blob or "no such object" in blob
+    assert _leaks(blob) == []
+    leaks = {k: _leaks(moto_s3.get(k)) for k in moto_s3.keys() if not k.startswith("in/")}
+    assert any(k.endswith(".tif") for k in leaks) and {k: v for k, v in leaks.items() if v} == {}
