@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -204,3 +205,51 @@ def test_cmr_fetch_reports_empty_download(monkeypatch: pytest.MonkeyPatch, tmp_p
     ref = GranuleRef("oco2", D(2021, 12, 18), "https://data.example/x.nc4", 1, None, "x.nc4")
     with pytest.raises(SourceUnavailable, match="not logged in"):
         CmrSource("http://127.0.0.1:9/search").fetch(ref, str(tmp_path))
+
+
+# --- Earthdata credentials (flows/earthdata.py): environment, netrc, secret block; never a real login ------
+class _Search:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+
+class _Config:
+    def __init__(self, source: str) -> None:
+        self.search = _Search(source)
+
+
+@pytest.fixture()
+def fake_login(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    import earthaccess
+
+    calls: list[str] = []
+    monkeypatch.setattr(earthaccess, "login", lambda strategy: calls.append(strategy) or True)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    for name in ("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    return calls
+
+
+def test_earthdata_login_only_for_cmr_and_from_the_environment(fake_login: list[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.earthdata import earthdata_login
+
+    assert earthdata_login(_Config("local")) is False and fake_login == []
+    monkeypatch.setenv("EARTHDATA_TOKEN", "tok")
+    assert earthdata_login(_Config("cmr")) is True and fake_login == ["environment"]
+
+
+def test_earthdata_token_from_secret_block_is_redacted(fake_login: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from flows import earthdata
+    from oco_l3.secrets import redact
+
+    token = "secret-block-token-0123456789"
+    monkeypatch.setattr(earthdata, "_secret_block_token", lambda: token)
+    with caplog.at_level(logging.DEBUG):
+        assert earthdata.earthdata_login(_Config("cmr")) is True
+    assert fake_login == ["environment"] and os.environ["EARTHDATA_TOKEN"] == token
+    assert token not in caplog.text and token not in redact(f"token={token}")
+    monkeypatch.delenv("EARTHDATA_TOKEN")
