@@ -43,6 +43,9 @@ SECRET_ENV_VARS = (
     "PREFECT_API_KEY",
 )
 
+# Keys whose values are secrets even before validation (SecretStr fields are registered after it anyway). Other
+# ``${NAME}`` values (paths, state URLs) are not masked wholesale; a URL's password part always is.
+_SECRET_KEY = re.compile(r"(?i)password|secret|token|key|credential|auth")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?P<tail>@)")
 
@@ -164,7 +167,9 @@ def install_redaction() -> None:
 
 # --- environment references in config values --------------------------------------------------------------
 def resolve_env_refs(raw: Any, source: str = "<config>") -> Any:
-    """Replace every string value that is exactly ``${NAME}`` with ``os.environ['NAME']`` (and register it).
+    """Replace every string value that is exactly ``${NAME}`` with ``os.environ['NAME']``.
+
+    Values under secret-looking keys (password, secret, token, key...) are registered for redaction at once.
 
     Works on decoded YAML (dicts, lists, scalars) and returns a new structure. ``$${NAME}`` escapes a literal.
     A missing variable raises :class:`ConfigInvalid` naming the key and the variable.
@@ -182,7 +187,8 @@ def _resolve(raw: Any, source: str, loc: str) -> Any:
         value = os.environ.get(match.group(1))
         if value is None:
             raise ConfigInvalid(f"{source}: {loc or '<root>'}: environment variable {match.group(1)} is not set")
-        register_secret(value)
+        if _SECRET_KEY.search(loc.rsplit(".", 1)[-1]):
+            register_secret(value)
         return value
     if isinstance(raw, Mapping):
         return {k: _resolve(v, source, f"{loc}.{k}" if loc else str(k)) for k, v in raw.items()}

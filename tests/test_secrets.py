@@ -39,10 +39,14 @@ def test_redact_masks_url_passwords_without_registration() -> None:
 
 def test_env_refs_resolve_whole_values_and_register(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCO_TEST_SECRET", SECRET)
-    raw = {"a": "${OCO_TEST_SECRET}", "b": ["x${OCO_TEST_SECRET}", "$${OCO_TEST_SECRET}"], "c": 3}
+    monkeypatch.setenv("OCO_TEST_PATH", "/data/products")
+    raw = {"password": "${OCO_TEST_SECRET}", "b": ["x${OCO_TEST_SECRET}", "$${OCO_TEST_SECRET}"], "c": 3,
+           "local": "${OCO_TEST_PATH}"}
     out = secrets.resolve_env_refs(raw, "cfg.yaml")
-    assert out == {"a": SECRET, "b": ["x${OCO_TEST_SECRET}", "${OCO_TEST_SECRET}"], "c": 3}
+    assert out == {"password": SECRET, "b": ["x${OCO_TEST_SECRET}", "${OCO_TEST_SECRET}"], "c": 3,
+                   "local": "/data/products"}
     assert secrets.redact(SECRET) == secrets.MASK
+    assert secrets.redact("/data/products") == "/data/products"  # not a secret: paths stay readable
 
 
 def test_env_ref_missing_names_key_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
