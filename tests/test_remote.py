@@ -231,7 +231,7 @@ def test_store_upsert_on_moto_matches_local(moto_s3: MotoS3, tmp_path: Path) -> 
         path = f"{r}/oco3/pre_qf/fossil0005.zarr"
         stores.upsert_slices(fs, path, [slice_at(1, 400.0), slice_at(0, 410.0)], chunking=(4, 3, 2), title="t")
         stores.upsert_slices(fs, path, [slice_at(1, 420.0)], chunking=(4, 3, 2), title="t")  # replace by time
-    assert not [k for k in moto_s3.keys("out/") if ".oco-l3-txn" in k]
+    assert not [k for k in moto_s3.list_keys("out/") if ".oco-l3-txn" in k]
     a = stores.open_store(s3fs_, f"{root}/oco3/pre_qf/fossil0005.zarr").load()
     b = stores.open_store(local, f"{lroot}/oco3/pre_qf/fossil0005.zarr").load()
     assert a.sizes["time"] == 2
@@ -308,5 +308,5 @@ def test_s3_inputs_and_outputs_equal_local_run(moto_s3: MotoS3, tmp_path: Path) 
         xr.testing.assert_identical(_timeless(a[key]), _timeless(b[key]))
     if with_cog:
         local_cogs = sorted(p.name for p in (tmp_path / "cog").rglob("*.tif"))
-        s3_cogs = sorted(k.rsplit("/", 1)[-1] for k in moto_s3.keys("cogs/") if k.endswith(".tif"))
+        s3_cogs = sorted(k.rsplit("/", 1)[-1] for k in moto_s3.list_keys("cogs/") if k.endswith(".tif"))
         assert local_cogs and local_cogs == s3_cogs
