@@ -413,3 +413,28 @@ def test_listen_flow_with_secret_block(rabbitmq: RabbitBroker, qcfg: QueueConfig
     assert artifacts and "not valid YAML" in str(artifacts[-1].data)
     blob = " ".join([str(a.data) for a in artifacts] + [lg.message for lg in logs] + [str(r.parameters) for r in runs])
     assert password not in blob and password not in str(result)
+
+
+@pytest.mark.services
+def test_listen_cli_sigterm_when_idle(rabbitmq: RabbitBroker, qcfg: QueueConfig, tmp_path: Path) -> None:
+    import yaml
+
+    cfg = tmp_path / "listen.yaml"
+    cfg.write_text(yaml.safe_dump(_pipeline_config(tmp_path, qcfg)))
+    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "oco-l3"), "-v", "listen", "-i", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        _wait(lambda: rabbitmq.queue_depth(qcfg.queue) == 0 and _has_consumer(rabbitmq, qcfg.queue)
+              or proc.poll() is not None, "the listener to consume", 60)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "received SIGTERM" in err and "0 received" in out
+
+
+def _has_consumer(broker: RabbitBroker, queue: str) -> bool:
+    res = broker.ctl("list_queues", "-q", "--no-table-headers", "name", "consumers")
+    return any(line.split() == [queue, "1"] for line in res.stdout.splitlines())
