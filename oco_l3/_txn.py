@@ -201,17 +201,32 @@ def recover(store: ObjectStore) -> tuple[int, int]:
     names = store.list_dir(TXN_DIR)
     for txid in sorted(n for n in names if not n.startswith(".")):
         raw = store.read(f"{TXN_DIR}/{txid}/{MANIFEST}")
-        if raw is None:
+        manifest = _parse_manifest(raw)
+        if manifest is None:
             log.warning("Discarding uncommitted transaction %s in %s", txid, store.root)
             store.remove_tree(f"{TXN_DIR}/{txid}")
             discarded += 1
             continue
         log.warning("Replaying committed transaction %s in %s", txid, store.root)
-        apply(store, txid, json.loads(raw))
+        apply(store, txid, manifest)
         replayed += 1
     if names:
         store.remove_tree(TXN_DIR)
     return replayed, discarded
+
+
+def _parse_manifest(raw: bytes | None) -> dict[str, Any] | None:
+    """The manifest, or None when absent or incomplete (a torn manifest means the commit point was not reached:
+    it is written atomically on every filesystem we support, so this is defence in depth)."""
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("puts"), list):
+        return None
+    return doc
 
 
 def pending(store: ObjectStore) -> bool:

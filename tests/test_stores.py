@@ -343,3 +343,14 @@ def test_random_order_batches_match_expected(store: str) -> None:
     assert got == {t: expected[t] for t in sorted(expected)}
     grp = open_store(LOCAL, store, "Retrieval")
     np.testing.assert_allclose(grp.psurf.values[:, 0, 0], [10 * expected[t] for t in sorted(expected)], rtol=1e-6)
+
+
+def test_torn_manifest_is_treated_as_uncommitted(store: str) -> None:
+    up(store, make_slice(day(1), 1))
+    before = snapshot(store)
+    txn = Path(store, ".oco-l3-txn", "0002-torn")
+    (txn / "data" / "xco2").mkdir(parents=True)
+    (txn / "data" / "xco2" / "0.0.0").write_bytes(b"x")
+    (txn / "manifest.json").write_bytes(b'{"version": 1, "puts": ["xco2/0.')
+    assert recover_store(LOCAL, store) == (0, 1)
+    assert snapshot(store) == before
