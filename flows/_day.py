@@ -26,6 +26,8 @@ from tasks.state import mark_running, record_outcomes
 def process_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, run_id: int,
                      staging: str, quicklook_dir: str | None, inputs: Sequence[Any] | None = None) -> dict[str, Any]:
     """The day recipe; ``inputs`` (pipeline GranuleInputs) skips the fetch step (``input.files`` runs)."""
+    if not refs:
+        return _summary(refs, [], set(), [], 0.0)
     t0 = time.perf_counter()
     mark_running(state, refs, run_id)
     fetched, errors = settle(fetch_granule.map(unmapped(config), refs, unmapped(staging))) if inputs is None else (
@@ -53,6 +55,46 @@ def process_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, r
     record_outcomes(state, outcomes)
     targets = {c.target_id for i in good for c in products[i].captures}
     return _summary(refs, outcomes, targets, [q for qs in looks.values() for q in qs], time.perf_counter() - t0)
+
+
+def process_global_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, run_id: int,
+                            staging: str, inputs: Sequence[Any] | None = None) -> dict[str, Any]:
+    """The global-product day: every granule of the day together (a day slice is replaced as a whole)."""
+    from oco_l3.pipeline import DayBatch
+    from tasks.global_day import process_global_day
+
+    if not refs:
+        return _summary(refs, [], set(), [], 0.0)
+    t0 = time.perf_counter()
+    mark_running(state, refs, run_id)
+    fetched, errors = settle(fetch_granule.map(unmapped(config), refs, unmapped(staging))) if inputs is None else (
+        dict(enumerate(inputs)), {})
+    result = process_global_day(config, DayBatch(refs[0].day, tuple(fetched[i] for i in sorted(fetched))))
+    by_name = {o.granule.name: o for o in result.outcomes}
+    outcomes = [_global_outcome(ref, by_name.get(fetched[i].name) if i in fetched else None, errors.get(i),
+                                result.stores) for i, ref in enumerate(refs)]
+    record_outcomes(state, outcomes)
+    targets = {t for o in result.outcomes if o.ok for t in o.targets}
+    return _summary(refs, outcomes, targets, [], time.perf_counter() - t0)
+
+
+def _global_outcome(ref: GranuleRef, outcome: Any, error: BaseException | None, stores: Sequence[str]) -> GranuleOutcome:
+    if error is not None or outcome is None:
+        return _outcome(ref, None, error or RuntimeError("not processed"), [], [])
+    if not outcome.ok:
+        transient = any(f"{name}:" in outcome.message for name in _TRANSIENT)
+        return GranuleOutcome(ref, "waiting" if transient else "failed", outcome.message)
+    return GranuleOutcome(ref, "done", None, outcome.captures, len(outcome.targets), tuple(stores))
+
+
+def _transient_leaves() -> tuple[str, ...]:
+    seen: list[type[BaseException]] = [TransientError]
+    for cls in seen:
+        seen.extend(c for c in cls.__subclasses__() if c not in seen)
+    return tuple(c.__name__ for c in seen)
+
+
+_TRANSIENT = _transient_leaves()
 
 
 def _outcome(ref: GranuleRef, products: Any, error: BaseException | None, stores: list[str],

@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows._day import process_granules
+from flows._day import process_global_granules, process_granules
 from flows.earthdata import earthdata_login
 from flows.runners import task_runner
 from oco_l3.errors import ConfigInvalid
@@ -61,13 +61,20 @@ def _process_range(kind: str, config_path: str, start: dt.date, end: dt.date, re
     record_granules(state, refs)
     plans = plan_ready_days(state, refs, missions_of(config), gaps, start, end, reprocess)
     with tempfile.TemporaryDirectory(prefix="oco-l3-staging-") as staging:
-        days = [process_granules(config, state, plan.granules, run_id=run_id, staging=staging,
-                                 quicklook_dir=_quicklook_dir(config)) for plan in plans]
+        days = [_process_plan(config, state, plan, run_id, staging) for plan in plans]
     totals = _totals(days, (dt.datetime.now(dt.UTC) - t0).total_seconds())
     finish_run(state, run_id, totals)
     publish_run_summary(kind, days, totals)
     state.close()
     return totals
+
+
+def _process_plan(config: Any, state: State, plan: Any, run_id: int, staging: str) -> dict[str, Any]:
+    if config.output.global_:  # the global day slice is replaced whole: process every granule of the day
+        refs = sorted(plan.granules + plan.skipped, key=lambda r: r.mission)
+        return process_global_granules(config, state, refs, run_id=run_id, staging=staging)
+    return process_granules(config, state, plan.granules, run_id=run_id, staging=staging,
+                            quicklook_dir=_quicklook_dir(config))
 
 
 @flow(name="oco-backfill", task_runner=RUNNER)
@@ -108,8 +115,10 @@ def oco_process_files(config: str) -> dict[str, Any]:
         pairs = _file_refs(batch)
         unknown = [f"{g.name}: file name follows no OCO naming convention" for g in batch.granules
                    if all(g is not p for _, p in pairs)]
-        day = process_granules(run_config, state, [r for r, _ in pairs], run_id=run_id, staging="",
-                               quicklook_dir=_quicklook_dir(run_config), inputs=[g for _, g in pairs])
+        refs, inputs = [r for r, _ in pairs], [g for _, g in pairs]
+        day = process_global_granules(run_config, state, refs, run_id=run_id, staging="", inputs=inputs) \
+            if run_config.output.global_ else process_granules(run_config, state, refs, run_id=run_id, staging="",
+                                                               quicklook_dir=_quicklook_dir(run_config), inputs=inputs)
         days.append({**day, "failed": day["failed"] + len(unknown), "failures": day["failures"] + unknown})
     totals = _totals(days, (dt.datetime.now(dt.UTC) - t0).total_seconds())
     finish_run(state, run_id, totals)

@@ -190,3 +190,27 @@ def test_process_files_on_dask_local_cluster(tmp_path: Path) -> None:
     rows = status_rows(state)
     state.close()
     assert [(r["mission"], r["day"], r["status"]) for r in rows] == [("oco2", str(D1), "done")]
+
+
+def test_global_product_backfill_records_every_granule(tmp_path: Path) -> None:
+    import yaml
+
+    from flows.oco import oco_backfill
+    from oco_l3.sample_data import write_sample_tree
+    from oco_l3.state import open_state, status_rows
+
+    write_sample_tree(tmp_path / "granules", D1, D1, missions=("oco2",))
+    config = tmp_path / "global.yaml"
+    config.write_text(yaml.safe_dump({
+        "output": {"local": str(tmp_path / "out"), "global": True},
+        "grid": {"latitude": 90, "longitude": 180, "method": "nearest"},
+        "search": {"source": "local", "local": str(tmp_path / "granules"), "missions": ["oco2"]},
+    }))
+    totals = oco_backfill(config=str(config), start=D1, end=D1)
+    assert totals["done"] == 1 and totals["failed"] == 0
+    state = open_state(f"sqlite:///{tmp_path / 'out' / 'oco-l3-state.db'}")
+    rows = status_rows(state)
+    state.close()
+    assert [(r["mission"], r["status"]) for r in rows] == [("oco2", "done")]
+    assert len(rows[0]["outputs"]) == 2 and all(Path(p).is_dir() for p in rows[0]["outputs"])  # pre- and post-QF
+    assert oco_backfill(config=str(config), start=D1, end=D1)["granules"] == 0
