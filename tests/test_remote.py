@@ -310,3 +310,13 @@ def test_s3_inputs_and_outputs_equal_local_run(moto_s3: MotoS3, tmp_path: Path) 
         local_cogs = sorted(p.name for p in (tmp_path / "cog").rglob("*.tif"))
         s3_cogs = sorted(k.rsplit("/", 1)[-1] for k in moto_s3.list_keys("cogs/") if k.endswith(".tif"))
         assert local_cogs and local_cogs == s3_cogs
+        import rasterio
+        from rasterio.io import MemoryFile
+
+        s3_keys = {k.rsplit("/", 1)[-1]: k for k in moto_s3.list_keys("cogs/") if k.endswith(".tif")}
+        for local_cog in (tmp_path / "cog").rglob("*.tif"):
+            with rasterio.open(local_cog) as a, MemoryFile(moto_s3.get(s3_keys[local_cog.name])) as mem, \
+                    mem.open() as b:
+                pa, pb = dict(a.profile), dict(b.profile)
+                assert np.array_equal([pa.pop("nodata")], [pb.pop("nodata")], equal_nan=True) and pa == pb
+                np.testing.assert_array_equal(a.read(), b.read())  # NaN == NaN here
