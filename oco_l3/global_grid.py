@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from oco_l3.errors import CaptureDegenerate
 from oco_l3.gridding import GriddedSlice, grid_capture
 from oco_l3.grids import GridSpec
 from oco_l3.interpolation import Method
@@ -44,6 +45,9 @@ TIME_FILL = int(np.iinfo(np.int64).min)
 MODE_FILL = -1
 
 Window = tuple[int, int, int, int]
+#: The largest extent (degrees, either direction) of one capture; a SAM is about 1 degree across. Anything larger
+#: is not one capture (bad coordinates, or overpasses that were not split) and would cost a huge window.
+MAX_SPAN_DEG = 20.0
 
 
 def global_grid(n_lat: int, n_lon: int) -> GridSpec:
@@ -125,6 +129,11 @@ def local_frame(soundings: Soundings, grid: GridSpec, scaling: float = 1.0) -> L
     half = 0.5 * max(scaling, 1.0) * max(float(np.ptp(lon, axis=1).max()), float(np.ptp(lat, axis=1).max()))
     lon_min, lon_max = float(lon.min()) - half, float(lon.max()) + half
     lat_min, lat_max = float(lat.min()) - half, float(lat.max()) + half
+    if lon_max - lon_min > MAX_SPAN_DEG or lat_max - lat_min > MAX_SPAN_DEG:
+        raise CaptureDegenerate(
+            f"capture of {len(soundings)} {soundings.mission} soundings from {soundings.source or '<memory>'} spans "
+            f"{lon_max - lon_min:.1f} x {lat_max - lat_min:.1f} degrees (longitude x latitude); "
+            f"a SAM or target capture spans at most {MAX_SPAN_DEG:g}")
     b = grid.bbox
     c_lo = math.floor((lon_min - b.min_lon) / grid.dlon) - 1
     c_hi = math.ceil((lon_max - b.min_lon) / grid.dlon) + 1

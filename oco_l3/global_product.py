@@ -69,6 +69,10 @@ COORDS = ("time", "latitude", "longitude")
 _COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
 _DROP_ATTRS = {"_FillValue", "missing_value", "_ARRAY_DIMENSIONS", "dtype", "scale_factor", "add_offset"}
 _NO_TIME = np.iinfo(np.int64).min
+#: Consecutive same-mode, same-target soundings further apart than this belong to different captures (a SAM lasts
+#: about two minutes, with a sounding every 1/3 s); without a cut, two OCO-2 target overpasses hours apart with no
+#: sounding between them in the file would be one capture spanning the globe.
+MAX_GAP_NS = 60 * 10**9
 
 
 # --- names ---------------------------------------------------------------------------------------------------
@@ -642,9 +646,17 @@ def global_captures(soundings: Soundings, targets: Mapping[str, Target]) -> list
     out = []
     for (mode, tid), parts in group_runs(find_runs(keys)):
         index = np.concatenate([np.arange(r.start, r.stop) for r in parts])
-        out.append(GlobalCaptureRef(_adhoc_target(tid, targets), "sam" if mode == MODE_SAM else "target",
-                                    soundings.time[index[0]], index))
+        for piece in _split_at_gaps(index, soundings.time):
+            out.append(GlobalCaptureRef(_adhoc_target(tid, targets), "sam" if mode == MODE_SAM else "target",
+                                        soundings.time[piece[0]], piece))
     return out
+
+
+def _split_at_gaps(index: np.ndarray, times: np.ndarray) -> list[np.ndarray]:
+    """``index`` cut where consecutive soundings are more than :data:`MAX_GAP` apart (separate overpasses)."""
+    t = times[index].astype("datetime64[ns]").astype(np.int64)
+    cuts = np.flatnonzero(np.abs(np.diff(t)) > MAX_GAP_NS) + 1
+    return [part for part in np.split(index, cuts) if part.size]
 
 
 def _adhoc_target(tid: str, targets: Mapping[str, Target]) -> Target | None:

@@ -312,3 +312,25 @@ def test_crash_during_commit_is_all_or_nothing(store: str, point: str) -> None:
     ds = xr.open_zarr(store, consolidated=True)
     assert ds.sizes["time"] == (1 if point == "staged" else 2)
     assert np.isfinite(ds["OCO3_global_xco2"].isel(time=-1).values).any()
+
+
+def _concat(a: Soundings, b: Soundings) -> Soundings:
+    cols = {f: np.concatenate([getattr(a, f), getattr(b, f)]) for f in (
+        "latitude", "longitude", "vertex_latitude", "vertex_longitude", "time", "mode", "target_id", "target_name",
+        "good")}
+    variables = tuple(Variable(v.group, v.name, np.concatenate([v.values, w.values]), v.attrs, v.fill)
+                      for v, w in zip(a.variables, b.variables, strict=True))
+    return Soundings(mission=a.mission, variables=variables, source=a.source, **cols)
+
+
+def test_overpasses_hours_apart_are_separate_captures_and_huge_spans_are_refused() -> None:
+    from oco_l3.errors import CaptureDegenerate
+    from oco_l3.global_product import global_captures
+
+    a = make_soundings("oco2", -97.5, 36.6, hour=4, mode=MODE_TARGET)
+    b = make_soundings("oco2", 130.9, -12.4, hour=10, mode=MODE_TARGET)
+    caps = global_captures(_concat(a, b), {})
+    assert [c.index.size for c in caps] == [len(a), len(b)]
+    assert all(c.target is None for c in caps)
+    with pytest.raises(CaptureDegenerate, match="spans"):
+        grid_capture_global(_concat(a, b), GRID, "linear")
