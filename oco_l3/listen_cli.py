@@ -36,6 +36,14 @@ def _transient_names() -> tuple[str, ...]:
     return tuple(f"{c.__name__}:" for c in seen)
 
 
+def _is_transient(outcome: Any) -> bool:
+    """A failed input outcome that a retry may fix: its ``transient`` flag, else the error class in its message."""
+    flag = getattr(outcome, "transient", None)
+    if isinstance(flag, bool):
+        return flag
+    return any(name in outcome.message for name in _transient_names())
+
+
 def pipeline_handler(config: RunConfig) -> Handler:
     """A handler that runs the day pipeline on a message's items.
 
@@ -47,13 +55,17 @@ def pipeline_handler(config: RunConfig) -> Handler:
         from oco_l3.pipeline import batches_from_items, process_day
 
         errors: list[str] = []
+        transient: list[str] = []
         total = 0
         for batch in batches_from_items(items):
             total += len(batch.granules)
-            errors += process_day(config, batch).errors
+            for outcome in process_day(config, batch).outcomes:
+                if not outcome.ok:
+                    errors.append(outcome.message)
+                    if _is_transient(outcome):
+                        transient.append(outcome.message)
         if not errors:
             return
-        transient = [e for e in errors if any(name in e for name in _transient_names())]
         if transient:
             raise SourceUnavailable(f"{len(transient)} of {total} input(s) failed transiently; first: {transient[0]}")
         raise MessageInvalid(f"{len(errors)} of {total} input(s) failed: {errors[0]}")

@@ -490,3 +490,22 @@ def yaml_inputs(body: bytes) -> list[Any]:
     import yaml
 
     return list(yaml.safe_load(body)["inputs"])
+
+
+@pytest.mark.parametrize(("message", "raised"), [
+    ("g.nc4: SourceUnavailable: s3://b/g.nc4: ConnectTimeoutError", SourceUnavailable),
+    ("g.nc4: commit to oco3/x failed: StoreLocked: busy", SourceUnavailable),
+    ("g.nc4: GranuleUnreadable: s3://b/g.nc4: no such object", MessageInvalid),
+])
+def test_pipeline_handler_classifies_failures(monkeypatch: pytest.MonkeyPatch, message: str,
+                                              raised: type[Exception]) -> None:
+    pipeline = pytest.importorskip("oco_l3.pipeline")
+    from oco_l3.listen_cli import pipeline_handler
+
+    def fake_day(config: Any, batch: Any, quicklook_dir: str | None = None) -> Any:
+        return pipeline.DayResult(batch.day, tuple(pipeline.InputOutcome(g, False, message) for g in batch.granules))
+
+    monkeypatch.setattr(pipeline, "process_day", fake_day)
+    config = parse_config({"input": {"queue": {"host": "h", "queue": "q"}}, "output": {"local": "/tmp/x"}})
+    with pytest.raises(raised, match="1 of 1 input"):
+        pipeline_handler(config)(["/d/oco3_LtCO2_211218_B11072Ar_221014123400s.nc4"])
