@@ -44,7 +44,7 @@ import numpy as np
 import oco_l3
 from oco_l3 import _txn
 from oco_l3._objectstore import ObjectStore
-from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, StoreCorrupt, one_line
+from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, StoreCorrupt, one_line
 from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
 from oco_l3.soundings import MISSIONS, MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
@@ -730,6 +730,7 @@ class GlobalDayResult:
 
     day: dt.date | None
     outcomes: tuple[InputOutcome, ...]
+    # ``absent``: expected missions without a readable granule this day (all-fill in the stores that day)
     stores: tuple[str, ...] = ()
     cogs: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -768,34 +769,45 @@ def _day_of(batch: DayBatch, products: Sequence[GlobalGranuleProducts]) -> dt.da
 
 
 def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
-    """Grid every granule of the day onto the global grid and commit both QF stores."""
+    """Grid every granule of the day onto the global grid and commit both QF stores.
+
+    A granule that fails permanently (corrupt, wrong schema) is recorded and its mission has no data that day
+    (reported in ``absent``); the day is still written. A failure a retry may cure (transient, or an unexpected
+    error) leaves the stored day untouched, so a good day is never overwritten by a partial one; so does a day
+    where no granule could be read.
+    """
     from oco_l3.pipeline import InputOutcome
 
     timings: dict[str, float] = {}
     products: list[GlobalGranuleProducts] = []
     failed: dict[Any, str] = {}
+    blocking: list[str] = []  # failures that a retry (or a fix) may cure: the day must not be overwritten
     for g in batch.granules:
         try:
             gp = grid_granule_global(config, g)
-        except OcoL3Error as exc:
+        except PermanentError as exc:
             failed[g] = f"{g.name}: {one_line(exc)}"
             continue
-        except Exception as exc:  # noqa: BLE001 - one granule's bug must not stop the others
-            log.debug("unexpected error on %s", g.name, exc_info=True)
-            failed[g] = f"{g.name}: unexpected {one_line(exc)}"
+        except Exception as exc:  # noqa: BLE001 - one granule's problem must not stop the others
+            log.debug("error on %s", g.name, exc_info=True)
+            failed[g] = f"{g.name}: {'' if isinstance(exc, OcoL3Error) else 'unexpected '}{one_line(exc)}"
+            blocking.append(g.name)
             continue
         products.append(gp)
         for k, v in gp.timings.items():
             timings[k] = timings.get(k, 0.0) + v
     missions = expected_missions(config)
-    present = {g.mission for g in batch.granules}
+    present = {gp.granule.mission for gp in products}
     absent = tuple(m for m in missions if m not in present)
     day = _day_of(batch, products)
     captures = [c for gp in products for c in gp.captures]
     stores: list[str] = []
-    if day is None:
+    if day is None or blocking or not products:
+        reason = ("the day of the global product is unknown" if day is None else
+                  f"global day not written: {', '.join(blocking)} may succeed on retry" if blocking else
+                  "global day not written: no granule could be read")
         for g in batch.granules:
-            failed.setdefault(g, f"{g.name}: the day of the global product is unknown")
+            failed.setdefault(g, f"{g.name}: {reason}")
     else:
         t0 = time.perf_counter()
         qfs: tuple[QF, QF] = ("pre", "post")

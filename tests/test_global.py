@@ -334,3 +334,36 @@ def test_overpasses_hours_apart_are_separate_captures_and_huge_spans_are_refused
     assert all(c.target is None for c in caps)
     with pytest.raises(CaptureDegenerate, match="spans"):
         grid_capture_global(_concat(a, b), GRID, "linear")
+
+
+def test_failed_granules_permanent_vs_retryable(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import oco_l3.global_product as gp
+    from oco_l3.config import parse_config
+    from oco_l3.errors import SourceUnavailable
+    from oco_l3.sample_data import sample_filename, write_sample_day
+
+    base = str(tmp_path)
+    paths = write_sample_day(os.path.join(base, "in"), DAY, missions=("oco3",))
+    broken = os.path.join(base, "in", sample_filename("oco2", DAY))
+    open(broken, "wb").close()  # zero bytes: permanently unreadable
+    out = os.path.join(base, "out")
+    config = parse_config({"input": {"files": [str(paths["oco3"]), broken]}, "output": {"local": out, "global": True},
+                           "grid": {"latitude": 360, "longitude": 720, "method": "nearest"},
+                           "search": {"missions": ["oco3", "oco2"]}})
+    (result,) = gp.run_global(config)
+    assert [o.ok for o in result.outcomes] == [True, False] and "empty file" in result.errors[0]
+    assert result.absent == ("oco2",) and len(result.stores) == 2
+    before = sorted(os.walk(out))
+
+    real = gp.grid_granule_global
+
+    def flaky(cfg: object, granule: object) -> object:
+        if getattr(granule, "mission", None) == "oco3":
+            raise SourceUnavailable("oco3 granule: connection reset")
+        return real(cfg, granule)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gp, "grid_granule_global", flaky)
+    (result,) = gp.run_global(config)
+    assert not any(o.ok for o in result.outcomes) and result.stores == ()
+    assert "SourceUnavailable" in result.errors[0]
+    assert sorted(os.walk(out)) == before  # the stored day is untouched
