@@ -12,6 +12,11 @@ appended), ``<prefix>_target_type`` (int8, fill -1; 1 fossil, 2 ecostress, 3 sif
 reference's codes) and ``<prefix>_operation_mode`` (int8, fill -1; normalised Lite FP codes, 2 target, 4 SAM, of the
 nearest sounding).
 
+Captures: every SAM and target-mode run of every granule, as the reference's global mode takes them
+(:func:`global_captures`): runs split and merged like :mod:`oco_l3.captures`, additionally cut at time gaps over
+60 s; ids outside the target file are kept (ad-hoc target, type from the id prefix), ``none``/``Missing`` give
+target id -1 with type 6 (other).
+
 Overlaps on one day: per cell and mission, the capture whose nearest sounding is later wins (ties: the capture that
 starts later). The winner's values replace all of that mission's variables in the cell, missing ones included.
 
