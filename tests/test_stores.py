@@ -317,17 +317,17 @@ def test_s3_upsert_crash_recover_and_lock(moto_s3, monkeypatch: pytest.MonkeyPat
     with pytest.raises(Crash):
         up(path, make_slice(day(1), 1), fs=fs)
     monkeypatch.setattr(_txn, "FAULT_HOOK", None)
-    assert any(".oco-l3-txn/" in k for k in moto_s3.keys("oco3/"))
+    assert any(".oco-l3-txn/" in k for k in moto_s3.list_keys("oco3/"))
     assert list(xco2_at(path, fs=fs).values()) == [1.0, 2.0, 3.0]  # open_store replayed the commit
-    assert not any(".oco-l3-txn/" in k for k in moto_s3.keys("oco3/"))
+    assert not any(".oco-l3-txn/" in k for k in moto_s3.list_keys("oco3/"))
     assert read_back(fs, path, [day(1), day(3)])
     with StoreLock(fs, path, timeout=1), pytest.raises(StoreLocked):
         StoreLock(fs, path, timeout=0.2).acquire()
-    assert not any(k.endswith(".lock") for k in moto_s3.keys("oco3/"))
+    assert not any(k.endswith(".lock") for k in moto_s3.list_keys("oco3/"))
     from oco_l3.cog import write_slice_cogs
 
     cogs = write_slice_cogs(make_slice(day(1), 1), "oco3", "t1", True, f"s3://{moto_s3.bucket}/cogs", fs=fs)
-    assert len(cogs) == 3 and len(moto_s3.keys("cogs/")) == 3
+    assert len(cogs) == 3 and len(moto_s3.list_keys("cogs/")) == 3
 
 
 def test_random_order_batches_match_expected(store: str) -> None:
