@@ -354,3 +354,22 @@ def test_torn_manifest_is_treated_as_uncommitted(store: str) -> None:
     (txn / "manifest.json").write_bytes(b'{"version": 1, "puts": ["xco2/0.')
     assert recover_store(LOCAL, store) == (0, 1)
     assert snapshot(store) == before
+
+
+def _writer(path: str, days: list[int]) -> None:
+    for d in days:
+        upsert_slices(fsspec.filesystem("file"), path, [make_slice(day(d), float(d))], chunking=CHUNKS,
+                      lock_timeout=60)
+
+
+def test_two_processes_writing_one_store(store: str) -> None:
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(store, days)) for days in ([0, 2, 4, 6, 8], [9, 7, 5, 3, 1, 4])]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    got = xco2_at(store)
+    assert list(got) == [day(d) for d in range(10)]
+    assert list(got.values()) == [float(d) for d in range(10)]
