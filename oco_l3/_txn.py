@@ -76,6 +76,8 @@ class Overlay(MutableMapping[str, Buffer]):
         self._meta: dict[str, Any] | None = None
         self.reads = 0
         self.committed: tuple[int, int] = (0, 0)
+        #: Size of every object the last commit wrote, for a read-back check.
+        self.committed_sizes: dict[str, int] = {}
 
     def preload(self, docs: dict[str, Any]) -> None:
         """Serve metadata keys from consolidated metadata ``docs`` (saves one read per key on S3)."""
@@ -161,12 +163,15 @@ def commit(store: ObjectStore, overlay: Overlay) -> str | None:
         store.write(f"{base}/data/{key}", writes[key], atomic=False)
     _fault("staged")
     manifest = {"version": 1, "txid": txid, "puts": puts, "deletes": sorted(overlay.deletes)}
+    store.barrier()  # the staged objects are durable before the commit point exists
     store.write(f"{base}/{MANIFEST}", json.dumps(manifest).encode())
+    store.barrier()  # the commit point itself is durable before anything is applied
     _fault("manifest")
     apply(store, txid, manifest)
     if not store.list_dir(TXN_DIR):
         store.remove_tree(TXN_DIR)
     overlay.committed = (len(puts), len(overlay.deletes))
+    overlay.committed_sizes = {key: len(writes[key]) for key in puts}
     return txid
 
 
@@ -188,8 +193,7 @@ def apply(store: ObjectStore, txid: str, manifest: dict) -> None:
         store.move(f"{base}/data/{key}", key)
         step += 1
         _fault(f"apply:{step}")
-    for parent in {k.rsplit("/", 1)[0] if "/" in k else "" for k in puts}:
-        store.sync_dir(parent)
+    store.barrier()  # every move is durable before the manifest that would replay it goes away
     _fault("applied")
     store.delete(f"{base}/{MANIFEST}")
     store.remove_tree(base)

@@ -7,9 +7,16 @@ registered through the entry-point group ``oco_l3.commands`` (each entry point i
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
+import os
+
+# One BLAS thread per process, set before NumPy loads: SciPy's Delaunay `transform` is many times slower with
+# OpenBLAS threads on a busy 2-core machine, and parallelism here comes from processes (days, flows), not BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any

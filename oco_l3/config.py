@@ -302,14 +302,24 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def load_config(path: str | Path) -> Any:
-    """Load a run config, dispatching on ``product:`` (default: the OCO products)."""
-    raw = read_yaml(path)
+    """Load a run config, dispatching on ``product:`` (default: the OCO products).
+
+    Values that are exactly ``${NAME}`` come from the environment; every secret of the result is registered for
+    log redaction (see :mod:`oco_l3.secrets`).
+    """
+    from oco_l3.secrets import register_model_secrets, resolve_env_refs
+
+    raw = resolve_env_refs(read_yaml(path), str(path))
+    config: Any
     product = raw.get("product", "oco") if isinstance(raw, Mapping) else "oco"
     if isinstance(product, str) and product.startswith("icesat2"):
         from oco_l3.icesat2.config import parse_icesat2_config
 
-        return parse_icesat2_config(raw, str(path))
-    return parse_config(raw, str(path))
+        config = parse_icesat2_config(raw, str(path))
+    else:
+        config = parse_config(raw, str(path))
+    register_model_secrets(config)
+    return config
 
 
 def env_flag(name: str) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 import oco_l3
 from oco_l3.captures import CaptureMode, split_captures
 from oco_l3.config import DayInputs, InputItem, RunConfig, S3Object
-from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, one_line
+from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, TransientError, one_line
 from oco_l3.gridding import GriddedSlice
 from oco_l3.soundings import Mission
 from oco_l3.targets import Target, load_targets
@@ -310,7 +310,7 @@ def commit_store(config: RunConfig, commit: StoreCommit) -> Any:
         chunking=(c.latitude, c.longitude, c.time), title=store_attrs(config, commit)["title"],
         global_attrs=store_attrs(config, commit),
     )
-    if not read_back(fs, path, [cap.start_time for cap in commit.slices]):
+    if not read_back(fs, path, [cap.start_time for cap in commit.slices], result.objects):
         raise PermanentError(f"{path}: committed slices did not read back")
     return result
 
@@ -376,6 +376,8 @@ class InputOutcome:
     message: str
     captures: int = 0
     targets: tuple[str, ...] = ()
+    #: The failure may go away on retry (network, throttling, a busy store lock).
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -416,17 +418,31 @@ def _timed(timings: dict[str, float], key: str, fn: Callable[[], Any]) -> Any:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
-def _grid_all(config: RunConfig, batch: DayBatch, timings: dict[str, float]) -> tuple[list[GranuleProducts], dict[GranuleInput, str]]:
+class _Failures(dict[GranuleInput, str]):
+    """One-line failure reasons per granule, and which of them are transient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transient: set[GranuleInput] = set()
+
+    def record(self, g: GranuleInput, message: str, exc: BaseException) -> None:
+        if g not in self:
+            self[g] = message
+            if isinstance(exc, TransientError):
+                self.transient.add(g)
+
+
+def _grid_all(config: RunConfig, batch: DayBatch, timings: dict[str, float]) -> tuple[list[GranuleProducts], _Failures]:
     done: list[GranuleProducts] = []
-    failed: dict[GranuleInput, str] = {}
+    failed = _Failures()
     for g in batch.granules:
         try:
             gp = grid_granule(config, g)
         except OcoL3Error as exc:
-            failed[g] = f"{g.name}: {one_line(exc)}"
+            failed.record(g, f"{g.name}: {one_line(exc)}", exc)
         except Exception as exc:  # noqa: BLE001 - an unexpected bug in one granule must not stop the others
             log.debug("unexpected error on %s", g.name, exc_info=True)
-            failed[g] = f"{g.name}: unexpected {one_line(exc)}"
+            failed.record(g, f"{g.name}: unexpected {one_line(exc)}", exc)
         else:
             done.append(gp)
             for k, v in gp.timings.items():
@@ -434,7 +450,7 @@ def _grid_all(config: RunConfig, batch: DayBatch, timings: dict[str, float]) -> 
     return done, failed
 
 
-def _commit_all(config: RunConfig, products: list[GranuleProducts], failed: dict[GranuleInput, str]) -> list[str]:
+def _commit_all(config: RunConfig, products: list[GranuleProducts], failed: _Failures) -> list[str]:
     stores: list[str] = []
     by_name = {gp.granule.name: gp.granule for gp in products}
     for commit in plan_commits(config, products):
@@ -445,7 +461,7 @@ def _commit_all(config: RunConfig, products: list[GranuleProducts], failed: dict
             msg = one_line(exc)
             log.debug("commit failed", exc_info=True)
             for name in commit.granules:
-                failed.setdefault(by_name[name], f"{name}: commit to {commit.mission}/{commit.target.id} failed: {msg}")
+                failed.record(by_name[name], f"{name}: commit to {commit.mission}/{commit.target.id} failed: {msg}", exc)
     return stores
 
 
@@ -466,15 +482,15 @@ def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = 
                 quicklooks += write_quicklooks(config, gp, quicklook_dir)
             timings["export"] = timings.get("export", 0.0) + time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001
-            failed[gp.granule] = f"{gp.granule.name}: export failed: {one_line(exc)}"
+            failed.record(gp.granule, f"{gp.granule.name}: export failed: {one_line(exc)}", exc)
     outcomes = tuple(_outcome(g, products, failed) for g in batch.granules)
     warnings = tuple(w for gp in products for w in gp.warnings)
     return DayResult(batch.day, outcomes, tuple(stores), tuple(cogs), tuple(quicklooks), warnings, timings)
 
 
-def _outcome(g: GranuleInput, products: list[GranuleProducts], failed: dict[GranuleInput, str]) -> InputOutcome:
+def _outcome(g: GranuleInput, products: list[GranuleProducts], failed: _Failures) -> InputOutcome:
     if g in failed:
-        return InputOutcome(g, False, failed[g])
+        return InputOutcome(g, False, failed[g], transient=g in failed.transient)
     gp = next(p for p in products if p.granule == g)
     targets = tuple(dict.fromkeys(c.target.id for c in gp.captures))
     msg = f"{g.name}: {len(gp.captures)} captures ({', '.join(targets) or 'none'}), {len(gp.warnings)} skipped"

@@ -159,12 +159,18 @@ def test_grid_mismatch_is_refused(store: str) -> None:
 
 
 def test_read_back(store: str) -> None:
-    up(store, make_slice(day(1), 1))
-    assert read_back(LOCAL, store, [day(1)])
-    assert not read_back(LOCAL, store, [day(5)])
-    os.remove(os.path.join(store, "xco2", "0.0.0"))
+    result = upsert_slices(LOCAL, store, [make_slice(day(1), 1)], chunking=CHUNKS)
+    assert read_back(LOCAL, store, [day(1)], result.objects)
+    assert "xco2/0.0.1" in result.objects
+    assert not read_back(LOCAL, store, [day(5)], result.objects)
     Path(store, "xco2", "0.0.1").write_bytes(b"garbage")
-    assert not read_back(LOCAL, store, [day(1)])
+    assert not read_back(LOCAL, store, [day(1)], result.objects)
+
+
+def test_read_back_detects_missing_object(store: str) -> None:
+    result = upsert_slices(LOCAL, store, [make_slice(day(1), 1)], chunking=CHUNKS)
+    os.remove(os.path.join(store, "xco2", "0.0.0"))
+    assert not read_back(LOCAL, store, [day(1)], result.objects)
 
 
 def test_memory_filesystem() -> None:
