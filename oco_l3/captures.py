@@ -10,6 +10,8 @@ Rules (issue 2):
   target.
 * OCO-2 Lite files carry no target id: a target-mode capture goes to the target whose centroid is nearest to the
   capture's centroid, and is skipped when none of its soundings lies inside that target's bbox.
+* A time gap of more than :data:`MAX_GAP` between consecutive soundings also ends a run (two overpasses of one
+  target on one day are two captures even when no other sounding lies between them in the file).
 * The capture's time is the time of its first sounding (before any quality filtering), so the pre-QF and post-QF
   slices of one capture share one time.
 """
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 CaptureMode = Literal["sam", "target"]
 #: The longest interruption (in soundings of another mode) that does not split a capture.
 MAX_INTERRUPTION = 2
+#: The longest time between consecutive soundings of one capture.
+MAX_GAP = np.timedelta64(60, "s")
+
+Key = tuple[int, str, int]  # (mode, target id, segment between time gaps)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class Capture:
 class Run:
     """A maximal run of consecutive soundings with one (mode, target) key; ``key`` None for other modes."""
 
-    key: tuple[int, str] | None
+    key: Key | None
     start: int
     stop: int
 
@@ -65,16 +71,26 @@ class SplitResult:
     skipped: tuple[str, ...]
 
 
-def _keys(soundings: Soundings) -> list[tuple[int, str] | None]:
-    modes = soundings.mode
-    ids = soundings.target_id
-    return [
-        (int(m), str(t)) if m in (MODE_SAM, MODE_TARGET) else None
-        for m, t in zip(modes.tolist(), ids.tolist(), strict=True)
-    ]
+def _segments(time: np.ndarray) -> list[int]:
+    """A segment number per sounding that increases after every time gap longer than :data:`MAX_GAP`."""
+    if time.size == 0:
+        return []
+    gaps = np.diff(time.astype("datetime64[ns]")) > MAX_GAP
+    return [int(v) for v in np.concatenate([[0], np.cumsum(gaps)])]
 
 
-def find_runs(keys: list[tuple[int, str] | None]) -> list[Run]:
+def _keys(soundings: Soundings, oco2: bool = False) -> list[Key | None]:
+    segments = _segments(soundings.time)
+    keys: list[Key | None] = []
+    for m, t, seg in zip(soundings.mode.tolist(), soundings.target_id.tolist(), segments, strict=True):
+        if oco2:  # no target ids in OCO-2 Lite files: split on target mode only
+            keys.append((int(m), "", seg) if m == MODE_TARGET else None)
+        else:
+            keys.append((int(m), str(t), seg) if m in (MODE_SAM, MODE_TARGET) else None)
+    return keys
+
+
+def find_runs(keys: list[Key | None]) -> list[Run]:
     """Maximal runs of equal keys, in order."""
     runs: list[Run] = []
     start = 0
@@ -85,14 +101,14 @@ def find_runs(keys: list[tuple[int, str] | None]) -> list[Run]:
     return runs
 
 
-def _is_interruption(run: Run, key: tuple[int, str]) -> bool:
+def _is_interruption(run: Run, key: Key) -> bool:
     """A short run of another *mode* (not just another target in the same mode)."""
     return run.length <= MAX_INTERRUPTION and (run.key is None or run.key[0] != key[0])
 
 
-def group_runs(runs: list[Run]) -> list[tuple[tuple[int, str], list[Run]]]:
+def group_runs(runs: list[Run]) -> list[tuple[Key, list[Run]]]:
     """Runs of one key joined across interruptions of one or two soundings of another mode."""
-    groups: list[tuple[tuple[int, str], list[Run]]] = []
+    groups: list[tuple[Key, list[Run]]] = []
     for i, run in enumerate(runs):
         if run.key is None:
             continue
@@ -134,10 +150,10 @@ def _inside_bbox(soundings: Soundings, index: np.ndarray, target: Target) -> boo
 
 
 def _resolve_target(
-    soundings: Soundings, key: tuple[int, str], index: np.ndarray, targets: Mapping[str, Target]
+    soundings: Soundings, key: Key, index: np.ndarray, targets: Mapping[str, Target]
 ) -> tuple[Target | None, str]:
     """The capture's target, or None with the reason it is skipped."""
-    mode, tid = key
+    tid = key[1]
     if soundings.mission == "oco2":
         target = _nearest_target(soundings, index, targets)
         if target is None:
@@ -154,9 +170,7 @@ def _resolve_target(
 
 def split_captures(soundings: Soundings, targets: Mapping[str, Target]) -> SplitResult:
     """Captures of one granule's soundings (which must be in acquisition order), and the skip reasons."""
-    keys = _keys(soundings)
-    if soundings.mission == "oco2":  # no target ids in OCO-2 Lite files: split on mode only
-        keys = [(k[0], "") if k is not None and k[0] == MODE_TARGET else None for k in keys]
+    keys = _keys(soundings, oco2=soundings.mission == "oco2")
     captures: list[Capture] = []
     skipped: list[str] = []
     for key, parts in group_runs(find_runs(keys)):

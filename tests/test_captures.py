@@ -88,6 +88,17 @@ def test_oco2_nearest_target_and_bbox_check() -> None:
     assert res.captures == () and "volcano0002" in res.skipped[0]
 
 
+def test_time_gap_splits_a_run() -> None:
+    s = make([4] * 8, ["fossil0001"] * 8)
+    later = s.time.copy()
+    later[4:] += np.timedelta64(90, "m")
+    from dataclasses import replace
+
+    res = split_captures(replace(s, time=later), TARGETS)
+    assert [c.index.tolist() for c in res.captures] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert res.captures[1].start_time == later[4]
+
+
 def test_oco2_sam_mode_is_not_a_capture() -> None:
     res = split_captures(make([MODE_SAM] * 4, ["none"] * 4, mission="oco2"), TARGETS)
     assert res.captures == ()
