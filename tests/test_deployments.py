@@ -68,6 +68,9 @@ def test_deploy_all_registers_the_deployments(deployed: dict[str, Any]) -> None:
     assert daily["work_pool_name"] == backfill["work_pool_name"] == WORK_POOL
     assert set(backfill["parameter_openapi_schema"]["properties"]) == {"config", "start", "end", "reprocess"}
     assert backfill["parameters"]["config"] == "deployments/oco-l3.yaml"
+    listen = found["oco-listen"]
+    assert listen["parameters"]["secret_env"] == {"OCO_L3_RABBITMQ_PASSWORD": "rabbitmq-password"}
+    assert set(listen["parameter_openapi_schema"]["properties"]) >= {"config_path", "secret_env"}
     steps = daily["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
     assert steps["directory"] == str(deployed["project"])
 
