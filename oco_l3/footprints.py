@@ -220,12 +220,12 @@ def _scanline(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per (triangle, row) the inclusive column range of cell centres inside the triangle, clipped to ``shape``."""
     n_rows, n_cols = shape
-    order = np.argsort(ty, axis=1, kind="stable")
-    ty = np.take_along_axis(ty, order, axis=1)
-    tx = np.take_along_axis(tx, order, axis=1)
-    lo = np.clip(np.ceil(ty[:, 0]), 0, n_rows)
-    hi = np.clip(np.floor(ty[:, 2]), -1, n_rows - 1)
-    inside = (hi >= lo) & (np.floor(tx.max(axis=1)) >= 0) & (np.ceil(tx.min(axis=1)) <= n_cols - 1)
+    ax, ay, bx, by, cx, cy = _sort_by_y(tx, ty)  # vertices A, B, C from the lowest to the highest
+    lo = np.clip(np.ceil(ay), 0, n_rows)
+    hi = np.clip(np.floor(cy), -1, n_rows - 1)
+    x_min = np.minimum(np.minimum(ax, bx), cx)
+    x_max = np.maximum(np.maximum(ax, bx), cx)
+    inside = (hi >= lo) & (np.floor(x_max) >= 0) & (np.ceil(x_min) <= n_cols - 1)
     count = np.where(inside, hi - lo + 1, 0).astype(np.int64)
     total = int(count.sum())
     if total == 0:
@@ -234,29 +234,45 @@ def _scanline(
     which = np.repeat(np.arange(tri_id.shape[0]), count)
     offsets = np.cumsum(count) - count
     row = np.repeat(lo.astype(np.int64) - offsets, count) + np.arange(total, dtype=np.int64)
-    x_left, x_right = _row_extent(_edge_params(tx, ty)[which], row.astype(float))
+    x_left, x_right = _row_extent((ax, ay, bx, by, _slope(ax, ay, cx, cy), _slope(ax, ay, bx, by),
+                                   _slope(bx, by, cx, cy)), which, row.astype(float))  # fmt: skip
     col0 = np.maximum(np.ceil(x_left), 0)
     col1 = np.minimum(np.floor(x_right), n_cols - 1)
     keep = col1 >= col0
-    return tri_id[which][keep], row[keep], col0[keep].astype(np.int64), col1[keep].astype(np.int64)
+    return tri_id[which[keep]], row[keep], col0[keep].astype(np.int64), col1[keep].astype(np.int64)
 
 
-def _edge_params(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
-    """Per triangle (vertices A, B, C sorted by y): columns xA, yA, xB, yB, slope dx/dy of AC, AB and BC."""
+def _sort_by_y(tx: np.ndarray, ty: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The three vertices of each triangle ordered by y (stable): ``ax, ay, bx, by, cx, cy``."""
+    x0, x1, x2 = tx[:, 0], tx[:, 1], tx[:, 2]
+    y0, y1, y2 = ty[:, 0], ty[:, 1], ty[:, 2]
+    swap = y1 < y0  # sort the first two
+    x0, x1 = np.where(swap, x1, x0), np.where(swap, x0, x1)
+    y0, y1 = np.where(swap, y1, y0), np.where(swap, y0, y1)
+    swap = y2 < y1  # sink the third
+    x1, x2 = np.where(swap, x2, x1), np.where(swap, x1, x2)
+    y1, y2 = np.where(swap, y2, y1), np.where(swap, y1, y2)
+    swap = y1 < y0
+    x0, x1 = np.where(swap, x1, x0), np.where(swap, x0, x1)
+    y0, y1 = np.where(swap, y1, y0), np.where(swap, y0, y1)
+    return x0, y0, x1, y1, x2, y2
 
-    def slope(i: int, j: int) -> np.ndarray:
-        dy = ty[:, j] - ty[:, i]
-        return np.where(dy != 0, (tx[:, j] - tx[:, i]) / np.where(dy != 0, dy, 1.0), 0.0)
 
-    return np.column_stack([tx[:, 0], ty[:, 0], tx[:, 1], ty[:, 1], slope(0, 2), slope(0, 1), slope(1, 2)])
+def _slope(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> np.ndarray:
+    """dx/dy of the edge from (x0, y0) to (x1, y1); 0 for horizontal edges."""
+    dy = y1 - y0
+    flat = dy == 0
+    return np.where(flat, 0.0, (x1 - x0) / np.where(flat, 1.0, dy))
 
 
-def _row_extent(params: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Leftmost and rightmost x where the line ``y`` (between the triangle's lowest and highest vertex) meets it.
+def _row_extent(params: tuple[np.ndarray, ...], which: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Leftmost and rightmost x where the line ``y`` (between triangle ``which``'s lowest and highest vertex) meets it.
 
+    ``params`` are per triangle (vertices A, B, C sorted by y): xA, yA, xB, yB and the slopes dx/dy of AC, AB, BC.
     The long edge AC always crosses; the other crossing is on AB below B and on BC from B up.
     """
-    xa, ya, xb, yb, s_ac, s_ab, s_bc = params.T
-    x_long = xa + (y - ya) * s_ac
-    x_short = np.where(y < yb, xa + (y - ya) * s_ab, xb + (y - yb) * s_bc)
+    xa, ya, xb, yb, s_ac, s_ab, s_bc = (a[which] for a in params)
+    dya = y - ya
+    x_long = xa + dya * s_ac
+    x_short = np.where(y < yb, xa + dya * s_ab, xb + (y - yb) * s_bc)
     return np.minimum(x_long, x_short), np.maximum(x_long, x_short)

@@ -25,7 +25,7 @@ import numpy as np
 from oco_l3.errors import CaptureDegenerate
 from oco_l3.footprints import EMPTY_WINDOW, FootprintIntervals, Window, footprint_intervals
 from oco_l3.grids import GridSpec
-from oco_l3.interpolation import METHODS, Location, Method, PointInterpolator
+from oco_l3.interpolation import METHODS, Method, PointInterpolator
 from oco_l3.soundings import Soundings, Variable
 
 log = logging.getLogger(__name__)
@@ -78,20 +78,12 @@ def grid_capture(
         raise CaptureDegenerate(f"{name}: no sounding with finite coordinates")
     intervals = footprint_intervals(soundings.vertex_latitude, soundings.vertex_longitude, grid, mask_scaling)
     everything = np.ones(n, dtype=bool)
-    pre, nearest = _grid_pass(soundings, everything, intervals, method, f"{name} (pre-QF)", None)
+    pre = _grid_pass(soundings, everything, intervals, method, f"{name} (pre-QF)")
     good = np.asarray(soundings.good, dtype=bool)
     post = None
     if good.any():
-        post, _ = _grid_pass(soundings, good, intervals, method, f"{name} (post-QF)", nearest)
+        post = _grid_pass(soundings, good, intervals, method, f"{name} (post-QF)")
     return GriddedCapture(pre=pre, post=post)
-
-
-@dataclass(frozen=True)
-class _NearestMap:
-    """Per cell of ``window``, the index of the nearest sounding of a pass (-1 where not computed)."""
-
-    window: Window
-    index: np.ndarray
 
 
 def _grid_pass(
@@ -100,78 +92,46 @@ def _grid_pass(
     intervals: FootprintIntervals,
     method: Method,
     name: str,
-    previous: _NearestMap | None,
-) -> tuple[GriddedSlice, _NearestMap | None]:
+) -> GriddedSlice:
     """One QF pass: the soundings ``select`` (bool), gridded at the cells inside their footprints.
 
-    ``previous`` is the nearest-sounding map of a pass over a superset of the soundings (pre-QF): a cell whose
-    nearest sounding there is also selected here keeps it (it is still the nearest), only the others are searched.
+    Float variables (``linear``/``cubic``) are evaluated at the masked cells inside the triangulation, all in one
+    call; integer variables (and every variable under ``nearest``) take the value of the nearest sounding, read
+    from a map of the soundings' Voronoi cells on the window (:meth:`PointInterpolator.nearest_cells`).
     """
     grid = intervals.grid
     mask, window = intervals.mask(None if select.all() else select)
-    n_cells = int(np.count_nonzero(mask))
     floats = [v for v in soundings.variables if not v.is_integer]
     ints = [v for v in soundings.variables if v.is_integer]
-    data: dict[str, np.ndarray] = {}
     fills = {v.key: _fill(v) for v in ints}
-    shape = mask.shape
-    nearest_map = None
-    if n_cells and (finite := _finite_points(soundings, select)).any():
-        index = np.flatnonzero(select & finite)
-        interp = PointInterpolator(soundings.longitude[index], soundings.latitude[index], name)
-        located = interp.locate_cells(grid, window, mask)
-        nearest = None
-        if ints or method == "nearest":
-            nearest = _nearest_soundings(interp, located, index, select & finite, mask, window, previous)
-            nearest_map = _NearestMap(window, _scatter(mask, nearest, -1))
-        if floats:
-            if method == "nearest" and nearest is not None:
-                result = np.column_stack([v.values[nearest] for v in floats]).astype(np.float32)
-            else:
-                stack = np.column_stack([v.values[index] for v in floats])
-                result = interp.evaluate(stack, located, method).astype(np.float32)
-            for j, v in enumerate(floats):
-                data[v.key] = _scatter(mask, result[:, j], np.float32(np.nan))
-        if ints and nearest is not None:
-            for v in ints:
-                data[v.key] = _scatter(mask, _as_output_int(v)[nearest], fills[v.key])
+    data: dict[str, np.ndarray] = {}
     for v in floats:
-        data.setdefault(v.key, np.full(shape, np.nan, dtype=np.float32))
+        data[v.key] = np.full(mask.shape, np.nan, dtype=np.float32)
     for v in ints:
-        data.setdefault(v.key, np.full(shape, fills[v.key], dtype=_as_output_int(v).dtype))
-    if not n_cells:
+        data[v.key] = np.full(mask.shape, fills[v.key], dtype=_as_output_int(v).dtype)
+    finite = _finite_points(soundings, select)
+    if mask.any() and finite.any():
+        index = np.flatnonzero(finite)
+        interp = PointInterpolator(soundings.longitude[index], soundings.latitude[index], name)
+        by_nearest = ints + floats if method == "nearest" or interp.degenerate else ints
+        if by_nearest:
+            cells = np.flatnonzero(mask)
+            nearest = index[interp.nearest_cells(grid, window, mask.shape).reshape(-1)[cells]]
+            for v in by_nearest:
+                values = _as_output_int(v) if v.is_integer else v.values.astype(np.float32)
+                data[v.key].reshape(-1)[cells] = values[nearest]
+        if floats and not (method == "nearest" or interp.degenerate):
+            cells, simplex, bary = interp.cells_in_triangles(grid, window, mask)
+            stack = np.column_stack([v.values[index] for v in floats])
+            result = interp.interpolate(stack, simplex, bary, method, np.float32)
+            for j, v in enumerate(floats):
+                data[v.key].reshape(-1)[cells] = result[:, j]
+    if not mask.any():
         window = EMPTY_WINDOW
         data = {k: a[:0, :0] for k, a in data.items()}
     attrs = {v.key: dict(v.attrs) for v in soundings.variables}
-    log.debug("%s: %d cells in window %s", name, n_cells, window)
-    return GriddedSlice(grid, window, data, fills, attrs, int(select.sum())), nearest_map
-
-
-def _nearest_soundings(
-    interp: PointInterpolator,
-    located: Location,
-    index: np.ndarray,
-    usable: np.ndarray,
-    mask: np.ndarray,
-    window: Window,
-    previous: _NearestMap | None,
-) -> np.ndarray:
-    """Index (into the soundings) of the nearest usable sounding of each masked cell, in ``np.nonzero`` order."""
-    if previous is None:
-        return index[interp.nearest_index(located)]
-    rows, cols = np.nonzero(mask)
-    rows = rows + window[0] - previous.window[0]
-    cols = cols + window[2] - previous.window[2]
-    known = np.full(rows.shape, -1, dtype=np.int64)
-    ok = (rows >= 0) & (rows < previous.index.shape[0]) & (cols >= 0) & (cols < previous.index.shape[1])
-    known[ok] = previous.index[rows[ok], cols[ok]]
-    keep = known >= 0
-    keep[keep] = usable[known[keep]]
-    redo = np.flatnonzero(~keep)
-    if redo.size:
-        sub = Location(located.points[redo], located.simplex[redo], located.bary[redo])
-        known[redo] = index[interp.nearest_index(sub)]
-    return known
+    log.debug("%s: window %s", name, window)
+    return GriddedSlice(grid, window, data, fills, attrs, int(select.sum()))
 
 
 def _finite_points(soundings: Soundings, select: np.ndarray) -> np.ndarray:

@@ -177,3 +177,19 @@ def test_locate_cells_agrees_with_locate() -> None:
         a = interp.evaluate(values, cells, method)  # type: ignore[arg-type]
         b = interp.evaluate(values, direct, method)  # type: ignore[arg-type]
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_cubic_element_equals_scipy_given_the_same_vertex_gradients() -> None:
+    # Only the vertex gradients differ from SciPy's: with ours put into SciPy's interpolator, values agree.
+    from scipy.interpolate import CloughTocher2DInterpolator
+
+    lon, lat = scattered(300, seed=7)
+    values = np.column_stack([np.sin(4 * lat) * np.cos(3 * lon), np.exp(lon + 70) * lat])
+    xi = inner_points(2000, seed=8)
+    interp = PointInterpolator(lon, lat)
+    assert interp.tri is not None
+    ours = interp.evaluate(values, xi, "cubic")
+    ct = CloughTocher2DInterpolator(interp.tri, values)
+    grad = interp._gradients(None).apply(values)
+    ct.grad = grad.reshape(ct.grad.shape)
+    np.testing.assert_allclose(ours, ct(interp.to_plane(xi)), rtol=1e-9, atol=1e-12)
