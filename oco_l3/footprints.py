@@ -234,8 +234,8 @@ def _scanline(
     which = np.repeat(np.arange(tri_id.shape[0]), count)
     offsets = np.cumsum(count) - count
     row = np.repeat(lo.astype(np.int64) - offsets, count) + np.arange(total, dtype=np.int64)
-    x_left, x_right = _row_extent((ax, ay, bx, by, _slope(ax, ay, cx, cy), _slope(ax, ay, bx, by),
-                                   _slope(bx, by, cx, cy)), which, row.astype(float))  # fmt: skip
+    params = (ax, ay, bx, by, _slope(ax, ay, cx, cy), _slope(ax, ay, bx, by), _slope(bx, by, cx, cy))
+    x_left, x_right = _row_extent(tuple(np.repeat(a, count) for a in params), row.astype(float))
     col0 = np.maximum(np.ceil(x_left), 0)
     col1 = np.minimum(np.floor(x_right), n_cols - 1)
     keep = col1 >= col0
@@ -265,13 +265,13 @@ def _slope(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> np
     return np.where(flat, 0.0, (x1 - x0) / np.where(flat, 1.0, dy))
 
 
-def _row_extent(params: tuple[np.ndarray, ...], which: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Leftmost and rightmost x where the line ``y`` (between triangle ``which``'s lowest and highest vertex) meets it.
+def _row_extent(params: tuple[np.ndarray, ...], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Leftmost and rightmost x where the line ``y`` (between the triangle's lowest and highest vertex) meets it.
 
-    ``params`` are per triangle (vertices A, B, C sorted by y): xA, yA, xB, yB and the slopes dx/dy of AC, AB, BC.
-    The long edge AC always crosses; the other crossing is on AB below B and on BC from B up.
+    ``params`` are, per line, of its triangle (vertices A, B, C sorted by y): xA, yA, xB, yB and the slopes dx/dy
+    of AC, AB, BC. The long edge AC always crosses; the other crossing is on AB below B and on BC from B up.
     """
-    xa, ya, xb, yb, s_ac, s_ab, s_bc = (a[which] for a in params)
+    xa, ya, xb, yb, s_ac, s_ab, s_bc = params
     dya = y - ya
     x_long = xa + dya * s_ac
     x_short = np.where(y < yb, xa + dya * s_ab, xb + (y - yb) * s_bc)

@@ -4,9 +4,13 @@
 Each pass:
 
 1. rasterises the footprints (:mod:`oco_l3.footprints`); the post-QF mask reuses the pre-QF rasterisation;
-2. triangulates the sounding centres once (:class:`~oco_l3.interpolation.PointInterpolator`);
-3. evaluates all float variables in one call, by ``method``, and integer/flag variables by nearest neighbour,
-   only at the cells whose centre lies inside a footprint; every other cell is missing.
+2. triangulates the sounding centres once (:class:`~oco_l3.interpolation.PointInterpolator`) and locates the
+   masked cells by rasterising the triangles onto the window (grouped by triangle, no per-cell search);
+3. evaluates all float variables in one call, by ``method``, only at the cells whose centre lies inside a
+   footprint; every other cell is missing;
+4. gives integer/flag variables (and every variable under ``nearest``) the value of the nearest sounding, from a
+   map of the soundings' Voronoi cells rasterised onto the window; the post-QF pass keeps the pre-QF nearest
+   sounding wherever it is good and searches (k-d tree) only the other cells.
 
 Missing means NaN for floats (output float32) and the variable's ``fill`` for integers (dtype kept; a variable
 without a fill gets the most negative value of its dtype, or the largest for unsigned; booleans become int8 with
@@ -78,12 +82,20 @@ def grid_capture(
         raise CaptureDegenerate(f"{name}: no sounding with finite coordinates")
     intervals = footprint_intervals(soundings.vertex_latitude, soundings.vertex_longitude, grid, mask_scaling)
     everything = np.ones(n, dtype=bool)
-    pre = _grid_pass(soundings, everything, intervals, method, f"{name} (pre-QF)")
+    pre, nearest = _grid_pass(soundings, everything, intervals, method, f"{name} (pre-QF)", None)
     good = np.asarray(soundings.good, dtype=bool)
     post = None
     if good.any():
-        post = _grid_pass(soundings, good, intervals, method, f"{name} (post-QF)")
+        post, _ = _grid_pass(soundings, good, intervals, method, f"{name} (post-QF)", nearest)
     return GriddedCapture(pre=pre, post=post)
+
+
+@dataclass(frozen=True)
+class _NearestMap:
+    """Per cell of ``window``, the index of the nearest sounding of a pass (-1 where not computed)."""
+
+    window: Window
+    index: np.ndarray
 
 
 def _grid_pass(
@@ -92,18 +104,22 @@ def _grid_pass(
     intervals: FootprintIntervals,
     method: Method,
     name: str,
-) -> GriddedSlice:
+    previous: _NearestMap | None,
+) -> tuple[GriddedSlice, _NearestMap | None]:
     """One QF pass: the soundings ``select`` (bool), gridded at the cells inside their footprints.
 
     Float variables (``linear``/``cubic``) are evaluated at the masked cells inside the triangulation, all in one
     call; integer variables (and every variable under ``nearest``) take the value of the nearest sounding, read
     from a map of the soundings' Voronoi cells on the window (:meth:`PointInterpolator.nearest_cells`).
+    ``previous`` is that map from a pass over a superset of the soundings (pre-QF): a cell whose nearest sounding
+    there is also selected here keeps it (it is still the nearest); only the others are searched (k-d tree).
     """
     grid = intervals.grid
     mask, window = intervals.mask(None if select.all() else select)
     floats = [v for v in soundings.variables if not v.is_integer]
     ints = [v for v in soundings.variables if v.is_integer]
     fills = {v.key: _fill(v) for v in ints}
+    nearest_map = None
     data: dict[str, np.ndarray] = {}
     for v in floats:
         data[v.key] = np.full(mask.shape, np.nan, dtype=np.float32)
@@ -116,7 +132,12 @@ def _grid_pass(
         by_nearest = ints + floats if method == "nearest" or interp.degenerate else ints
         if by_nearest:
             cells = np.flatnonzero(mask)
-            nearest = index[interp.nearest_cells(grid, window, mask.shape).reshape(-1)[cells]]
+            if previous is None:
+                full_map = index[interp.nearest_cells(grid, window, mask.shape)]
+                nearest_map = _NearestMap(window, full_map)
+                nearest = full_map.reshape(-1)[cells]
+            else:
+                nearest = _reuse_nearest(interp, index, finite, grid, window, cells, mask.shape[1], previous)
             for v in by_nearest:
                 values = _as_output_int(v) if v.is_integer else v.values.astype(np.float32)
                 data[v.key].reshape(-1)[cells] = values[nearest]
@@ -131,7 +152,32 @@ def _grid_pass(
         data = {k: a[:0, :0] for k, a in data.items()}
     attrs = {v.key: dict(v.attrs) for v in soundings.variables}
     log.debug("%s: window %s", name, window)
-    return GriddedSlice(grid, window, data, fills, attrs, int(select.sum()))
+    return GriddedSlice(grid, window, data, fills, attrs, int(select.sum())), nearest_map
+
+
+def _reuse_nearest(
+    interp: PointInterpolator,
+    index: np.ndarray,
+    usable: np.ndarray,
+    grid: GridSpec,
+    window: Window,
+    cells: np.ndarray,
+    width: int,
+    previous: _NearestMap,
+) -> np.ndarray:
+    """Index (into the soundings) of the nearest usable sounding of each window cell ``cells`` (flat)."""
+    rows, cols = np.divmod(cells, width)
+    prow, pcol = rows + window[0] - previous.window[0], cols + window[2] - previous.window[2]
+    known = np.full(cells.shape, -1, dtype=np.int64)
+    ok = (prow >= 0) & (prow < previous.index.shape[0]) & (pcol >= 0) & (pcol < previous.index.shape[1])
+    known[ok] = previous.index[prow[ok], pcol[ok]]
+    keep = known >= 0
+    keep[keep] = usable[known[keep]]
+    redo = np.flatnonzero(~keep)
+    if redo.size:
+        lonlat = np.column_stack([grid.longitude[window[2] + cols[redo]], grid.latitude[window[0] + rows[redo]]])
+        known[redo] = index[interp.nearest_to(lonlat)]
+    return known
 
 
 def _finite_points(soundings: Soundings, select: np.ndarray) -> np.ndarray:

@@ -152,13 +152,18 @@ class PointInterpolator:
         x, y = to_index_space(self.lonlat[:, 1], self.lonlat[:, 0], grid)
         tx, ty = x[self.tri.simplices] - c0, y[self.tri.simplices] - r0
         tri_id, row, col0, col1 = rasterise_triangles(tx, ty, mask.shape)
-        flat, which = _expand_runs(row * width + col0, col1 - col0 + 1)
+        length = col1 - col0 + 1
+        # Barycentrics are affine along a run: start value at (col0, row) plus a step per column.
+        a00, a01, a10, a11, x2, y2 = _affine_from_vertices(tx, ty)[tri_id].T
+        dx, dy = col0 - x2, row - y2
+        step = np.arange(int(length.sum()), dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
+        flat = np.repeat(row * width + col0, length) + step
         keep = mask.reshape(-1)[flat]
-        flat, which = flat[keep], which[keep]
-        simplex = tri_id[which]
-        rows = row[which]
-        pts = np.column_stack([flat - rows * width, rows]).astype(float)
-        return flat, simplex, _barycentric(_affine_from_vertices(tx, ty), simplex, pts)
+        step = step[keep].astype(float)
+        b0 = np.repeat(a00 * dx + a01 * dy, length)[keep] + np.repeat(a00, length)[keep] * step
+        b1 = np.repeat(a10 * dx + a11 * dy, length)[keep] + np.repeat(a10, length)[keep] * step
+        bary = np.column_stack([b0, b1, 1.0 - b0 - b1])
+        return flat[keep], np.repeat(tri_id, length)[keep], bary
 
     def nearest_in_triangles(self, simplex: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Index (into the valid points) of the nearest point to each of ``points`` (plane coordinates) inside the
@@ -285,15 +290,19 @@ class PointInterpolator:
                     grad[np.ix_(patch.rows, np.asarray(columns))] = patch.apply(filled[:, columns])
             ordinates = _ct_ordinates(self.tri, self._shape_factors, filled, grad)
             out = _ct_evaluate(ordinates, simplex, bary).astype(dtype, copy=False)
-            if not all_finite:
-                bad = (~finite[self.tri.simplices]).any(axis=1)  # (T, k): a corner value is missing
-                out[bad[simplex]] = np.nan
+            for j in np.flatnonzero(~finite.all(axis=0)):
+                bad = (~finite[self.tri.simplices, j]).any(axis=1)  # (T,): a corner value is missing
+                out[bad[simplex], j] = np.nan
         out += offset.astype(dtype)
         return out
 
     def nearest(self, values: np.ndarray, xi: np.ndarray | Location) -> np.ndarray:
         """The value of the nearest point, any dtype, ``(N, k)`` -> ``(M, k)`` (for integer and flag variables)."""
         return self._own(values)[self._nearest(self.locate(xi))]
+
+    def nearest_to(self, lonlat: np.ndarray) -> np.ndarray:
+        """Index (into the valid points) of the nearest point to each ``(M, 2)`` lon/lat position (k-d tree)."""
+        return np.asarray(self._kdtree.query(self.to_plane(lonlat))[1], dtype=np.intp)
 
     def nearest_index(self, xi: np.ndarray | Location) -> np.ndarray:
         """Index (into the input points) of the nearest point to each lon/lat location."""
@@ -652,13 +661,14 @@ def _ct_evaluate(ordinates: np.ndarray, simplex: np.ndarray, bary: np.ndarray) -
     if m == 0:
         return np.zeros((0, k))
     b0, b1, b2 = bary[:, 0], bary[:, 1], bary[:, 2]
-    q = np.where(b0 <= b1, np.where(b0 <= b2, 0, 2), np.where(b1 <= b2, 1, 2))  # sub-triangle: opposite vertex q
-    low = np.minimum(np.minimum(b0, b1), b2)
+    first = b0 <= b1
+    q = np.where(first, np.where(b0 <= b2, 0, 2), np.where(b1 <= b2, 1, 2))  # sub-triangle: opposite vertex q
+    low = np.minimum(np.where(first, b0, b1), b2)
     # The two coordinates other than the smallest, in vertex order, minus it; and three times the smallest.
     u = np.where(q == 0, b1, b0) - low
     v = np.where(q == 2, b1, b2) - low
     basis = _cubic_basis(u, v, 3 * low)
-    columns = _SLOTS[q] * t + simplex[:, None]  # (M, 10)
+    columns = (_SLOTS * t).astype(np.int32)[q] + simplex.astype(np.int32)[:, None]  # (M, 10)
     weights = csr_array(
         (basis.reshape(-1), columns.reshape(-1), np.arange(0, 10 * m + 1, 10)), shape=(m, n_ord * t)
     )
@@ -667,10 +677,11 @@ def _ct_evaluate(ordinates: np.ndarray, simplex: np.ndarray, bary: np.ndarray) -
 
 def _cubic_basis(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``(M, 10)`` Bernstein basis of :data:`_TERMS` (multinomials included) at (u, v, w)."""
-    pu = (1.0, u, u * u, u * u * u)
-    pv = (1.0, v, v * v, v * v * v)
-    pw = (1.0, w, w * w, w * w * w)
     basis = np.empty((u.shape[0], 10))
-    for j, (a, b, c) in enumerate(_TERMS):
-        basis[:, j] = _MULTINOMIAL[j] * pu[a] * pv[b] * pw[c]
+    u2, v2, w2 = u * u, v * v, w * w
+    u3, v3, w3 = 3 * u, 3 * v, 3 * w
+    col = iter(basis.T)
+    for a, b in ((u2, u), (v2, v), (w2, w), (u2, v3), (u2, w3), (u3, v2), (v2, w3), (u3, w2), (v3, w2), (u3, v)):
+        np.multiply(a, b, out=next(col))
+    basis[:, 9] *= 2 * w  # 6 u v w
     return basis
