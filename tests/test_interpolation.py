@@ -193,3 +193,51 @@ def test_cubic_element_equals_scipy_given_the_same_vertex_gradients() -> None:
     grad = interp._gradients(None).apply(values)
     ct.grad = grad.reshape(ct.grad.shape)
     np.testing.assert_allclose(ours, ct(interp.to_plane(xi)), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("lattice", [False, True])
+def test_nearest_cells_map_is_the_nearest_point(lattice: bool) -> None:
+    # The rasterised Voronoi map equals a k-d tree search (up to ties), also on an exact lattice (cocircular points).
+    from scipy.spatial import cKDTree
+
+    from oco_l3.grids import GridSpec
+    from oco_l3.targets import BBox
+
+    if lattice:
+        g = np.meshgrid(np.linspace(-70.4, -69.6, 9), np.linspace(-33.4, -32.6, 9))
+        lon, lat = g[0].ravel(), g[1].ravel()
+    else:
+        lon, lat = scattered(300, seed=9)
+    grid = GridSpec(BBox(-70.6, -33.6, -69.4, -32.4), 97, 97)
+    window = (3, 80, 5, 90)
+    interp = PointInterpolator(lon, lat)
+    owner = interp.nearest_cells(grid, window, (77, 85))
+    rows, cols = np.indices(owner.shape)
+    xi = np.column_stack([grid.longitude[5 + cols.ravel()], grid.latitude[3 + rows.ravel()]])
+    plane = interp.to_plane(xi)
+    dist, _ = cKDTree(interp.points).query(plane)
+    got = np.hypot(*(plane - interp.points[owner.ravel()]).T)
+    np.testing.assert_allclose(got, dist, rtol=1e-9, atol=1e-12)
+
+
+def test_cells_in_triangles_agree_with_locate() -> None:
+    from oco_l3.grids import GridSpec
+    from oco_l3.targets import BBox
+
+    lon, lat = scattered(200, seed=10)
+    grid = GridSpec(BBox(-70.6, -33.6, -69.4, -32.4), 90, 70)
+    mask = np.zeros((60, 50), dtype=bool)
+    mask[5:55:2, 2:48] = True
+    window = (15, 75, 10, 60)
+    interp = PointInterpolator(lon, lat)
+    flat, simplex, bary = interp.cells_in_triangles(grid, window, mask)
+    rows, cols = np.divmod(flat, mask.shape[1])
+    assert mask[rows, cols].all()
+    xi = np.column_stack([grid.longitude[10 + cols], grid.latitude[15 + rows]])
+    direct = interp.locate(xi)
+    inside = direct.inside
+    assert inside.mean() > 0.99  # centres exactly on the hull may go either way
+    np.testing.assert_allclose(bary[inside], direct.bary[inside], atol=1e-9)
+    all_rows, all_cols = np.nonzero(mask)
+    in_hull = interp.locate(np.column_stack([grid.longitude[10 + all_cols], grid.latitude[15 + all_rows]])).inside
+    assert abs(len(np.unique(flat)) - in_hull.sum()) <= 2
