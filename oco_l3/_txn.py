@@ -2,7 +2,7 @@
 
 Protocol (see docs/architecture.md, "Store commits"):
 
-1. zarr works on a :class:`Overlay`: reads go lazily to the real store, writes and deletes stay in memory.
+1. The writer works on an :class:`Overlay`: reads go lazily to the real store, writes and deletes stay in memory.
 2. :func:`commit` stages every written object under ``<store>/.oco-l3-txn/<txid>/data/<key>``.
 3. It then writes ``<store>/.oco-l3-txn/<txid>/manifest.json`` -- the commit point. Without a manifest the
    transaction never happened (its folder is discarded); with one it is replayed to the end.
@@ -20,10 +20,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable
 from typing import Any
-
-from zarr.core.buffer import Buffer, cpu
 
 from oco_l3._objectstore import ObjectStore
 
@@ -62,10 +60,10 @@ def apply_order(keys: list[str]) -> list[str]:
     return sorted(keys, key=rank)
 
 
-class Overlay(MutableMapping[str, Buffer]):
-    """A MutableMapping for ``zarr.storage.MemoryStore`` that reads through to ``store`` and records changes.
+class Overlay:
+    """The store as one transaction sees it: reads go lazily to ``store``, writes and deletes stay in memory.
 
-    Listing is refused on purpose: a whole-store listing would make a write cost grow with the store.
+    There is no listing on purpose: a whole-store listing would make a write cost grow with the store.
     """
 
     def __init__(self, store: ObjectStore) -> None:
@@ -102,6 +100,15 @@ class Overlay(MutableMapping[str, Buffer]):
             return None
         return self.original(key)
 
+    def put(self, key: str, data: bytes) -> None:
+        self.writes[key] = data
+        self.deletes.discard(key)
+
+    def drop(self, key: str) -> None:
+        """Delete ``key`` (recorded without checking existence: a check would cost a read)."""
+        self.writes.pop(key, None)
+        self.deletes.add(key)
+
     def changed(self) -> dict[str, bytes]:
         """Writes that differ from what the store holds (metadata compared as JSON)."""
         out = {}
@@ -115,36 +122,6 @@ class Overlay(MutableMapping[str, Buffer]):
             elif before != value:
                 out[key] = value
         return out
-
-    def __getitem__(self, key: str) -> Buffer:
-        value = self.raw(key)
-        if value is None:
-            raise KeyError(key)
-        return cpu.Buffer.from_bytes(value)
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.raw(key) is not None
-
-    def __setitem__(self, key: str, value: Buffer) -> None:
-        self.writes[key] = value.to_bytes()
-        self.deletes.discard(key)
-
-    def __delitem__(self, key: str) -> None:
-        # Recorded without checking existence (a check would cost a read); deleting a missing key is a no-op.
-        self.writes.pop(key, None)
-        self.deletes.add(key)
-
-    def __iter__(self) -> Iterator[str]:
-        raise NotImplementedError("listing a store overlay is not supported (it would read the whole store)")
-
-    def __len__(self) -> int:
-        raise NotImplementedError("the size of a store overlay is unknown without listing the store")
-
-    def setdefault(self, key: str, default: Buffer | None = None) -> Buffer:
-        if key not in self:
-            assert default is not None
-            self[key] = default
-        return self[key]
 
 
 def new_txid() -> str:
