@@ -388,10 +388,13 @@ def run_chain(chain: Chain, n_kills: int, n_timer_kills: int, run_seconds: float
     until a run completes; then start again from empty stores. Some kills come from an outside timer."""
     timers = set(chain.rng.sample(range(n_kills), n_timer_kills))
     remaining = chain.ops_fresh
+    scale = 1.0
     while len(chain.kills) < n_kills:
-        if len(chain.kills) in timers:
-            timers.discard(len(chain.kills))
-            rc, ops = chain.step(kill_after=chain.rng.uniform(0.3, 1.0) * run_seconds)
+        if len(chain.kills) in timers and scale > 0.01:
+            rc, ops = chain.step(kill_after=chain.rng.uniform(0.1, 0.8) * run_seconds * scale)
+            if rc == KILLED:
+                timers.discard(len(chain.kills) - 1)
+            scale = 1.0 if rc == KILLED else scale / 2  # the run finished first: try again sooner
         else:
             kill = Kill(chain.rng.randint(1, max(1, remaining)), chain.rng.choice(["before", "after", "torn"]))
             rc, ops = chain.step(kill=kill)
@@ -416,6 +419,7 @@ def test_sigkill_local_disk(tmp_path: Path, granules: list[Path]) -> None:
     chain = Chain(fs, root, config, reference, ops, random.Random(int(os.environ.get("OCO_L3_CRASH_SEED", "8"))))
     run_chain(chain, n_kills=22, n_timer_kills=3, run_seconds=seconds)
     assert len(chain.kills) >= 20, chain.kills
+    assert any(k.startswith("timer") for k in chain.kills), chain.kills
     assert chain.completions >= 2, chain.completions
     # plain xr.open_zarr before recovery: never fails on a store that has consolidated metadata
     assert chain.raw["failed"] == 0, chain.raw
