@@ -440,7 +440,7 @@ def _gradient_operator(tri: Delaunay, keep: np.ndarray | None, rows: np.ndarray 
         cy = sum((r[:, 1, i] * wx[i] for i in range(5)), cy)
     a, b, c = normal[:, 0, 0], normal[:, 0, 1], normal[:, 1, 1]
     det = a * c - b * b
-    det = np.where(det > 1e-12 * a * c, det, np.inf)[owner]  # no plane fit either: zero gradient
+    det = np.where(det > 1e-8 * a * c, det, np.inf)[owner]  # no plane fit either: zero gradient
     plane = ~quad[owner]
     a, b, c = a[owner], b[owner], c[owner]
     cx = np.where(plane, (c * wx[0] - b * wx[1]) / det, cx) / scale[owner]
@@ -457,13 +457,15 @@ def _gradient_operator(tri: Delaunay, keep: np.ndarray | None, rows: np.ndarray 
 def _inverse_rows(normal: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``rows`` rows of the inverses of symmetric ``(N, m, m)`` matrices, by a Cholesky factorisation
     vectorised over N (NumPy's batched inverse costs several times more for many small matrices), and whether
-    each matrix is positive definite and well conditioned (pivot / diagonal > 1e-9); rows of others are zero."""
+    each matrix is positive definite and well conditioned: every pivot above 1e-3 of its diagonal entry (a ring
+    that barely constrains the quadratic, say 3 of 5 neighbours on a line, would amplify the noise in the values
+    by orders of magnitude); rows of the others are zero."""
     n, m, _ = normal.shape
     low = np.zeros_like(normal)
     ok = np.ones(n, dtype=bool)
     for j in range(m):
         pivot = normal[:, j, j] - np.einsum("nk,nk->n", low[:, j, :j], low[:, j, :j])
-        ok &= pivot > 1e-9 * normal[:, j, j]
+        ok &= pivot > 1e-3 * normal[:, j, j]
         low[:, j, j] = np.sqrt(np.where(ok, pivot, 1.0))
         for i in range(j + 1, m):
             dot = np.einsum("nk,nk->n", low[:, i, :j], low[:, j, :j])

@@ -241,3 +241,17 @@ def test_cells_in_triangles_agree_with_locate() -> None:
     all_rows, all_cols = np.nonzero(mask)
     in_hull = interp.locate(np.column_stack([grid.longitude[10 + all_cols], grid.latitude[15 + all_rows]])).inside
     assert abs(len(np.unique(flat)) - in_hull.sum()) <= 2
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-6, 1e-5])
+def test_near_singular_ring_does_not_amplify_noise(eps: float) -> None:
+    # Sounding centres on a line (as along an OCO track) can put 3 of a vertex's 5 neighbours on a line: the
+    # quadratic fit is then (near-)singular and must fall back to a plane, not amplify float32 noise in the values.
+    step = np.array([0.00427258, -0.0183754])
+    ring = [-step, step, 2 * step + [eps, 0.0], [-0.01399965, -0.00325775], [-0.01827223, 0.01511765]]
+    pts = np.array([[0.0, 0.0], *ring])
+    interp = PointInterpolator(pts[:, 0] - 70.0, pts[:, 1])
+    values = linear(pts[:, 0] - 70.0, pts[:, 1]).astype(np.float32).astype(float)  # float32 noise, ~3e-5
+    grad = interp._gradients(None).apply(values[:, None] - 400.0)[0, 0]
+    true = np.array([-1.25 / np.cos(np.deg2rad(interp.lat0)), 2.5])  # d/dx in the plane, d/dy
+    assert np.hypot(*(grad - true)) < 0.01
