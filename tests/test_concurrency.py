@@ -90,3 +90,27 @@ def test_second_writer_times_out_clearly_and_changes_nothing(tmp_path: Path) -> 
         release.set()
         holder.join(30)
     assert {p: p.read_bytes() for p in Path(path).rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.skipif(__import__("os").environ.get("OCO_L3_SOAK") != "1", reason="slow on moto: runs with OCO_L3_SOAK=1")
+def test_two_runs_on_s3_same_day(tmp_path: Path, days: list[Path], moto_s3: object) -> None:
+    """On S3 the lock is an object created with a conditional put: two runs of the same day still give one slice
+    per capture."""
+    from oco_l3.remote import s3_filesystem
+
+    endpoint, bucket = moto_s3.endpoint, moto_s3.bucket  # type: ignore[attr-defined]
+    fs = s3_filesystem(key=None, secret=None, region="us-west-2", endpoint=endpoint)
+    ref_cfg = write_config(tmp_path / "ref.yaml", days[:1], {"local": str(tmp_path / "ref")}, **SMALL)
+    assert run_cli(ref_cfg) == 0
+    reference = snapshot(LOCAL, str(tmp_path / "ref"))
+    output = {"s3": {"url": f"s3://{bucket}/out", "endpoint": endpoint}}
+    cfgs = [write_config(tmp_path / f"{n}.yaml", days[:1], output, **SMALL) for n in ("a", "b")]
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_child, args=(str(c), None, None, str(c.with_suffix(".log")))) for c in cfgs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0], [c.with_suffix(".log").read_text()[-2000:] for c in cfgs]
+    assert_equal_snapshots(snapshot(fs, f"s3://{bucket}/out"), reference)
+    assert not fs.glob(f"s3://{bucket}/out/*/*/*.lock")  # both released their locks
