@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from oco_l3.config import RunConfig, parse_config, read_yaml
-from oco_l3.errors import ConfigInvalid, MessageInvalid, SourceUnavailable, TransientError
+from oco_l3.errors import ConfigInvalid, MessageInvalid, SourceUnavailable
 from oco_l3.queue import Handler, Item, QueueConsumer
 from oco_l3.secrets import install_redaction, register_model_secrets, resolve_env_refs
 
@@ -29,19 +29,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     return config
 
 
-def _transient_names() -> tuple[str, ...]:
-    seen: list[type[BaseException]] = [TransientError]
-    for cls in seen:
-        seen.extend(c for c in cls.__subclasses__() if c not in seen)
-    return tuple(f"{c.__name__}:" for c in seen)
-
-
 def _is_transient(outcome: Any) -> bool:
-    """A failed input outcome that a retry may fix: its ``transient`` flag, else the error class in its message."""
-    flag = getattr(outcome, "transient", None)
-    if isinstance(flag, bool):
-        return flag
-    return any(name in outcome.message for name in _transient_names())
+    """A failed input outcome that a retry may fix (the pipeline's ``transient`` flag)."""
+    return bool(outcome.transient)
 
 
 def pipeline_handler(config: RunConfig) -> Handler:

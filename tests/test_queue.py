@@ -492,18 +492,19 @@ def yaml_inputs(body: bytes) -> list[Any]:
     return list(yaml.safe_load(body)["inputs"])
 
 
-@pytest.mark.parametrize(("message", "raised"), [
-    ("g.nc4: SourceUnavailable: s3://b/g.nc4: ConnectTimeoutError", SourceUnavailable),
-    ("g.nc4: commit to oco3/x failed: StoreLocked: busy", SourceUnavailable),
-    ("g.nc4: GranuleUnreadable: s3://b/g.nc4: no such object", MessageInvalid),
+@pytest.mark.parametrize(("message", "transient", "raised"), [
+    ("g.nc4: SourceUnavailable: s3://b/g.nc4: ConnectTimeoutError", True, SourceUnavailable),
+    ("g.nc4: commit to oco3/x failed: StoreLocked: busy", True, SourceUnavailable),
+    ("g.nc4: GranuleUnreadable: s3://b/g.nc4: no such object", False, MessageInvalid),
 ])
-def test_pipeline_handler_classifies_failures(monkeypatch: pytest.MonkeyPatch, message: str,
+def test_pipeline_handler_classifies_failures(monkeypatch: pytest.MonkeyPatch, message: str, transient: bool,
                                               raised: type[Exception]) -> None:
     pipeline = pytest.importorskip("oco_l3.pipeline")
     from oco_l3.listen_cli import pipeline_handler
 
     def fake_day(config: Any, batch: Any, quicklook_dir: str | None = None) -> Any:
-        return pipeline.DayResult(batch.day, tuple(pipeline.InputOutcome(g, False, message) for g in batch.granules))
+        return pipeline.DayResult(
+            batch.day, tuple(pipeline.InputOutcome(g, False, message, transient=transient) for g in batch.granules))
 
     monkeypatch.setattr(pipeline, "process_day", fake_day)
     config = parse_config({"input": {"queue": {"host": "h", "queue": "q"}}, "output": {"local": "/tmp/x"}})
