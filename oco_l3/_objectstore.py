@@ -31,6 +31,13 @@ class ObjectStore:
         #: Durability on local disk. Objects are written without a per-object fsync; the transaction calls
         #: :meth:`barrier` (one ``syncfs``) at each commit step instead, which costs one flush, not thousands.
         self.fsync = fsync
+        #: Local folders known to exist (saves a stat + mkdir per object written or moved).
+        self._dirs: set[str] = set()
+
+    def _makedirs(self, folder: str) -> None:
+        if folder not in self._dirs:
+            os.makedirs(folder or ".", exist_ok=True)
+            self._dirs.add(folder)
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
@@ -96,12 +103,23 @@ class ObjectStore:
             self.fs.pipe_file(target, data)
             return
         parent = os.path.dirname(target)
-        os.makedirs(parent, exist_ok=True)
+        self._makedirs(parent)
         if not atomic:
-            with open(target, "wb") as fh:
+            try:
+                fh = open(target, "wb")  # noqa: SIM115
+            except FileNotFoundError:  # the folder went away (removed tree): create it again
+                self._dirs.discard(parent)
+                self._makedirs(parent)
+                fh = open(target, "wb")  # noqa: SIM115
+            with fh:
                 fh.write(data)
             return
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
+        except FileNotFoundError:  # the folder went away: create it again
+            self._dirs.discard(parent)
+            self._makedirs(parent)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -114,11 +132,15 @@ class ObjectStore:
     def move(self, src: str, dst: str) -> bool:
         """Move object ``src`` over ``dst``; False (and nothing done) when ``src`` does not exist."""
         if self.local:
-            os.makedirs(os.path.dirname(self.path(dst)), exist_ok=True)
+            self._makedirs(os.path.dirname(self.path(dst)))
             try:
                 os.replace(self.path(src), self.path(dst))
             except FileNotFoundError:
-                return False
+                if not os.path.exists(self.path(src)):
+                    return False
+                self._dirs.discard(os.path.dirname(self.path(dst)))  # the target folder went away
+                self._makedirs(os.path.dirname(self.path(dst)))
+                os.replace(self.path(src), self.path(dst))
             return True
         if not self.fs.isfile(self.path(src)):
             return False
@@ -138,6 +160,8 @@ class ObjectStore:
 
     def remove_tree(self, key: str) -> None:
         """Remove everything under ``key``; missing is fine."""
+        prefix = self.path(key).rstrip("/")
+        self._dirs = {d for d in self._dirs if d != prefix and not d.startswith(prefix + "/")}
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(key), recursive=True)
         if self.local and os.path.isdir(self.path(key)):

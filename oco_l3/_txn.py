@@ -3,7 +3,9 @@
 Protocol (see docs/architecture.md, "Store commits"):
 
 1. The writer works on an :class:`Overlay`: reads go lazily to the real store, writes and deletes stay in memory.
-2. :func:`commit` stages every written object under ``<store>/.oco-l3-txn/<txid>/data/<key>``.
+2. :func:`commit` stages every written object under ``<store>/.oco-l3-txn/<txid>/data/<key>`` (on local disk
+   as one flat folder, ``<key>`` percent-quoted, which saves creating and removing a folder per array; the
+   manifest records ``"layout": "flat"``).
 3. It then writes ``<store>/.oco-l3-txn/<txid>/manifest.json`` -- the commit point. Without a manifest the
    transaction never happened (its folder is discarded); with one it is replayed to the end.
 4. :func:`apply` moves staged data objects into place, applies deletes, then moves metadata objects
@@ -22,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from oco_l3._objectstore import ObjectStore
 
@@ -76,6 +79,10 @@ class Overlay:
         self.committed: tuple[int, int] = (0, 0)
         #: Size of every object the last commit wrote, for a read-back check.
         self.committed_sizes: dict[str, int] = {}
+        #: The transaction id, chosen by the first :meth:`stage` (else by :func:`commit`).
+        self.txid: str | None = None
+        self._staged: dict[str, bytes] = {}
+        self._manifest_written = False
 
     def preload(self, docs: dict[str, Any]) -> None:
         """Serve metadata keys from consolidated metadata ``docs`` (saves one read per key on S3)."""
@@ -104,6 +111,25 @@ class Overlay:
         self.writes[key] = data
         self.deletes.discard(key)
 
+    def stage(self, key: str, data: bytes) -> None:
+        """:meth:`put`, and write the object to the transaction folder right away (so the writer's I/O overlaps
+        its other work; :func:`commit` does not write it again). Harmless before the manifest exists."""
+        self.put(key, data)
+        if self.txid is None:
+            self.txid = new_txid()
+        self.store.write(staged_key(f"{TXN_DIR}/{self.txid}", key, _layout(self.store)), data, atomic=False)
+        self._staged[key] = data
+
+    def discard(self) -> None:
+        """Remove what :meth:`stage` wrote when the transaction is abandoned before its commit point."""
+        if self.txid is None or self._manifest_written:
+            return
+        self.store.remove_tree(f"{TXN_DIR}/{self.txid}")
+        if not self.store.list_dir(TXN_DIR):
+            self.store.remove_tree(TXN_DIR)
+        self.txid = None
+        self._staged.clear()
+
     def drop(self, key: str) -> None:
         """Delete ``key`` (recorded without checking existence: a check would cost a read)."""
         self.writes.pop(key, None)
@@ -124,6 +150,15 @@ class Overlay:
         return out
 
 
+def staged_key(base: str, key: str, layout: str) -> str:
+    """Where ``key`` is staged in transaction folder ``base`` (``flat``: one folder, the key quoted)."""
+    return f"{base}/data/{quote(key, safe='')}" if layout == "flat" else f"{base}/data/{key}"
+
+
+def _layout(store: ObjectStore) -> str:
+    return "flat" if store.local else "nested"
+
+
 def new_txid() -> str:
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
 
@@ -132,15 +167,19 @@ def commit(store: ObjectStore, overlay: Overlay) -> str | None:
     """Stage, mark committed and apply the overlay's changes. Returns the txid (None when nothing changed)."""
     writes = overlay.changed()
     if not writes and not overlay.deletes:
+        overlay.discard()
         return None
-    txid = new_txid()
+    txid = overlay.txid or new_txid()
     base = f"{TXN_DIR}/{txid}"
     puts = apply_order(list(writes))
+    layout = _layout(store)
     for key in puts:
-        store.write(f"{base}/data/{key}", writes[key], atomic=False)
+        if overlay._staged.get(key) is not writes[key]:
+            store.write(staged_key(base, key, layout), writes[key], atomic=False)
     _fault("staged")
-    manifest = {"version": 1, "txid": txid, "puts": puts, "deletes": sorted(overlay.deletes)}
+    manifest = {"version": 1, "txid": txid, "layout": layout, "puts": puts, "deletes": sorted(overlay.deletes)}
     store.barrier()  # the staged objects are durable before the commit point exists
+    overlay._manifest_written = True
     store.write(f"{base}/{MANIFEST}", json.dumps(manifest).encode())
     store.barrier()  # the commit point itself is durable before anything is applied
     _fault("manifest")
@@ -155,19 +194,20 @@ def commit(store: ObjectStore, overlay: Overlay) -> str | None:
 def apply(store: ObjectStore, txid: str, manifest: dict) -> None:
     """Move a committed transaction's objects into place (idempotent) and remove its folder."""
     base = f"{TXN_DIR}/{txid}"
+    layout = str(manifest.get("layout", "nested"))
     puts: list[str] = list(manifest["puts"])
     data = [k for k in puts if not is_metadata_key(k)]
     meta = [k for k in puts if is_metadata_key(k)]
     step = 0
     for key in data:
-        store.move(f"{base}/data/{key}", key)
+        store.move(staged_key(base, key, layout), key)
         step += 1
         _fault(f"apply:{step}")
     for key in manifest.get("deletes", []):
         store.delete(key)
     _fault("deleted")
     for key in meta:
-        store.move(f"{base}/data/{key}", key)
+        store.move(staged_key(base, key, layout), key)
         step += 1
         _fault(f"apply:{step}")
     store.barrier()  # every move is durable before the manifest that would replay it goes away

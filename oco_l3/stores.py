@@ -370,8 +370,12 @@ def upsert_slices(
         store = ObjectStore(fs, store_path)
         _txn.recover(store)
         overlay = _txn.Overlay(store)
-        n_total = _Writer(overlay, store_path, batch, chunks).write(title, dict(global_attrs or {}))
-        _txn.commit(store, overlay)
+        try:
+            n_total = _Writer(overlay, store_path, batch, chunks).write(title, dict(global_attrs or {}))
+            _txn.commit(store, overlay)
+        except BaseException:
+            overlay.discard()  # staged objects of a transaction that never reached its commit point
+            raise
     written, deleted = overlay.committed
     log.info("Committed %d slice(s) to %s (%d times, %d objects written, %d deleted, %d read)",
              len(batch), store_path, n_total, written, deleted, overlay.reads)
@@ -492,7 +496,7 @@ class _Writer:
             self._write_group(group, plan, existing, attrs)
         specs = {key: self._variable_metadata(key, plan, key in existing) for key in keys}
         jobs = (job for key in keys for job in self._variable_chunks(key, specs[key], plan, key in existing))
-        _zc.encode_into(jobs, self.overlay.put)
+        _zc.encode_into(jobs, self.overlay.stage)  # chunk objects are staged as they are encoded
         self._consolidate(existing, ["", *groups])
         return len(plan.merged)
 
