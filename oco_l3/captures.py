@@ -19,9 +19,9 @@ Rules (issue 2):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,6 +37,7 @@ MAX_INTERRUPTION = 2
 MAX_GAP = np.timedelta64(60, "s")
 
 Key = tuple[int, str, int]  # (mode, target id, segment between time gaps)
+AnyKey = tuple[Any, ...]  # find_runs/group_runs work on any key whose first item is the mode
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Capture:
 class Run:
     """A maximal run of consecutive soundings with one (mode, target) key; ``key`` None for other modes."""
 
-    key: Key | None
+    key: AnyKey | None
     start: int
     stop: int
 
@@ -90,7 +91,7 @@ def _keys(soundings: Soundings, oco2: bool = False) -> list[Key | None]:
     return keys
 
 
-def find_runs(keys: list[Key | None]) -> list[Run]:
+def find_runs(keys: Sequence[AnyKey | None]) -> list[Run]:
     """Maximal runs of equal keys, in order."""
     runs: list[Run] = []
     start = 0
@@ -101,14 +102,14 @@ def find_runs(keys: list[Key | None]) -> list[Run]:
     return runs
 
 
-def _is_interruption(run: Run, key: Key) -> bool:
+def _is_interruption(run: Run, key: AnyKey) -> bool:
     """A short run of another *mode* (not just another target in the same mode)."""
     return run.length <= MAX_INTERRUPTION and (run.key is None or run.key[0] != key[0])
 
 
-def group_runs(runs: list[Run]) -> list[tuple[Key, list[Run]]]:
+def group_runs(runs: list[Run]) -> list[tuple[AnyKey, list[Run]]]:
     """Runs of one key joined across interruptions of one or two soundings of another mode."""
-    groups: list[tuple[Key, list[Run]]] = []
+    groups: list[tuple[AnyKey, list[Run]]] = []
     for i, run in enumerate(runs):
         if run.key is None:
             continue
@@ -150,7 +151,7 @@ def _inside_bbox(soundings: Soundings, index: np.ndarray, target: Target) -> boo
 
 
 def _resolve_target(
-    soundings: Soundings, key: Key, index: np.ndarray, targets: Mapping[str, Target]
+    soundings: Soundings, key: AnyKey, index: np.ndarray, targets: Mapping[str, Target]
 ) -> tuple[Target | None, str]:
     """The capture's target, or None with the reason it is skipped."""
     tid = key[1]

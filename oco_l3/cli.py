@@ -57,11 +57,20 @@ def run_days(config: Any, quicklook_dir: str | None = None) -> list[Any]:
 
     ctx = multiprocessing.get_context("fork")
     workers = min(config.max_workers, len(batches))
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_forget_inherited_pools) as pool:
         results = list(pool.map(process_day, [config] * len(batches), batches, [quicklook_dir] * len(batches)))
     for r in results:
         _print_day(r)
     return results
+
+
+def _forget_inherited_pools() -> None:
+    """In a forked worker: drop thread pools inherited from the parent (their threads did not survive the fork),
+    so that dask (used by xarray reads) starts a fresh one instead of waiting forever on a dead one."""
+    threaded = sys.modules.get("dask.threaded")
+    if threaded is not None:
+        threaded.default_pool = None
+        threaded.pools.clear()
 
 
 def _summary(results: Sequence[Any]) -> int:
