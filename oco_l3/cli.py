@@ -67,7 +67,7 @@ def run_days(config: Any, quicklook_dir: str | None = None) -> list[Any]:
 def _forget_inherited_pools() -> None:
     """In a forked worker: drop thread pools inherited from the parent (their threads did not survive the fork),
     so that dask (used by xarray reads) starts a fresh one instead of waiting forever on a dead one."""
-    threaded = sys.modules.get("dask.threaded")
+    threaded: Any = sys.modules.get("dask.threaded")
     if threaded is not None:
         threaded.default_pool = None
         threaded.pools.clear()
