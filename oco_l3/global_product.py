@@ -48,6 +48,7 @@ import numpy as np
 
 import oco_l3
 from oco_l3 import _txn
+from oco_l3 import _zchunks as _zc
 from oco_l3._objectstore import ObjectStore
 from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, StoreCorrupt, one_line
 from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
@@ -213,35 +214,13 @@ class GlobalCommit:
     objects_deleted: int
 
 
-def _fill_json(fill: float | int) -> Any:
-    if isinstance(fill, float) and math.isnan(fill):
-        return "NaN"
-    return fill
+_fill_json = _zc.fill_json
+_json = _zc.dumps
+_jsonable = _zc.jsonable
 
 
 def _zarray(shape: Sequence[int], chunks: Sequence[int], dtype: np.dtype, fill: Any) -> bytes:
-    doc = {"zarr_format": 2, "shape": list(shape), "chunks": list(chunks), "dtype": np.dtype(dtype).str,
-           "compressor": _COMPRESSOR.get_config(), "fill_value": fill, "order": "C", "filters": None,
-           "dimension_separator": "/"}
-    return json.dumps(doc, indent=2).encode()
-
-
-def _json(doc: Any) -> bytes:
-    return json.dumps(_jsonable(doc), indent=2, allow_nan=True).encode()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+    return _zc.dumps(_zc.zarray(shape, chunks, dtype, fill, _COMPRESSOR, separator="/"))
 
 
 def _as_stored(arr: np.ndarray, fill: float | int, dtype: np.dtype, to_fill: float | int) -> np.ndarray:
@@ -263,7 +242,7 @@ def _iso(us: int) -> str:
 
 
 def _encode(arr: np.ndarray) -> bytes:
-    return bytes(_COMPRESSOR.encode(np.ascontiguousarray(arr)))
+    return _zc.encode(_COMPRESSOR, arr)
 
 
 class _BatchSyncStore(ObjectStore):
