@@ -408,6 +408,7 @@ def run_chain(chain: Chain, n_kills: int, n_timer_kills: int, run_seconds: float
     assert rc == 0
 
 
+@pytest.mark.timeout(900)
 def test_sigkill_local_disk(tmp_path: Path, granules: list[Path]) -> None:
     fs = fsspec.filesystem("file")
     root = str(tmp_path / "out" / "run")
@@ -426,6 +427,7 @@ def test_sigkill_local_disk(tmp_path: Path, granules: list[Path]) -> None:
     print(f"local: {len(chain.kills)} kills ({chain.kills}); raw open before recovery: {chain.raw}")
 
 
+@pytest.mark.timeout(900)  # moto answers slowly under load; the harness itself bounds each run
 def test_sigkill_s3(tmp_path: Path, granules: list[Path], moto_s3: Any) -> None:
     """The S3 test endpoint is slow: by default one day and 3 kills; the soak (OCO_L3_SOAK=1) does 2 days, 5 kills."""
     from oco_l3.remote import s3_filesystem
