@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 Method = Literal["linear", "cubic", "nearest"]
 METHODS: tuple[Method, ...] = ("linear", "cubic", "nearest")
 
-#: Points per block when evaluating the cubic, to keep the gathered ordinates in cache.
-_BLOCK = 8192
+#: Points per block when evaluating the cubic, to keep the temporaries in cache.
+_BLOCK = 16384
 
 
 @dataclass(frozen=True)
@@ -659,22 +659,25 @@ def _ct_evaluate(ordinates: np.ndarray, simplex: np.ndarray, bary: np.ndarray) -
     product over tiny matrices.
     """
     n_ord, t, k = ordinates.shape
-    m = bary.shape[0]
-    if m == 0:
-        return np.zeros((0, k))
-    b0, b1, b2 = bary[:, 0], bary[:, 1], bary[:, 2]
-    first = b0 <= b1
-    q = np.where(first, np.where(b0 <= b2, 0, 2), np.where(b1 <= b2, 1, 2))  # sub-triangle: opposite vertex q
-    low = np.minimum(np.where(first, b0, b1), b2)
-    # The two coordinates other than the smallest, in vertex order, minus it; and three times the smallest.
-    u = np.where(q == 0, b1, b0) - low
-    v = np.where(q == 2, b1, b2) - low
-    basis = _cubic_basis(u, v, 3 * low)
-    columns = (_SLOTS * t).astype(np.int32)[q] + simplex.astype(np.int32)[:, None]  # (M, 10)
-    weights = csr_array(
-        (basis.reshape(-1), columns.reshape(-1), np.arange(0, 10 * m + 1, 10)), shape=(m, n_ord * t)
-    )
-    return np.asarray(weights @ ordinates.reshape(n_ord * t, k))
+    table = ordinates.reshape(n_ord * t, k)
+    slots = (_SLOTS * t).astype(np.int32)
+    out = np.empty((bary.shape[0], k))
+    for start in range(0, bary.shape[0], _BLOCK):  # blocks keep the temporaries in cache
+        part = slice(start, start + _BLOCK)
+        b0, b1, b2 = bary[part, 0], bary[part, 1], bary[part, 2]
+        first = b0 <= b1
+        q = np.where(first, np.where(b0 <= b2, 0, 2), np.where(b1 <= b2, 1, 2))  # sub-triangle opposite vertex q
+        low = np.minimum(np.where(first, b0, b1), b2)
+        # The two coordinates other than the smallest, in vertex order, minus it; and three times the smallest.
+        u = np.where(q == 0, b1, b0) - low
+        v = np.where(q == 2, b1, b2) - low
+        m = q.shape[0]
+        columns = slots[q] + simplex[part].astype(np.int32)[:, None]  # (m, 10)
+        indptr = np.arange(0, 10 * m + 1, 10, dtype=np.int32)
+        basis = _cubic_basis(u, v, 3 * low)
+        weights = csr_array((basis.reshape(-1), columns.reshape(-1), indptr), shape=(m, table.shape[0]))
+        out[part] = weights @ table
+    return out
 
 
 def _cubic_basis(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
