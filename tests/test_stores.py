@@ -381,3 +381,82 @@ def test_two_processes_writing_one_store(store: str) -> None:
     got = xco2_at(store)
     assert list(got) == [day(d) for d in range(10)]
     assert list(got.values()) == [float(d) for d in range(10)]
+
+
+# --- chunk-level writer: windows, fill chunks, layouts --------------------------------------------------------
+def test_new_store_writes_only_chunks_with_data(store: str) -> None:
+    result = up(store, make_slice(day(1), 1, window=(0, 2, 0, 2)))  # inside chunk (0, 0) only
+    chunks = sorted(k for k in result.objects if k.split("/")[-1][0].isdigit() and k.count("/") >= 1
+                    and k.split("/")[-2] not in ("time", "latitude", "longitude"))
+    assert chunks == ["Retrieval/psurf/0.0.0", "flag/0.0.0", "xco2/0.0.0"]
+    x = open_store(LOCAL, store).xco2.values
+    assert x[0, 0, 0] == pytest.approx(1.0) and np.isnan(x[0, 2:]).all() and np.isnan(x[0, :, 2:]).all()
+
+
+def test_random_windows_keys_and_order_match_a_numpy_model(store: str) -> None:
+    """Inserts, appends and replaces with random windows and variable subsets equal a plain numpy model."""
+    rng = np.random.default_rng(11)
+    model: dict[np.datetime64, dict[str, np.ndarray]] = {}
+    keys_all = ("xco2", "Retrieval/psurf", "flag")
+    for round_ in range(8):
+        batch = []
+        for d in rng.choice(12, size=rng.integers(1, 4), replace=False):
+            r0, c0 = int(rng.integers(0, GRID.n_lat)), int(rng.integers(0, GRID.n_lon))
+            window = (r0, int(rng.integers(r0, GRID.n_lat + 1)), c0, int(rng.integers(c0, GRID.n_lon + 1)))
+            keys = tuple(k for k in keys_all if rng.random() < 0.7) or ("xco2",)
+            s = make_slice(day(int(d)), float(round_ * 100 + d), keys=keys, window=window)
+            batch.append(s)
+            full = {}
+            for k in keys_all:
+                fill = -999 if k == "flag" else np.nan
+                arr = np.full(GRID.shape, fill, dtype=np.float64)
+                if k in s.data:
+                    arr[window[0] : window[1], window[2] : window[3]] = s.data[k]
+                full[k] = arr
+            model[day(int(d))] = full
+        up(store, *batch)
+    ds, grp = open_store(LOCAL, store), open_store(LOCAL, store, "Retrieval")
+    times = sorted(model)
+    np.testing.assert_array_equal(ds.time.values, np.array(times))
+    np.testing.assert_allclose(ds.xco2.values, np.stack([model[t]["xco2"] for t in times]), rtol=1e-6)
+    np.testing.assert_allclose(grp.psurf.values, np.stack([model[t]["Retrieval/psurf"] for t in times]), rtol=1e-6)
+    flag = np.stack([model[t]["flag"] for t in times])
+    np.testing.assert_array_equal(ds.flag.values, np.where(flag == -999, np.nan, flag))
+    assert read_back(LOCAL, store, times)
+
+
+def test_nested_staging_layout_still_replays(store: str) -> None:
+    """A committed transaction staged by an older writer (nested folders, no ``layout``) is replayed."""
+    up(store, make_slice(day(1), 1))
+    data = Path(store, "xco2", "0.0.0").read_bytes()
+    txn = Path(store, ".oco-l3-txn", "0003-old")
+    (txn / "data" / "xco2").mkdir(parents=True)
+    (txn / "data" / "xco2" / "0.0.0").write_bytes(data)
+    Path(store, "xco2", "0.0.0").write_bytes(b"stale")
+    (txn / "manifest.json").write_text(json.dumps({"version": 1, "txid": "0003-old", "puts": ["xco2/0.0.0"],
+                                                   "deletes": []}))
+    assert recover_store(LOCAL, store) == (1, 0)
+    assert Path(store, "xco2", "0.0.0").read_bytes() == data
+    assert not Path(store, ".oco-l3-txn").exists()
+
+
+def test_failed_write_leaves_no_staging(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer failing after some chunk objects were staged removes them (the store is untouched)."""
+    from oco_l3 import _zchunks
+
+    up(store, make_slice(day(1), 1))
+    before = snapshot(store)
+    calls: list[int] = []
+    encode = _zchunks.ArraySpec.encode
+
+    def failing(self: _zchunks.ArraySpec, block: np.ndarray) -> bytes:
+        calls.append(1)
+        if len(calls) > 3:
+            raise RuntimeError("disk on fire")
+        return encode(self, block)
+
+    monkeypatch.setattr(_zchunks.ArraySpec, "encode", failing)
+    with pytest.raises(RuntimeError):
+        up(store, make_slice(day(2), 2))
+    assert len(calls) > 3
+    assert snapshot(store) == before and not Path(store, ".oco-l3-txn").exists()
