@@ -215,10 +215,26 @@ def _crossing_point(x: np.ndarray, y: np.ndarray, kind: np.ndarray) -> tuple[np.
     return px, py
 
 
+#: Triangles per block in the scanline, to keep its per-(triangle, row) temporaries in cache.
+_SCAN_BLOCK = 4096
+
+
 def _scanline(
     tri_id: np.ndarray, tx: np.ndarray, ty: np.ndarray, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per (triangle, row) the inclusive column range of cell centres inside the triangle, clipped to ``shape``."""
+    if tri_id.shape[0] <= _SCAN_BLOCK:
+        return _scanline_block(tri_id, tx, ty, shape)
+    parts = [
+        _scanline_block(tri_id[i : i + _SCAN_BLOCK], tx[i : i + _SCAN_BLOCK], ty[i : i + _SCAN_BLOCK], shape)
+        for i in range(0, tri_id.shape[0], _SCAN_BLOCK)
+    ]
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))  # type: ignore[return-value]
+
+
+def _scanline_block(
+    tri_id: np.ndarray, tx: np.ndarray, ty: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n_rows, n_cols = shape
     ax, ay, bx, by, cx, cy = _sort_by_y(tx, ty)  # vertices A, B, C from the lowest to the highest
     lo = np.clip(np.ceil(ay), 0, n_rows)
