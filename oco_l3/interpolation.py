@@ -54,6 +54,8 @@ METHODS: tuple[Method, ...] = ("linear", "cubic", "nearest")
 
 #: Points per block when evaluating the cubic, to keep the temporaries in cache.
 _BLOCK = 16384
+#: Triangles per block when computing the cubic's ordinates.
+_TRI_BLOCK = 2048
 
 
 @dataclass(frozen=True)
@@ -618,11 +620,20 @@ _SLOTS = np.array([[_UNIQUE.index(name) for name in row] for row in _NAMES], dty
 def _ct_ordinates(tri: Delaunay, factors: np.ndarray, vals: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """Bezier ordinates ``(19, T, k)`` of the Clough-Tocher macro-element, in the order of :data:`_UNIQUE`."""
     s = tri.simplices
-    t, k = s.shape[0], vals.shape[1]
-    p = tri.points[s]  # (T, 3, 2)
+    out = np.empty((len(_UNIQUE), s.shape[0], vals.shape[1]))
+    for i in range(0, s.shape[0], _TRI_BLOCK):  # blocks keep the temporaries in cache
+        part = slice(i, i + _TRI_BLOCK)
+        _ct_ordinates_block(tri.points, s[part], factors[part], vals, grad, out[:, part])
+    return out
+
+
+def _ct_ordinates_block(
+    points: np.ndarray, s: np.ndarray, factors: np.ndarray, vals: np.ndarray, grad: np.ndarray, out: np.ndarray
+) -> None:
+    """:func:`_ct_ordinates` of the triangles ``s`` (corner indices), written into ``out`` ``(19, len(s), k)``."""
+    p = points[s]  # (T, 3, 2)
     f = np.ascontiguousarray(np.moveaxis(vals[s], 1, 0))  # (3, T, k)
     g = np.ascontiguousarray(np.moveaxis(grad[s], (1, 3), (0, 1)))  # (3, 2, T, k)
-    out = np.empty((len(_UNIQUE), t, k))
     c = {name: out[i] for i, name in enumerate(_UNIQUE)}
     c["3000"][:], c["0300"][:], c["0030"][:] = f[0], f[1], f[2]
     for i, j, name in ((0, 1, "2100"), (0, 2, "2010"), (1, 0, "1200"), (1, 2, "0210"), (2, 0, "1020"), (2, 1, "0120")):
@@ -648,7 +659,6 @@ def _ct_ordinates(tri: Delaunay, factors: np.ndarray, vals: np.ndarray, grad: np
     c["0102"][:] = (c["1101"] + c["0111"] + c["0201"]) / 3
     c["0012"][:] = (c["1011"] + c["0111"] + c["0021"]) / 3
     c["0003"][:] = (c["1002"] + c["0102"] + c["0012"]) / 3
-    return out
 
 
 def _ct_evaluate(ordinates: np.ndarray, simplex: np.ndarray, bary: np.ndarray) -> np.ndarray:
