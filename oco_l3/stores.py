@@ -572,11 +572,12 @@ class _Writer:
         """Every chunk of ``key`` whose content changes, built whole (deletes chunks that become all fill)."""
         rows = _RowPlan.build(key, plan, self.batch, exists, spec)
         values: dict[int, np.ndarray] = {}
+        fill = 0 if spec.fill is None else spec.fill  # zarr reads padding as 0 when an array has no fill
 
         def slice_values(j: int) -> np.ndarray:
             if j not in values:
                 s = rows.new[j]
-                values[j] = _coerce(s.data[key], spec.dtype, s.fill(key), spec.fill)
+                values[j] = _coerce(s.data[key], spec.dtype, s.fill(key), fill)
             return values[j]
 
         ct, cy, cx = spec.chunks
@@ -585,7 +586,7 @@ class _Writer:
             y0, x0 = iy * cy, ix * cx
             y1, x1 = min(y0 + cy, spec.shape[1]), min(x0 + cx, spec.shape[2])
             for tc in sorted(tcs):
-                block = np.full(spec.chunks, spec.fill, dtype=spec.dtype)
+                block = np.full(spec.chunks, fill, dtype=spec.dtype)
                 nonempty = False
                 own_absent = False
                 for j in range(tc * ct, min((tc + 1) * ct, spec.shape[0])):
