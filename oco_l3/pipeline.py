@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,11 +22,11 @@ from typing import Any, Literal
 import numpy as np
 
 import oco_l3
-from oco_l3.captures import CaptureMode, split_captures
+from oco_l3.captures import Capture, CaptureMode, split_captures
 from oco_l3.config import DayInputs, InputItem, RunConfig, S3Object
 from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, TransientError, one_line
 from oco_l3.gridding import GriddedSlice
-from oco_l3.soundings import Mission
+from oco_l3.soundings import Mission, Soundings
 from oco_l3.targets import Target, load_targets
 
 log = logging.getLogger(__name__)
@@ -153,47 +153,75 @@ def _local_copy(granule: GranuleInput) -> Iterator[str]:
         yield path
 
 
+@dataclass(frozen=True)
+class SplitGranule:
+    """One granule read and split into captures (the soundings stay in memory until its captures are gridded)."""
+
+    granule: GranuleInput
+    soundings: Soundings
+    captures: tuple[Capture, ...]
+    warnings: tuple[str, ...]
+    timings: Mapping[str, float]
+
+
+def read_and_split(config: RunConfig, granule: GranuleInput) -> SplitGranule:
+    """Read one granule (staged from S3 if needed) and split it into captures.
+
+    Raises :class:`PermanentError` for a granule that can never be read, :class:`TransientError` when a remote
+    read may succeed later.
+    """
+    from oco_l3.readers import read_granule, selection_from_config
+
+    if granule.mission is None:
+        raise GranuleNameUnrecognised(f"{granule.name}: file name follows no OCO Lite FP/SIF naming convention")
+    t0 = time.perf_counter()
+    with _local_copy(granule) as path:
+        soundings = read_granule(path, selection_from_config(config, granule.mission), granule.mission)
+    t1 = time.perf_counter()
+    split = split_captures(soundings, targets_for(config, granule.mission))
+    timings = {"read": t1 - t0, "split": time.perf_counter() - t1}
+    return SplitGranule(granule, soundings, split.captures, split.skipped, timings)
+
+
+def grid_one(config: RunConfig, split: SplitGranule, cap: Capture) -> CaptureProduct:
+    """Grid one capture of a split granule on its target grid, both QF passes."""
+    from oco_l3.gridding import grid_capture
+    from oco_l3.grids import target_grid
+
+    subset = split.soundings.take(cap.index)
+    grid = target_grid(cap.target.bbox, config.grid.latitude, config.grid.longitude)
+    gridded = grid_capture(subset, grid, config.grid.method, config.mask_scaling)
+    return CaptureProduct(
+        mission=cap.mission, target=cap.target, mode=cap.mode, start_time=cap.start_time,
+        n_soundings=cap.n_soundings, n_good=int(subset.good.sum()), method=config.grid.method,
+        granule=split.granule.name, pre=gridded.pre, post=gridded.post,
+    )
+
+
+def iter_captures(config: RunConfig, split: SplitGranule) -> Iterator[CaptureProduct | str]:
+    """Each capture gridded in turn, or the one-line reason it was skipped (the others go on)."""
+    for cap in split.captures:
+        try:
+            yield grid_one(config, split, cap)
+        except OcoL3Error as exc:
+            msg = f"{split.granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}"
+            log.warning("%s", msg)
+            yield msg
+
+
 def grid_granule(config: RunConfig, granule: GranuleInput) -> GranuleProducts:
     """Read one granule, split it into captures and grid each on its target grid (both QF passes).
 
     Raises :class:`PermanentError` for a granule that can never be read, :class:`TransientError` when a remote
     read may succeed later. A capture that cannot be gridded is skipped with a warning; the others go on.
     """
-    from oco_l3.gridding import grid_capture
-    from oco_l3.grids import target_grid
-    from oco_l3.readers import read_granule, selection_from_config
-
-    if granule.mission is None:
-        raise GranuleNameUnrecognised(f"{granule.name}: file name follows no OCO Lite FP/SIF naming convention")
-    timings: dict[str, float] = {}
+    split = read_and_split(config, granule)
     t0 = time.perf_counter()
-    with _local_copy(granule) as path:
-        soundings = read_granule(path, selection_from_config(config, granule.mission), granule.mission)
-    timings["read"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    split = split_captures(soundings, targets_for(config, granule.mission))
-    timings["split"] = time.perf_counter() - t0
-    warnings = list(split.skipped)
-    products = []
-    t0 = time.perf_counter()
-    for cap in split.captures:
-        subset = soundings.take(cap.index)
-        try:
-            grid = target_grid(cap.target.bbox, config.grid.latitude, config.grid.longitude)
-            gridded = grid_capture(subset, grid, config.grid.method, config.mask_scaling)
-        except OcoL3Error as exc:
-            warnings.append(f"{granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}")
-            log.warning("%s", warnings[-1])
-            continue
-        products.append(
-            CaptureProduct(
-                mission=granule.mission, target=cap.target, mode=cap.mode, start_time=cap.start_time,
-                n_soundings=cap.n_soundings, n_good=int(subset.good.sum()), method=config.grid.method,
-                granule=granule.name, pre=gridded.pre, post=gridded.post,
-            )
-        )
-    timings["grid"] = time.perf_counter() - t0
-    return GranuleProducts(granule, tuple(products), tuple(warnings), len(soundings), timings)
+    items = list(iter_captures(config, split))
+    timings = {**split.timings, "grid": time.perf_counter() - t0}
+    products = tuple(i for i in items if isinstance(i, CaptureProduct))
+    warnings = split.warnings + tuple(i for i in items if isinstance(i, str))
+    return GranuleProducts(granule, products, warnings, len(split.soundings), timings)
 
 
 # --- commit ------------------------------------------------------------------------------------------------
@@ -410,14 +438,6 @@ class DayResult:
         }
 
 
-def _timed(timings: dict[str, float], key: str, fn: Callable[[], Any]) -> Any:
-    t0 = time.perf_counter()
-    try:
-        return fn()
-    finally:
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
-
-
 class _Failures(dict[GranuleInput, str]):
     """One-line failure reasons per granule, and which of them are transient."""
 
@@ -432,66 +452,79 @@ class _Failures(dict[GranuleInput, str]):
                 self.transient.add(g)
 
 
-def _grid_all(config: RunConfig, batch: DayBatch, timings: dict[str, float]) -> tuple[list[GranuleProducts], _Failures]:
-    done: list[GranuleProducts] = []
-    failed = _Failures()
-    for g in batch.granules:
-        try:
-            gp = grid_granule(config, g)
-        except OcoL3Error as exc:
-            failed.record(g, f"{g.name}: {one_line(exc)}", exc)
-        except Exception as exc:  # noqa: BLE001 - an unexpected bug in one granule must not stop the others
-            log.debug("unexpected error on %s", g.name, exc_info=True)
-            failed.record(g, f"{g.name}: unexpected {one_line(exc)}", exc)
+@dataclass
+class _DayWork:
+    """What one day has written so far (the CLI path commits each capture as soon as it is gridded)."""
+
+    failed: _Failures = field(default_factory=_Failures)
+    captures: dict[GranuleInput, list[str]] = field(default_factory=lambda: defaultdict(list))
+    warnings: dict[GranuleInput, list[str]] = field(default_factory=lambda: defaultdict(list))
+    stores: list[str] = field(default_factory=list)
+    cogs: list[str] = field(default_factory=list)
+    quicklooks: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, key: str, since: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - since
+
+
+def _write_capture(config: RunConfig, product: GranuleProducts, work: _DayWork, quicklook_dir: str | None) -> None:
+    """Commit one capture's stores, then export its COGs and quick-look."""
+    t0 = time.perf_counter()
+    for commit in plan_commits(config, [product]):
+        result = commit_store(config, commit)
+        work.stores.append(str(result.store_path))
+    work.add_time("commit", t0)
+    t0 = time.perf_counter()
+    work.cogs += export_cogs(config, product)
+    if quicklook_dir:
+        work.quicklooks += write_quicklooks(config, product, quicklook_dir)
+    work.add_time("export", t0)
+
+
+def _process_granule(config: RunConfig, g: GranuleInput, work: _DayWork, quicklook_dir: str | None) -> None:
+    try:
+        split = read_and_split(config, g)
+    except Exception as exc:  # noqa: BLE001 - an unreadable granule must not stop the others
+        log.debug("error on %s", g.name, exc_info=True)
+        unexpected = "" if isinstance(exc, OcoL3Error) else "unexpected "
+        work.failed.record(g, f"{g.name}: {unexpected}{one_line(exc)}", exc)
+        return
+    for k, v in split.timings.items():
+        work.timings[k] = work.timings.get(k, 0.0) + v
+    work.warnings[g] += split.warnings
+    t0 = time.perf_counter()
+    for item in iter_captures(config, split):
+        work.add_time("grid", t0)
+        if isinstance(item, str):
+            work.warnings[g].append(item)
         else:
-            done.append(gp)
-            for k, v in gp.timings.items():
-                timings[k] = timings.get(k, 0.0) + v
-    return done, failed
-
-
-def _commit_all(config: RunConfig, products: list[GranuleProducts], failed: _Failures) -> list[str]:
-    stores: list[str] = []
-    by_name = {gp.granule.name: gp.granule for gp in products}
-    for commit in plan_commits(config, products):
-        try:
-            result = commit_store(config, commit)
-            stores.append(str(getattr(result, "store_path", result)))
-        except Exception as exc:  # noqa: BLE001 - recorded against every granule that fed the store
-            msg = one_line(exc)
-            log.debug("commit failed", exc_info=True)
-            for name in commit.granules:
-                failed.record(by_name[name], f"{name}: commit to {commit.mission}/{commit.target.id} failed: {msg}", exc)
-    return stores
+            try:
+                _write_capture(config, GranuleProducts(g, (item,)), work, quicklook_dir)
+                work.captures[g].append(item.target.id)
+            except Exception as exc:  # noqa: BLE001 - recorded against the granule; its other captures go on
+                log.debug("commit/export failed", exc_info=True)
+                work.failed.record(g, f"{g.name}: writing {item.mission}/{item.target.id} failed: {one_line(exc)}", exc)
+        t0 = time.perf_counter()
 
 
 def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = None) -> DayResult:
-    """Grid every granule of the day, commit each target store once, export COGs and quick-looks."""
-    timings: dict[str, float] = {}
-    products, failed = _grid_all(config, batch, timings)
-    stores = _timed(timings, "commit", lambda: _commit_all(config, products, failed))
-    cogs: list[str] = []
-    quicklooks: list[str] = []
-    for gp in products:
-        if gp.granule in failed:
-            continue
-        try:
-            t0 = time.perf_counter()
-            cogs += export_cogs(config, gp)
-            if quicklook_dir:
-                quicklooks += write_quicklooks(config, gp, quicklook_dir)
-            timings["export"] = timings.get("export", 0.0) + time.perf_counter() - t0
-        except Exception as exc:  # noqa: BLE001
-            failed.record(gp.granule, f"{gp.granule.name}: export failed: {one_line(exc)}", exc)
-    outcomes = tuple(_outcome(g, products, failed) for g in batch.granules)
-    warnings = tuple(w for gp in products for w in gp.warnings)
-    return DayResult(batch.day, outcomes, tuple(stores), tuple(cogs), tuple(quicklooks), warnings, timings)
+    """Grid every granule of the day, committing each capture's two stores and exporting its COGs as soon as it
+    is gridded (memory stays at one capture's slices). Each granule's outcome is one line."""
+    work = _DayWork()
+    for g in batch.granules:
+        _process_granule(config, g, work, quicklook_dir)
+    outcomes = tuple(_outcome(g, work) for g in batch.granules)
+    warnings = tuple(w for g in batch.granules for w in work.warnings.get(g, ()))
+    return DayResult(batch.day, outcomes, tuple(dict.fromkeys(work.stores)), tuple(work.cogs),
+                     tuple(work.quicklooks), warnings, work.timings)
 
 
-def _outcome(g: GranuleInput, products: list[GranuleProducts], failed: _Failures) -> InputOutcome:
-    if g in failed:
-        return InputOutcome(g, False, failed[g], transient=g in failed.transient)
-    gp = next(p for p in products if p.granule == g)
-    targets = tuple(dict.fromkeys(c.target.id for c in gp.captures))
-    msg = f"{g.name}: {len(gp.captures)} captures ({', '.join(targets) or 'none'}), {len(gp.warnings)} skipped"
-    return InputOutcome(g, True, msg, len(gp.captures), targets)
+def _outcome(g: GranuleInput, work: _DayWork) -> InputOutcome:
+    if g in work.failed:
+        return InputOutcome(g, False, work.failed[g], transient=g in work.failed.transient)
+    captures = work.captures.get(g, [])
+    targets = tuple(dict.fromkeys(captures))
+    skipped = len(work.warnings.get(g, ()))
+    msg = f"{g.name}: {len(captures)} captures ({', '.join(targets) or 'none'}), {skipped} skipped"
+    return InputOutcome(g, True, msg, len(captures), targets)
