@@ -132,7 +132,9 @@ class StoreLock:
 
     Local disk: ``fcntl.flock`` on ``<store>.lock`` beside the store (released by the kernel if the process dies).
     S3 (s3fs): a lock object ``<store>.lock`` created with a conditional put (``If-None-Match: *``) holding an
-    owner id and a lease expiry; an expired lease is broken (best effort: assumes writers finish within ``lease``).
+    owner id and a lease expiry. While the lock is held a heartbeat thread renews the lease every ``lease / 4``
+    seconds, so a crashed writer's lock expires within ``lease`` (default 2 minutes) and is then broken by the next
+    writer; a live writer's lease is broken only if its heartbeat stalls for three renewals.
     Other filesystems (e.g. ``memory``): the same lock object, created check-then-put under a process lock.
     Waits up to ``timeout`` seconds, then raises :class:`StoreLocked`.
     """
@@ -143,7 +145,7 @@ class StoreLock:
         store_path: str,
         *,
         timeout: float = 600.0,
-        lease: float = 6 * 3600.0,
+        lease: float = 120.0,
         poll: float = 0.05,
     ) -> None:
         self.fs = fs
@@ -153,6 +155,8 @@ class StoreLock:
         self.poll = poll
         self._fd: int | None = None
         self._owner = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     def __enter__(self) -> StoreLock:
         self.acquire()
@@ -175,7 +179,24 @@ class StoreLock:
     def _try_acquire(self) -> bool:
         if is_local(self.fs):
             return self._try_local()
-        return self._try_object()
+        if not self._try_object():
+            return False
+        self._stop.clear()
+        self._heartbeat = threading.Thread(target=self._renew, name=f"lease {self.path}", daemon=True)
+        self._heartbeat.start()
+        return True
+
+    def _renew(self) -> None:
+        """Extend the lease while the lock is held (object stores only)."""
+        while not self._stop.wait(self.lease / 4):
+            try:
+                held = json.loads(self.fs.cat_file(self.path))
+                if held.get("owner") != self._owner:
+                    log.warning("Store lock %s was taken over; stopping its heartbeat", self.path)
+                    return
+                self.fs.pipe_file(self.path, self._lock_body())
+            except Exception as exc:  # noqa: BLE001 - a missed renewal is retried at the next beat
+                log.warning("Could not renew store lock %s: %s", self.path, type(exc).__name__)
 
     def _try_local(self) -> bool:
         if self._fd is None:
@@ -218,6 +239,10 @@ class StoreLock:
             self.fs.pipe_file(self.path, body)
 
     def release(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=30)
+            self._heartbeat = None
         if is_local(self.fs):
             if self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -321,7 +321,7 @@ class Chain:
     raw: dict[str, int] = field(default_factory=lambda: {"opened": 0, "consistent": 0, "failed": 0, "no_metadata": 0})
     completions: int = 0
     state: Snapshot = field(default_factory=dict)
-    #: S3 only: a killed writer's lock object stays until its lease (6 h) ends, and open_store/the next run wait
+    #: S3 only: a killed writer's lock object stays until its lease (2 min) ends, and open_store/the next run wait
     #: for it. The operator's recovery step (docs/guarantees.md): with no writer running, delete the lock objects.
     break_stale_locks: bool = False
     stale_locks: int = 0

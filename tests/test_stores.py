@@ -460,3 +460,28 @@ def test_failed_write_leaves_no_staging(store: str, monkeypatch: pytest.MonkeyPa
         up(store, make_slice(day(2), 2))
     assert len(calls) > 3
     assert snapshot(store) == before and not Path(store, ".oco-l3-txn").exists()
+
+
+def test_s3_lock_lease_is_renewed_and_a_dead_writers_lock_expires(moto_s3) -> None:  # type: ignore[no-untyped-def]
+    """The heartbeat keeps a live writer's lease; a lock whose holder died is broken once its lease has run out."""
+    import time
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_s3.endpoint}, skip_instance_cache=True)
+    path = f"s3://{moto_s3.bucket}/lease.zarr"
+    holder = StoreLock(fs, path, lease=1.0, timeout=5)
+    holder.acquire()
+    try:
+        time.sleep(1.6)  # longer than the lease: only the heartbeat keeps it
+        with pytest.raises(StoreLocked):
+            StoreLock(fs, path, lease=1.0, timeout=0.5).acquire()
+    finally:
+        holder.release()
+    dead = StoreLock(fs, path, lease=1.0, timeout=5)
+    dead.acquire()
+    dead._stop.set()  # simulate a killed writer: no more renewals, lock object left behind
+    time.sleep(1.2)
+    taker = StoreLock(fs, path, lease=1.0, timeout=5)
+    taker.acquire()
+    taker.release()
