@@ -245,57 +245,6 @@ def _encode(arr: np.ndarray) -> bytes:
     return _zc.encode(_COMPRESSOR, arr)
 
 
-class _BatchSyncStore(ObjectStore):
-    """:class:`ObjectStore` with one durability barrier per commit step instead of one fsync per object.
-
-    A day writes thousands of chunk objects; an fsync each (plus one per folder on apply) costs seconds. Here
-    staged objects are written without fsync and one ``syncfs`` of the filesystem makes them durable just before
-    the manifest (the commit point) is written; the moved objects are made durable the same way just before the
-    manifest is removed. The crash-safety argument of :mod:`oco_l3._txn` is unchanged. Non-local stores: as is.
-    """
-
-    def write(self, key: str, data: bytes, **kwargs: Any) -> None:
-        if not (self.local and self.fsync):
-            super().write(key, data, **kwargs)
-            return
-        if key.endswith(_txn.MANIFEST):
-            _syncfs(self.root)
-            super().write(key, data, **kwargs)
-            return
-        self.fsync = False
-        try:
-            super().write(key, data, **kwargs)
-        finally:
-            self.fsync = True
-
-    def sync_dir(self, key: str) -> None:
-        if not self.local:
-            super().sync_dir(key)
-
-    def delete(self, key: str) -> None:
-        if self.local and self.fsync and key.endswith(_txn.MANIFEST):
-            _syncfs(self.root)
-        super().delete(key)
-
-
-def _syncfs(path: str) -> None:
-    """Flush the filesystem holding ``path`` (Linux ``syncfs``; ``os.sync`` elsewhere)."""
-    import ctypes
-    import os
-
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        os.sync()
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if not hasattr(libc, "syncfs") or libc.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
 class _GlobalWriter:
     """Writes one day into one global store through a transaction overlay (caller holds the lock)."""
 
@@ -488,7 +437,7 @@ def commit_global_day(
         for key, a in _layer_attrs(m).items() if m in LAYER_MISSIONS else ():
             canvas.declare(key, np.dtype(np.int32 if key.endswith("_target_id") else np.int8), LAYER_FILL, a)
     with StoreLock(fs, store_path, timeout=lock_timeout):
-        store = _BatchSyncStore(fs, store_path)
+        store = ObjectStore(fs, store_path)  # one syncfs barrier per commit step (see _txn)
         _txn.recover(store)
         overlay = _txn.Overlay(store)
         writer = _GlobalWriter(store, overlay, canvas.grid, canvas.chunks)
