@@ -53,12 +53,13 @@ from oco_l3._objectstore import ObjectStore
 from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, StoreCorrupt, one_line
 from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
+from oco_l3.pipeline import DayResult
 from oco_l3.soundings import MISSIONS, MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
 from oco_l3.targets import BBox, Target
 
 if TYPE_CHECKING:
     from oco_l3.config import RunConfig
-    from oco_l3.pipeline import DayBatch, GranuleInput, InputOutcome
+    from oco_l3.pipeline import DayBatch, GranuleInput
 
 log = logging.getLogger(__name__)
 
@@ -658,38 +659,17 @@ def commit_global(config: RunConfig, day: dt.date, captures: Sequence[GlobalCapt
 
 
 @dataclass(frozen=True)
-class GlobalDayResult:
-    """One day of the global product; DayResult-like for the CLI (``outcomes``, ``errors``, ``counts``...)."""
+class GlobalDayResult(DayResult):
+    """One day of the global product: a :class:`~oco_l3.pipeline.DayResult` that also says which expected missions
+    had no readable granule (``absent``: all-fill in the stores that day)."""
 
-    day: dt.date | None
-    outcomes: tuple[InputOutcome, ...]
-    # ``absent``: expected missions without a readable granule this day (all-fill in the stores that day)
-    stores: tuple[str, ...] = ()
-    cogs: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
     absent: tuple[Mission, ...] = ()
     missions: tuple[Mission, ...] = ()
     n_captures: int = 0
-    timings: Mapping[str, float] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(o.ok for o in self.outcomes)
-
-    @property
-    def errors(self) -> list[str]:
-        return [o.message for o in self.outcomes if not o.ok]
 
     @property
     def counts(self) -> dict[str, int]:
-        return {
-            "granules": len(self.outcomes),
-            "failed": sum(not o.ok for o in self.outcomes),
-            "captures": self.n_captures,
-            "stores": len(self.stores),
-            "cogs": 0,
-            "absent_missions": len(self.absent),
-        }
+        return {**super().counts, "captures": self.n_captures, "absent_missions": len(self.absent)}
 
 
 def _day_of(batch: DayBatch, products: Sequence[GlobalGranuleProducts]) -> dt.date | None:
@@ -762,8 +742,8 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
         outcomes.append(InputOutcome(g, True, f"{g.name}: {len(gp.captures)} captures on the global grid",
                                      len(gp.captures), targets))
     warnings = tuple(w for gp in products for w in gp.warnings)
-    return GlobalDayResult(day, tuple(outcomes), tuple(stores), (), warnings, absent, missions, len(captures),
-                           timings)
+    return GlobalDayResult(day, tuple(outcomes), tuple(stores), warnings=warnings, timings=timings, absent=absent,
+                           missions=missions, n_captures=len(captures))
 
 
 def run_global(config: RunConfig) -> list[GlobalDayResult]:
