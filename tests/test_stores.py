@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -265,10 +266,19 @@ def test_next_writer_replays_committed_txn(store: str, monkeypatch: pytest.Monke
 
 
 # --- locking -----------------------------------------------------------------------------------------------------
+def _exit_cleanly() -> None:
+    """End a forked child without running the finalizers it inherited from the test process (a Prefect test
+    server started earlier in the session registers some that fail in a child and turn exit code 0 into 1)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _hold_lock(path: str, ready: mp.synchronize.Event, seconds: float) -> None:  # type: ignore[name-defined]
     with StoreLock(fsspec.filesystem("file"), path, timeout=5):
         ready.set()
         time.sleep(seconds)
+    _exit_cleanly()
 
 
 def test_lock_contention_between_processes(store: str) -> None:
@@ -368,6 +378,7 @@ def _writer(path: str, days: list[int]) -> None:
     for d in days:
         upsert_slices(fsspec.filesystem("file"), path, [make_slice(day(d), float(d))], chunking=CHUNKS,
                       lock_timeout=60)
+    _exit_cleanly()
 
 
 def test_two_processes_writing_one_store(store: str) -> None:
