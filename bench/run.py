@@ -142,16 +142,19 @@ def run_cli(config: dict, tmp: Path, name: str) -> dict[str, float]:
     import yaml
 
     cfg_path.write_text(yaml.safe_dump(config))
+    # GNU time reports the peak RSS of the exec'd program itself (a fork's rusage would include the pre-exec copy
+    # of this large benchmark process).
+    rss_file = tmp / f"{name}.rss"
+    if not os.path.exists("/usr/bin/time"):
+        raise SystemExit("bench needs GNU time (/usr/bin/time; Debian package `time`) to measure peak RSS")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/oco-l3"), "run", "-i", str(cfg_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, rusage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(["/usr/bin/time", "-o", str(rss_file), "-f", "%M", str(ROOT / ".venv/bin/oco-l3"), "run",
+                           "-i", str(cfg_path)], capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{name}: oco-l3 run failed:\n{out}\n{err[-2000:]}")
-    return {"wall_s": wall, "peak_rss_mb": rusage.ru_maxrss / 1024}
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name}: oco-l3 run failed:\n{proc.stdout}\n{proc.stderr[-2000:]}")
+    peak_kb = int(rss_file.read_text().split()[-1])
+    return {"wall_s": wall, "peak_rss_mb": peak_kb / 1024}
 
 
 def day_configs(tmp: Path) -> tuple[dict, dict]:
