@@ -2,17 +2,17 @@
 
 Zarr: ``<root>/<product>/<grid>.zarr`` (Zarr v2, consolidated), variables ``n_segments``,
 ``mean_segment_length``, ``mean``, ``std`` on dims ``(time, y, x)``, CF ``grid_mapping = "crs"``, 2-D ``lat``/``lon``.
-A day already in the store is replaced in place (region write), a new day is appended, so re-running a day is
-idempotent. The first creation is atomic (written to a temporary folder, then renamed).
-TODO: move the day upsert onto :mod:`oco_l3.stores` (transactional, crash-safe) once it lands; today a crash in
-the middle of a region write can leave a partially written day.
+Every write (create, replace a day, append a day, insert an earlier day in time order) is one crash-safe
+transaction (:mod:`oco_l3._txn`) under the store lock (:class:`oco_l3.stores.StoreLock`): the changed chunks
+(:mod:`oco_l3._zchunks`) and metadata are staged, the manifest is the commit point, recovery replays or discards.
+Re-running a day replaces it, so it is idempotent. Read the store with :func:`open_grid_store` (recovers first).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from oco_l3 import _txn
+from oco_l3 import _zchunks as _zc
+from oco_l3._objectstore import ObjectStore
 from oco_l3.errors import StoreCorrupt
 from oco_l3.icesat2.binning import STATISTICS
 from oco_l3.icesat2.grids import PolarGrid
@@ -85,25 +88,27 @@ def _encoding(grid: PolarGrid) -> dict[str, dict[str, Any]]:
     return enc
 
 
-def _write_whole(store: Path, ds: Any, grid: PolarGrid) -> None:
-    """Write ``ds`` as the whole store: into a temporary sibling, then swap it in by renames."""
-    store.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{store.name}.new-", dir=store.parent))
-    try:
-        ds.to_zarr(tmp / "s.zarr", mode="w", encoding=_encoding(grid), zarr_format=2, consolidated=True)
-        if not store.exists():
-            os.replace(tmp / "s.zarr", store)
-            return
-        old = store.with_name(f".{store.name}.old-{uuid.uuid4().hex}")
-        os.replace(store, old)  # a crash here leaves only the .old copy: _recover_swap() restores it
-        os.replace(tmp / "s.zarr", store)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _local_fs() -> Any:
+    import fsspec
+
+    return fsspec.filesystem("file")
+
+
+def _render(ds: Any, grid: PolarGrid) -> dict[str, bytes]:
+    """Every object of a store holding exactly ``ds`` (rendered by xarray into a scratch folder, then read back)."""
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="oco-l3-icesat2-") as tmp:
+        target = Path(tmp) / "s.zarr"
+        ds.to_zarr(target, mode="w", encoding=_encoding(grid), zarr_format=2, consolidated=True)
+        for path in sorted(target.rglob("*")):
+            if path.is_file():
+                out[path.relative_to(target).as_posix()] = path.read_bytes()
+    return out
 
 
 def _recover_swap(store: Path) -> None:
-    """Undo a swap interrupted between its two renames (the store is missing, its old copy is present)."""
+    """Undo a swap left by the former (pre-transaction) writer between its two renames (the store is missing, its
+    old copy is present)."""
     if store.exists() or not store.parent.exists():
         return
     olds = sorted(store.parent.glob(f".{store.name}.old-*"), key=lambda p: p.stat().st_mtime)
@@ -112,43 +117,184 @@ def _recover_swap(store: Path) -> None:
         os.replace(olds[-1], store)
 
 
-def upsert_day(store: Path, ds: Any, grid: PolarGrid) -> str:
-    """Write one day into the store: create it, replace the day, append it, or insert it in time order.
+def recover_grid_store(store: Path) -> tuple[int, int]:
+    """Finish a committed transaction and discard an uncommitted one (under the store lock when there is work).
+    Returns (replayed, discarded)."""
+    from oco_l3.stores import recover_store
 
-    Returns the action (``created``, ``replaced``, ``appended``, ``inserted``).
-    """
+    _recover_swap(store)
+    return recover_store(_local_fs(), str(store))
+
+
+def open_grid_store(store: Path) -> Any:
+    """The daily grid store as an ``xarray.Dataset`` (lazy), after recovery."""
     import xarray as xr
 
-    day = ds["time"].values[0]
-    _recover_swap(store)
-    if not store.exists():
-        _write_whole(store, ds, grid)
-        return "created"
-    try:
-        existing = xr.open_zarr(store, consolidated=True, zarr_format=2)
-    except Exception as exc:  # noqa: BLE001 -- any failure to open means the store is unusable
-        raise StoreCorrupt(f"{store}: cannot open existing store ({type(exc).__name__})") from None
-    with existing:
-        if existing.sizes.get("y") != grid.ny or existing.sizes.get("x") != grid.nx:
-            raise StoreCorrupt(f"{store}: grid {existing.sizes.get('y')}x{existing.sizes.get('x')} "
-                               f"does not match {grid.name} {grid.ny}x{grid.nx}")
-        times = existing["time"].values
-    data = ds[list(STATISTICS)].drop_vars(["lat", "lon", "x", "y"])
+    recover_grid_store(store)
+    if not (store / ".zmetadata").is_file():
+        raise StoreCorrupt(f"{store}: no consolidated metadata (missing or not an oco-l3 store)")
+    return xr.open_zarr(store, consolidated=True, zarr_format=2)
+
+
+def _is_blank(store: Path) -> bool:
+    """True when ``store`` does not exist or holds nothing but hidden entries (an emptied, never-committed store)."""
+    return not store.exists() or all(p.name.startswith(".") for p in store.iterdir())
+
+
+class _DayWriter:
+    """Puts the chunks and metadata of one day's upsert into a transaction overlay (nothing touches the store)."""
+
+    def __init__(self, overlay: _txn.Overlay, store: Path, zmeta: dict[str, Any]) -> None:
+        self.overlay = overlay
+        self.store = store
+        self.zmeta = zmeta
+        self.meta: dict[str, Any] = zmeta.get("metadata", {})
+        overlay.preload(self.meta)
+
+    def doc(self, key: str) -> dict[str, Any]:
+        doc = self.meta.get(key)
+        if not isinstance(doc, dict):
+            raise StoreCorrupt(f"{self.store}: {key} missing from the consolidated metadata")
+        return doc
+
+    def spec(self, name: str) -> _zc.ArraySpec:
+        try:
+            return _zc.ArraySpec.from_zarray(self.doc(f"{name}/.zarray"))
+        except (KeyError, ValueError) as exc:
+            raise StoreCorrupt(f"{self.store}: {name}/.zarray is not usable ({exc})") from None
+
+    def times(self) -> tuple[npt.NDArray[np.datetime64], dict[str, Any]]:
+        """The stored days (datetime64[ns]) and the time attributes."""
+        from xarray.coding.times import decode_cf_datetime
+
+        attrs = self.doc("time/.zattrs")
+        raw = _zc.read_1d(self.spec("time"), "time", self.overlay.raw)
+        try:
+            days = decode_cf_datetime(raw, attrs["units"], attrs.get("calendar"))
+        except (KeyError, ValueError) as exc:
+            raise StoreCorrupt(f"{self.store}: time coordinate cannot be decoded ({exc})") from None
+        return np.asarray(days, dtype="datetime64[ns]"), attrs
+
+    def check(self, grid: PolarGrid) -> None:
+        ny, nx = self.spec("y").shape[0], self.spec("x").shape[0]
+        if (ny, nx) != (grid.ny, grid.nx):
+            raise StoreCorrupt(f"{self.store}: grid {ny}x{nx} does not match {grid.name} {grid.ny}x{grid.nx}")
+        for name in STATISTICS:
+            spec = self.spec(name)
+            if spec.chunks[0] != 1 or spec.shape[1:] != (grid.ny, grid.nx):
+                raise StoreCorrupt(f"{self.store}: {name} has shape {spec.shape} chunks {spec.chunks}, "
+                                   f"expected (time, {grid.ny}, {grid.nx}) in chunks of one day")
+
+    def put_doc(self, key: str, doc: dict[str, Any]) -> None:
+        self.meta[key] = doc
+        self.overlay.put(key, _zc.dumps(doc))
+
+    def resize(self, name: str, n_time: int) -> _zc.ArraySpec:
+        doc = dict(self.doc(f"{name}/.zarray"))
+        doc["shape"] = [n_time, *doc["shape"][1:]]
+        self.put_doc(f"{name}/.zarray", doc)
+        return _zc.ArraySpec.from_zarray(doc)
+
+    def write_day(self, spec: _zc.ArraySpec, name: str, index: int, values: npt.NDArray[Any]) -> None:
+        """Every chunk of day ``index`` of ``name``; chunks holding only the fill value are deleted (as zarr does)."""
+        _, cy, cx = spec.chunks
+        pad = 0 if spec.fill is None else spec.fill
+        values = np.asarray(values, dtype=spec.dtype)
+        for jy in range(spec.n_chunks(1)):
+            for jx in range(spec.n_chunks(2)):
+                part = values[jy * cy : (jy + 1) * cy, jx * cx : (jx + 1) * cx]
+                block = np.full((1, cy, cx), pad, dtype=spec.dtype)
+                block[0, : part.shape[0], : part.shape[1]] = part
+                key = spec.key(name, (index, jy, jx))
+                if spec.is_fill(block):
+                    self.overlay.drop(key)
+                else:
+                    self.overlay.put(key, spec.encode(block))
+
+    def shift_days(self, spec: _zc.ArraySpec, name: str, first: int, n_old: int) -> None:
+        """Move the chunks of days ``first..n_old-1`` one day later (raw bytes, last day first)."""
+        for k in range(n_old - 1, first - 1, -1):
+            for jy in range(spec.n_chunks(1)):
+                for jx in range(spec.n_chunks(2)):
+                    raw = self.overlay.raw(spec.key(name, (k, jy, jx)))
+                    dst = spec.key(name, (k + 1, jy, jx))
+                    if raw is None:
+                        self.overlay.drop(dst)
+                    else:
+                        self.overlay.put(dst, raw)
+
+    def write_times(self, days: npt.NDArray[np.datetime64], attrs: dict[str, Any], first: int) -> None:
+        from xarray.coding.times import encode_cf_datetime
+
+        spec = self.resize("time", days.size)
+        encoded, _, _ = encode_cf_datetime(days, attrs["units"], attrs.get("calendar"), dtype=spec.dtype)
+        _zc.write_1d(spec, "time", np.asarray(encoded, dtype=spec.dtype), first // spec.chunks[0], self.overlay.put)
+
+    def consolidate(self) -> None:
+        self.overlay.put(".zmetadata", _zc.dumps({**self.zmeta, "metadata": self.meta}))
+
+
+def _upsert(overlay: _txn.Overlay, store: Path, zmeta: dict[str, Any], ds: Any, grid: PolarGrid) -> str:
+    """Stage one day's change into ``overlay``; returns the action."""
+    w = _DayWriter(overlay, store, zmeta)
+    w.check(grid)
+    day = np.datetime64(ds["time"].values[0], "ns")
+    times, time_attrs = w.times()
     hits = np.flatnonzero(times == day)
     if hits.size:
         i = int(hits[0])
-        data.drop_vars("time").to_zarr(store, region={"time": slice(i, i + 1)}, zarr_format=2, consolidated=True)
+        for name in STATISTICS:
+            w.write_day(w.spec(name), name, i, ds[name].values[0])
         return "replaced"
-    if times.size and day < times.max():  # keep time sorted: rebuild the (small, daily) store with the new day
-        with xr.open_zarr(store, consolidated=True, zarr_format=2) as old:
-            merged = xr.concat([old.load(), ds], dim="time", data_vars="minimal", coords="minimal",
-                               compat="override", join="override").sortby("time")
-        for name in merged.variables:
-            merged[name].encoding = {}
-        _write_whole(store, merged, grid)
-        return "inserted"
-    data.to_zarr(store, append_dim="time", zarr_format=2, consolidated=True)
-    return "appended"
+    n = times.size
+    i = int(np.searchsorted(times, day))
+    for name in STATISTICS:
+        old = w.spec(name)
+        spec = w.resize(name, n + 1)
+        if i < n:
+            w.shift_days(old, name, i, n)
+        w.write_day(spec, name, i, ds[name].values[0])
+    w.write_times(np.insert(times, i, day), time_attrs, i)
+    w.consolidate()
+    return "appended" if i == n else "inserted"
+
+
+def upsert_day(store: Path, ds: Any, grid: PolarGrid) -> str:
+    """Write one day into the store in one crash-safe transaction under the store lock: create the store, replace
+    the day, append it, or insert it in time order.
+
+    Returns the action (``created``, ``replaced``, ``appended``, ``inserted``).
+    """
+    from oco_l3.stores import StoreLock
+
+    store.parent.mkdir(parents=True, exist_ok=True)
+    fs = _local_fs()
+    with StoreLock(fs, str(store)):
+        _recover_swap(store)
+        objects = ObjectStore(fs, str(store))
+        _txn.recover(objects)
+        overlay = _txn.Overlay(objects)
+        raw = objects.read(".zmetadata")
+        if raw is None:
+            if not _is_blank(store):
+                raise StoreCorrupt(f"{store}: exists without consolidated metadata (not an oco-l3 store)")
+            for key, data in _render(ds, grid).items():
+                overlay.put(key, data)
+            action = "created"
+        else:
+            try:
+                zmeta = json.loads(raw)
+            except ValueError:
+                raise StoreCorrupt(f"{store}: consolidated metadata is not JSON") from None
+            if not isinstance(zmeta, dict) or not isinstance(zmeta.get("metadata"), dict):
+                raise StoreCorrupt(f"{store}: consolidated metadata has no 'metadata' mapping")
+            action = _upsert(overlay, store, zmeta, ds, grid)
+        try:
+            _txn.commit(objects, overlay)
+        except BaseException:
+            overlay.discard()
+            raise
+    return action
 
 
 def write_cogs(
