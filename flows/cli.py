@@ -71,11 +71,10 @@ def cmd_process_files(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from oco_l3.config import parse_config, read_yaml
-    from oco_l3.secrets import resolve_env_refs
+    from oco_l3.config import load_config
     from oco_l3.state import default_state_url, format_status, open_state, status_rows
 
-    config = parse_config(resolve_env_refs(read_yaml(args.input), args.input), args.input)
+    config = load_config(args.input)  # OCO and ICESat-2 configs
     state = open_state(default_state_url(config))
     try:
         rows = status_rows(state, _day_arg(getattr(args, "start", None)), _day_arg(getattr(args, "end", None)))

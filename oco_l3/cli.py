@@ -95,6 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from oco_l3.icesat2 import run_icesat2
 
         results = run_icesat2(config)
+        from oco_l3.state import record_product_run
+
+        record_product_run(config, results)
         bad = [r for r in results if not r.ok]
         for r in results:
             print(f"{'ok  ' if r.ok else 'FAIL'} {r.message}", flush=True)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -460,3 +461,84 @@ def daily_window(state: State, missions: Sequence[Mission], today: dt.date,
     candidates = [d for d in (waiting, done + dt.timedelta(days=1) if done else None) if d is not None]
     start = min(candidates) if candidates else today - dt.timedelta(days=lookback_days)
     return max(start, today - dt.timedelta(days=366)), today
+
+
+# --- product results (ICESat-2) --------------------------------------------------------------------------
+_NAME_DAY = re.compile(r"ATL\d\d(?:-0\d)?_(\d{8})\d{6}_")
+
+
+def _result_days(result: Any) -> tuple[dt.date, ...]:
+    """The UTC days of a product result; for a failure without days, the start day in the granule's name."""
+    if result.days:
+        return tuple(sorted({dt.date.fromisoformat(d) for d in result.days}))
+    m = None if result.ok else _NAME_DAY.search(Path(str(result.input)).name)
+    if m is None:
+        return ()
+    try:
+        return (dt.datetime.strptime(m.group(1), "%Y%m%d").date(),)
+    except ValueError:
+        return ()
+
+
+def _one_line(text: str | None, default: str) -> str:
+    return text.splitlines()[0][:500] if text and text.strip() else default
+
+
+def _day_values(results: Sequence[Any]) -> dict[str, Any]:
+    """The day_status values of one (product, day) from the results that touched it."""
+    ok = [r for r in results if r.ok]
+    bad = [r for r in results if not r.ok]
+    names = sorted(Path(str(r.input)).name for r in results)
+    label = names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1})"
+    values: dict[str, Any] = {
+        "status": "failed" if bad else "done", "granule": label[:255],
+        "granule_key": hashlib.sha256("|".join(names).encode()).hexdigest()[:32],
+        "captures": sum(int(r.n_segments) for r in ok), "targets": 0,
+        "outputs": json.dumps(sorted({str(o) for r in ok for o in r.outputs})),
+        "last_error": _one_line(f"{Path(str(bad[0].input)).name}: {bad[0].message}", "failed") if bad else None,
+    }
+    return values
+
+
+def record_product_results(state: State, product: str, results: Iterable[Any],
+                           parameters: Mapping[str, Any] | None = None) -> None:
+    """Record the per-input results of a product run (ICESat-2 ``Icesat2Result``) per (product, day).
+
+    ``product`` (``icesat2-seaice``, ...) goes in the ``mission`` column. A day is ``done`` when every granule
+    that touched it is ok (``captures`` = segments kept, ``outputs`` = their outputs) and ``failed`` otherwise
+    (``last_error`` = the first failure, one line); ``attempts`` goes up by one. A failed input whose day is
+    unknown (no days, no date in its name) is kept in the run's summary only. One transaction.
+    """
+    results = list(results)
+    by_day: dict[dt.date, list[Any]] = {}
+    unplaced: list[Any] = []
+    for r in results:
+        days = _result_days(r)
+        for day in days:
+            by_day.setdefault(day, []).append(r)
+        if not days:
+            unplaced.append(r)
+    summary = {"product": product, "inputs": len(results), "ok": sum(bool(r.ok) for r in results),
+               "failed": sum(not r.ok for r in results), "days": len(by_day),
+               "unplaced": [{"input": Path(str(r.input)).name, "ok": bool(r.ok), "error": None if r.ok else
+                             _one_line(r.message, "failed")} for r in unplaced]}
+    with state.engine.begin() as conn:
+        run = conn.execute(sa.insert(runs).values(
+            kind=product[:32], parameters=json.dumps(_scrub(dict(parameters or {}))), started_at=_now(),
+            finished_at=_now(), summary=json.dumps(_scrub(summary))))
+        run_id = run.inserted_primary_key[0] if run.inserted_primary_key else None
+        for day, touching in sorted(by_day.items()):
+            _set_status(conn, product, day, run_id=run_id, **_day_values(touching))
+            conn.execute(sa.update(day_status).where(day_status.c.mission == product, day_status.c.day == day)
+                         .values(attempts=day_status.c.attempts + 1))
+    log.info("State: %s recorded %d days (%d inputs, %d failed, %d without a day)", product, len(by_day),
+             len(results), summary["failed"], len(unplaced))
+
+
+def record_product_run(config: Any, results: Iterable[Any]) -> None:
+    """Open the config's state database (:func:`default_state_url`), record the results, close it."""
+    state = open_state(default_state_url(config))
+    try:
+        record_product_results(state, str(config.product), results)
+    finally:
+        state.close()

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from oco_l3 import state as st
 from oco_l3.icesat2 import discovery, run
 from oco_l3.icesat2.discovery import GranuleRef
 from oco_l3.icesat2.results import Icesat2Result
@@ -21,8 +22,13 @@ def load_icesat2_config(config: str | Path) -> Icesat2Config:
 
 
 @task(name="discover-icesat2-granules", cache_policy=NO_CACHE, **transient_retries())
-def discover_granules(config: Icesat2Config) -> list[GranuleRef]:
-    return discovery.discover_granules(config)
+def discover_granules(config: Icesat2Config, temporal: tuple[str, str] | None = None) -> list[GranuleRef]:
+    return discovery.discover_granules(config, temporal=temporal)
+
+
+@task(name="download-granule", cache_policy=NO_CACHE, task_run_name="download {ref.name}", **transient_retries())
+def download_granule(ref: GranuleRef, directory: str) -> str:
+    return discovery.download_granule(ref, directory)
 
 
 @task(name="extract-granule", cache_policy=NO_CACHE, task_run_name="extract {path}", **transient_retries())
@@ -33,6 +39,11 @@ def extract_granule(config: Icesat2Config, path: str) -> GranuleExtract:
 @task(name="grid-days", cache_policy=NO_CACHE, **transient_retries())
 def grid_days(config: Icesat2Config, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
     return run.grid_days(config, extracts)
+
+
+@task(name="record-product-results", cache_policy=NO_CACHE, **transient_retries())
+def record_product_results(state: st.State, product: str, results: list[Icesat2Result]) -> None:
+    st.record_product_results(state, product, results)
 
 
 def as_dict(result: Icesat2Result) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from oco_l3.config import OutputLocation, _format_errors
+from oco_l3.config import OutputLocation, StateConfig, _format_errors
 from oco_l3.errors import ConfigInvalid, GridInvalid
 from oco_l3.icesat2.grids import PRESETS, custom_grid
 
@@ -105,6 +105,8 @@ class _Common(_Model):
     input: Icesat2Input
     output: Icesat2Output
     search: SearchConfig | None = None
+    #: the state database (default: SQLite in the output root, see :func:`oco_l3.state.default_state_url`)
+    state: StateConfig | None = None
 
     @property
     def output_root(self) -> Path:

@@ -4,7 +4,8 @@
 For ATL08 (or any product) the result can be narrowed to the reference ground tracks (RGTs) that cross the
 polygon when a tracks file is given: a GeoJSON FeatureCollection of RGT lines with an ``rgt`` property, or a
 text/CSV file with one RGT number per line. The RGT of a granule comes from its name (``_ttttccss_``).
-This module never logs in and never downloads; authentication belongs to the caller (flows).
+:func:`download_granule` fetches one found granule with ``earthaccess.download`` under a wall-clock timeout.
+This module never logs in; authentication belongs to the caller (flows, from the environment only).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oco_l3.errors import ConfigInvalid, SourceThrottled, SourceUnavailable
+from oco_l3.errors import ConfigInvalid, GranuleUnreadable, SourceThrottled, SourceUnavailable
 from oco_l3.icesat2.readers import granule_rgt
 
 log = logging.getLogger(__name__)
@@ -140,8 +143,12 @@ def search_granules(
     return refs
 
 
-def discover_granules(config: Any, search: Callable[..., list[Any]] | None = None) -> list[GranuleRef]:
-    """CMR search from a product config's ``search:`` section (short name defaults by product; polygon when set)."""
+def discover_granules(config: Any, search: Callable[..., list[Any]] | None = None,
+                      temporal: tuple[str, str] | None = None) -> list[GranuleRef]:
+    """CMR search from a product config's ``search:`` section (short name defaults by product; polygon when set).
+
+    ``temporal`` (start, end) replaces ``search.temporal`` (a backfill of a day range).
+    """
     s = config.search
     if s is None:
         raise ConfigInvalid(f"{config.product}: no search: section to discover granules with")
@@ -151,5 +158,45 @@ def discover_granules(config: Any, search: Callable[..., list[Any]] | None = Non
 
         geom = load_polygon(config.polygon)
         polygon = geom if geom.geom_type == "Polygon" else geom.convex_hull
-    return search_granules(s.short_name or SHORT_NAMES[config.product], s.temporal, s.version, s.bbox, polygon,
-                           s.tracks, search=search)
+    return search_granules(s.short_name or SHORT_NAMES[config.product], temporal or s.temporal, s.version, s.bbox,
+                           polygon, s.tracks, search=search)
+
+
+DOWNLOAD_TIMEOUT_S = 1800.0
+
+
+def _data_url(ref: GranuleRef) -> str:
+    urls = [u for u in ref.urls if u]
+    if not urls:
+        raise GranuleUnreadable(f"{ref.name}: CMR lists no data URL to download")
+    return next((u for u in urls if u.lower().endswith(".h5")), urls[0])
+
+
+def download_granule(ref: GranuleRef, directory: str | Path, timeout_s: float = DOWNLOAD_TIMEOUT_S,
+                     download: Callable[..., list[Any]] | None = None) -> str:
+    """Download one granule into ``directory`` (kept when already there); the local path.
+
+    ``download`` defaults to ``earthaccess.download`` (the caller has logged in). A failure, an empty answer or
+    no answer within ``timeout_s`` seconds raises :class:`SourceUnavailable` (transient: the flow retries).
+    """
+    url = _data_url(ref)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    if download is None:
+        import earthaccess
+
+        download = earthaccess.download
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icesat2-download")
+    future = pool.submit(download, [url], local_path=str(directory), threads=1, show_progress=False)
+    try:
+        paths = future.result(timeout=timeout_s)
+    except FutureTimeout:
+        raise SourceUnavailable(f"{ref.name}: download timed out after {timeout_s:.0f} s") from None
+    except Exception as exc:  # noqa: BLE001 -- any client/transport error of the download is a source failure
+        raise SourceUnavailable(f"{ref.name}: download failed: {type(exc).__name__}") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    found = [Path(p) for p in paths or [] if isinstance(p, str | Path) and Path(p).is_file()]
+    if len(found) != 1:
+        raise SourceUnavailable(f"{ref.name}: download returned no file (not logged in to Earthdata?)")
+    log.info("Downloaded %s to %s", ref.name, found[0])
+    return str(found[0])
