@@ -47,9 +47,10 @@ def run_days(config: Any, quicklook_dir: str | None = None) -> list[Any]:
 
     batches = batches_from_files(config)
     if config.max_workers <= 1 or len(batches) <= 1:
+        # One day (or one worker): the day's captures use the workers instead.
         results = []
         for b in batches:
-            results.append(process_day(config, b, quicklook_dir))
+            results.append(process_day(config, b, quicklook_dir, capture_workers=config.max_workers))
             _print_day(results[-1])
         return results
     import multiprocessing

@@ -464,25 +464,87 @@ class _DayWork:
     quicklooks: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
-    def add_time(self, key: str, since: float) -> None:
-        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - since
+
+@dataclass(frozen=True)
+class CaptureWritten:
+    """What gridding and writing one capture did (small and picklable: it comes back from a worker process)."""
+
+    target_id: str
+    stores: tuple[str, ...] = ()
+    cogs: tuple[str, ...] = ()
+    quicklooks: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    skipped: str | None = None
+    error: str | None = None
+    transient: bool = False
 
 
-def _write_capture(config: RunConfig, product: GranuleProducts, work: _DayWork, quicklook_dir: str | None) -> None:
-    """Commit one capture's stores, then export its COGs and quick-look."""
+def grid_and_write(config: RunConfig, split: SplitGranule, cap: Capture, quicklook_dir: str | None) -> CaptureWritten:
+    """Grid one capture, commit its two stores, export its COGs and quick-look. Never raises for one capture."""
     t0 = time.perf_counter()
-    for commit in plan_commits(config, [product]):
-        result = commit_store(config, commit)
-        work.stores.append(str(result.store_path))
-    work.add_time("commit", t0)
-    t0 = time.perf_counter()
-    work.cogs += export_cogs(config, product)
-    if quicklook_dir:
-        work.quicklooks += write_quicklooks(config, product, quicklook_dir)
-    work.add_time("export", t0)
+    try:
+        product = grid_one(config, split, cap)
+    except OcoL3Error as exc:
+        msg = f"{split.granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}"
+        log.warning("%s", msg)
+        return CaptureWritten(cap.target.id, skipped=msg)
+    timings = {"grid": time.perf_counter() - t0}
+    stores: list[str] = []
+    cogs: list[str] = []
+    quicklooks: list[str] = []
+    try:
+        t0 = time.perf_counter()
+        gp = GranuleProducts(split.granule, (product,))
+        stores += [str(commit_store(config, c).store_path) for c in plan_commits(config, [gp])]
+        timings["commit"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cogs += export_cogs(config, gp)
+        if quicklook_dir:
+            quicklooks += write_quicklooks(config, gp, quicklook_dir)
+        timings["export"] = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - recorded against the granule; its other captures go on
+        log.debug("commit/export failed", exc_info=True)
+        msg = f"{split.granule.name}: writing {product.mission}/{product.target.id} failed: {one_line(exc)}"
+        return CaptureWritten(cap.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings, error=msg,
+                              transient=isinstance(exc, TransientError))
+    return CaptureWritten(cap.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings)
 
 
-def _process_granule(config: RunConfig, g: GranuleInput, work: _DayWork, quicklook_dir: str | None) -> None:
+#: The granule forked capture workers read from: set just before the worker pool forks, so the soundings are
+#: shared copy-on-write instead of being pickled to every worker.
+_FORKED_SPLIT: SplitGranule | None = None
+
+
+def _forked_capture(config: RunConfig, i: int, quicklook_dir: str | None) -> CaptureWritten:
+    assert _FORKED_SPLIT is not None
+    return grid_and_write(config, _FORKED_SPLIT, _FORKED_SPLIT.captures[i], quicklook_dir)
+
+
+def _write_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str | None,
+                    workers: int) -> list[CaptureWritten]:
+    """Every capture of the granule, in ``workers`` forked processes when more than one (captures are independent;
+    two captures of one target serialise on the store lock)."""
+    n = len(split.captures)
+    if workers <= 1 or n <= 1:
+        return [grid_and_write(config, split, cap, quicklook_dir) for cap in split.captures]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED_SPLIT
+    _FORKED_SPLIT = split
+    # Largest captures first, so the last one to finish is a small one.
+    order = sorted(range(n), key=lambda i: -split.captures[i].n_soundings)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(workers, n), mp_context=ctx) as pool:
+            done = dict(zip(order, pool.map(_forked_capture, [config] * n, order, [quicklook_dir] * n), strict=True))
+    finally:
+        _FORKED_SPLIT = None
+    return [done[i] for i in range(n)]
+
+
+def _process_granule(config: RunConfig, g: GranuleInput, work: _DayWork, quicklook_dir: str | None,
+                     capture_workers: int = 1) -> None:
     try:
         split = read_and_split(config, g)
     except Exception as exc:  # noqa: BLE001 - an unreadable granule must not stop the others
@@ -493,27 +555,28 @@ def _process_granule(config: RunConfig, g: GranuleInput, work: _DayWork, quicklo
     for k, v in split.timings.items():
         work.timings[k] = work.timings.get(k, 0.0) + v
     work.warnings[g] += split.warnings
-    t0 = time.perf_counter()
-    for item in iter_captures(config, split):
-        work.add_time("grid", t0)
-        if isinstance(item, str):
-            work.warnings[g].append(item)
+    for done in _write_captures(config, split, quicklook_dir, capture_workers):
+        for k, v in done.timings.items():
+            work.timings[k] = work.timings.get(k, 0.0) + v
+        work.stores += done.stores
+        work.cogs += done.cogs
+        work.quicklooks += done.quicklooks
+        if done.skipped:
+            work.warnings[g].append(done.skipped)
+        elif done.error:
+            work.failed.record(g, done.error, TransientError(done.error) if done.transient else Exception())
         else:
-            try:
-                _write_capture(config, GranuleProducts(g, (item,)), work, quicklook_dir)
-                work.captures[g].append(item.target.id)
-            except Exception as exc:  # noqa: BLE001 - recorded against the granule; its other captures go on
-                log.debug("commit/export failed", exc_info=True)
-                work.failed.record(g, f"{g.name}: writing {item.mission}/{item.target.id} failed: {one_line(exc)}", exc)
-        t0 = time.perf_counter()
+            work.captures[g].append(done.target_id)
 
 
-def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = None) -> DayResult:
+def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = None,
+                capture_workers: int = 1) -> DayResult:
     """Grid every granule of the day, committing each capture's two stores and exporting its COGs as soon as it
-    is gridded (memory stays at one capture's slices). Each granule's outcome is one line."""
+    is gridded (memory stays at one capture's slices per process); ``capture_workers`` > 1 grids and writes the
+    captures of a granule in that many forked processes. Each granule's outcome is one line."""
     work = _DayWork()
     for g in batch.granules:
-        _process_granule(config, g, work, quicklook_dir)
+        _process_granule(config, g, work, quicklook_dir, capture_workers)
     outcomes = tuple(_outcome(g, work) for g in batch.granules)
     warnings = tuple(w for g in batch.granules for w in work.warnings.get(g, ()))
     return DayResult(batch.day, outcomes, tuple(dict.fromkeys(work.stores)), tuple(work.cogs),

@@ -169,3 +169,19 @@ def test_run_does_not_import_prefect(tmp_path: Path, tree: dict) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("CLEAN")
+
+
+def test_captures_in_worker_processes_write_the_same_stores(tree: dict, tmp_path: Path) -> None:
+    """One day with max-workers 2 grids its captures in two forked processes: the stores equal a sequential run."""
+    files = [str(p) for p in tree[DAY0].values()]
+    seq = write_config(tmp_path / "seq.yml", tmp_path / "seq", files, cog=False)
+    par = tmp_path / "par.yml"
+    par.write_text(seq.read_text().replace(str(tmp_path / "seq"), str(tmp_path / "par")) + "max-workers: 2\n")
+    assert main(["run", "-i", str(seq)]) == 0
+    assert main(["run", "-i", str(par)]) == 0
+    a = sorted(p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").glob("zarr/*/*/*.zarr"))
+    b = sorted(p.relative_to(tmp_path / "par") for p in (tmp_path / "par").glob("zarr/*/*/*.zarr"))
+    assert a == b and len(a) >= 10
+    for rel in a:
+        x, y = xr.open_zarr(tmp_path / "seq" / rel), xr.open_zarr(tmp_path / "par" / rel)
+        xr.testing.assert_equal(x.drop_attrs(), y.drop_attrs())
