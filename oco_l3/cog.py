@@ -50,6 +50,7 @@ def _translate_args(options: dict[str, str]) -> tuple[dict[str, Any], dict[str, 
     from rio_cogeo.profiles import cog_profiles
 
     profile: dict[str, Any] = dict(cog_profiles.get("deflate"))
+    profile.pop("interleave", None)  # one band; GDAL's COG driver has no INTERLEAVE option and warns about it
     kwargs: dict[str, Any] = {}
     config: dict[str, str] = {}
     for name, value in options.items():
@@ -88,7 +89,8 @@ def _to_tiff(array: np.ndarray, grid: GridSpec, nodata: float | int, tmp_path: s
     profile = {"driver": "GTiff", "width": grid.n_lon, "height": grid.n_lat, "count": 1, "dtype": north_up.dtype.name,
                "crs": "EPSG:4326", "transform": Affine(*grid.transform()), "nodata": nodata}
     dst, kwargs, config = _translate_args(options)
-    block = min(int(dst["blockxsize"]), max(16, 16 * (max(grid.n_lat, grid.n_lon) // 16)))
+    # GDAL's COG driver wants blocks of at least 128 pixels (a small grid is padded within one block).
+    block = min(int(dst["blockxsize"]), max(128, 16 * (max(grid.n_lat, grid.n_lon) // 16)))
     dst["blockxsize"] = dst["blockysize"] = block
     with rasterio.Env(**config), MemoryFile() as mem:
         with mem.open(**profile) as src:
