@@ -23,6 +23,14 @@ from tasks.grid import grid_granule
 from tasks.state import mark_running, record_outcomes
 
 
+def _fetch(config: Any, refs: Sequence[GranuleRef], staging: str,
+           inputs: Sequence[Any] | None) -> tuple[dict[int, Any], dict[int, BaseException]]:
+    """Fetch every granule (one task each), or take ``inputs`` as they are (``input.files`` runs)."""
+    if inputs is not None:
+        return dict(enumerate(inputs)), {}
+    return settle(fetch_granule.map(unmapped(config), refs, unmapped(staging)))
+
+
 def process_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, run_id: int,
                      staging: str, quicklook_dir: str | None, inputs: Sequence[Any] | None = None) -> dict[str, Any]:
     """The day recipe; ``inputs`` (pipeline GranuleInputs) skips the fetch step (``input.files`` runs)."""
@@ -30,8 +38,7 @@ def process_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, r
         return _summary(refs, [], set(), [], 0.0)
     t0 = time.perf_counter()
     mark_running(state, refs, run_id)
-    fetched, errors = settle(fetch_granule.map(unmapped(config), refs, unmapped(staging))) if inputs is None else (
-        dict(enumerate(inputs)), {})
+    fetched, errors = _fetch(config, refs, staging, inputs)
     order = sorted(fetched)
     gridded, grid_errors = settle(grid_granule.map(unmapped(config), [fetched[i] for i in order]))
     products = {order[j]: p for j, p in gridded.items()}
@@ -67,8 +74,7 @@ def process_global_granules(config: Any, state: State, refs: Sequence[GranuleRef
         return _summary(refs, [], set(), [], 0.0)
     t0 = time.perf_counter()
     mark_running(state, refs, run_id)
-    fetched, errors = settle(fetch_granule.map(unmapped(config), refs, unmapped(staging))) if inputs is None else (
-        dict(enumerate(inputs)), {})
+    fetched, errors = _fetch(config, refs, staging, inputs)
     result = process_global_day(config, DayBatch(refs[0].day, tuple(fetched[i] for i in sorted(fetched))))
     by_name = {o.granule.name: o for o in result.outcomes}
     outcomes = [_global_outcome(ref, by_name.get(fetched[i].name) if i in fetched else None, errors.get(i),

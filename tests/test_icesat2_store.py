@@ -13,21 +13,12 @@ from oco_l3 import _txn
 from oco_l3.errors import StoreCorrupt
 from oco_l3.icesat2.grids import custom_grid, resolve_grid
 from oco_l3.icesat2.writers import day_dataset, open_grid_store, recover_grid_store, upsert_day
+from tests.test_stores import Crash, crash_at
 
 # 1100 x 20 cells: two chunks along x (1024 + a partial edge chunk), small enough to be fast.
 GRID = custom_grid("EPSG:6931", 1000.0, [0.0, 0.0, 1_100_000.0, 20_000.0], name="test-1km")
 
 
-class Crash(Exception):
-    pass
-
-
-def crash_at(point: str):  # type: ignore[no-untyped-def]
-    def hook(where: str) -> None:
-        if where == point:
-            raise Crash(where)
-
-    return hook
 
 
 def day(text: str) -> np.datetime64:
