@@ -41,8 +41,9 @@ from typing import Literal
 
 import numpy as np
 from scipy.sparse import csr_array
-from scipy.spatial import Delaunay, QhullError, cKDTree
+from scipy.spatial import cKDTree
 
+from oco_l3.delaunay import DelaunayDegenerate, Triangulation, triangulate
 from oco_l3.errors import CaptureDegenerate
 from oco_l3.footprints import Window, rasterise_triangles, to_index_space, unwrap_longitude
 from oco_l3.grids import GridSpec
@@ -154,18 +155,20 @@ class PointInterpolator:
         x, y = to_index_space(self.lonlat[:, 1], self.lonlat[:, 0], grid)
         tx, ty = x[self.tri.simplices] - c0, y[self.tri.simplices] - r0
         tri_id, row, col0, col1 = rasterise_triangles(tx, ty, mask.shape)
-        length = col1 - col0 + 1
-        # Barycentrics are affine along a run: start value at (col0, row) plus a step per column.
-        a00, a01, a10, a11, x2, y2 = _affine_from_vertices(tx, ty)[tri_id].T
-        dx, dy = col0 - x2, row - y2
-        step = np.arange(int(length.sum()), dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
-        flat = np.repeat(row * width + col0, length) + step
+        flat, run = _expand_runs(row * width + col0, col1 - col0 + 1)
         keep = mask.reshape(-1)[flat]
-        step = step[keep].astype(float)
-        b0 = np.repeat(a00 * dx + a01 * dy, length)[keep] + np.repeat(a00, length)[keep] * step
-        b1 = np.repeat(a10 * dx + a11 * dy, length)[keep] + np.repeat(a10, length)[keep] * step
-        bary = np.column_stack([b0, b1, 1.0 - b0 - b1])
-        return flat[keep], np.repeat(tri_id, length)[keep], bary
+        flat, run = flat[keep], run[keep]
+        # Barycentrics are affine along a run: the value at (col0, row) plus a step per column.
+        a00, a01, a10, a11, x2, y2 = _affine_from_vertices(tx, ty).T
+        a00, a01, a10, a11, x2, y2 = a00[tri_id], a01[tri_id], a10[tri_id], a11[tri_id], x2[tri_id], y2[tri_id]
+        dx, dy = col0 - x2, row - y2
+        step = (flat - (row * width + col0)[run]).astype(float)
+        b0 = (a00 * dx + a01 * dy)[run] + a00[run] * step
+        b1 = (a10 * dx + a11 * dy)[run] + a10[run] * step
+        bary = np.empty((flat.shape[0], 3))
+        bary[:, 0], bary[:, 1] = b0, b1
+        np.subtract(1.0 - b0, b1, out=bary[:, 2])
+        return flat, tri_id[run], bary
 
     def nearest_in_triangles(self, simplex: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Index (into the valid points) of the nearest point to each of ``points`` (plane coordinates) inside the
@@ -358,15 +361,12 @@ class PointInterpolator:
         return _edge_factors(self.tri, self._affine)
 
 
-def _triangulate(points: np.ndarray, name: str) -> Delaunay | None:
+def _triangulate(points: np.ndarray, name: str) -> Triangulation | None:
     """The Delaunay triangulation, or None (nearest-neighbour fallback) when the points are degenerate."""
-    if points.shape[0] < 3:
-        log.info("%s: %d point(s) cannot be triangulated; using nearest neighbour", name, points.shape[0])
-        return None
     try:
-        return Delaunay(points)
-    except (QhullError, ValueError) as exc:
-        log.info("%s: degenerate geometry (%s); using nearest neighbour", name, str(exc).strip().splitlines()[0])
+        return triangulate(points)
+    except DelaunayDegenerate as exc:
+        log.info("%s: cannot triangulate (%s); using nearest neighbour", name, exc)
         return None
 
 
@@ -399,7 +399,7 @@ class _GradientOperator:
         return np.stack([both[:r], both[r:]], axis=2)
 
 
-def _gradient_operator(tri: Delaunay, keep: np.ndarray | None, rows: np.ndarray | None = None) -> _GradientOperator:
+def _gradient_operator(tri: Triangulation, keep: np.ndarray | None, rows: np.ndarray | None = None) -> _GradientOperator:
     """The least-squares gradient fit over each vertex's 1-ring, at the vertices ``rows`` (None = all); ``keep``
     (bool per vertex, None = all) marks the vertices with a usable value: edges to the others are left out.
 
@@ -491,7 +491,7 @@ def _expand_runs(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.
     return (start - offsets)[which] + np.arange(total, dtype=np.int64), which
 
 
-def _voronoi_fans(tri: Delaunay) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _voronoi_fans(tri: Triangulation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Voronoi cells of the points as triangles ``(site, x (F, 3), y (F, 3))`` fanned from each site.
 
     A Delaunay edge ``a-b`` between triangles ``t`` and ``u`` is the Voronoi edge between the circumcentres of
@@ -553,7 +553,7 @@ def _affine_from_vertices(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.column_stack([y1 / det, -x1 / det, -y0 / det, x0 / det, x[:, 2], y[:, 2]])
 
 
-def _affine_maps(tri: Delaunay) -> np.ndarray:
+def _affine_maps(tri: Triangulation) -> np.ndarray:
     """``(T, 6)`` rows ``a00 a01 a10 a11 x2 y2`` with ``(b0, b1) = A (p - p2)`` in each triangle."""
     p = tri.points[tri.simplices]
     x0, y0 = p[:, 0, 0] - p[:, 2, 0], p[:, 0, 1] - p[:, 2, 1]
@@ -573,7 +573,7 @@ def _barycentric(affine: np.ndarray, simplex: np.ndarray, pts: np.ndarray) -> np
     return np.column_stack([b0, b1, 1.0 - b0 - b1])
 
 
-def _edge_factors(tri: Delaunay, affine: np.ndarray) -> np.ndarray:
+def _edge_factors(tri: Triangulation, affine: np.ndarray) -> np.ndarray:
     """``(T, 3)`` factors fixing, per edge, the direction in which the cubic's cross-boundary derivative is linear.
 
     The direction is from this triangle's centroid to the neighbour's (the affine-invariant choice), written in
@@ -617,7 +617,7 @@ _UNIQUE = tuple(sorted(set(_NAMES.ravel())))
 _SLOTS = np.array([[_UNIQUE.index(name) for name in row] for row in _NAMES], dtype=np.intp)
 
 
-def _ct_ordinates(tri: Delaunay, factors: np.ndarray, vals: np.ndarray, grad: np.ndarray) -> np.ndarray:
+def _ct_ordinates(tri: Triangulation, factors: np.ndarray, vals: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """Bezier ordinates ``(19, T, k)`` of the Clough-Tocher macro-element, in the order of :data:`_UNIQUE`."""
     s = tri.simplices
     out = np.empty((len(_UNIQUE), s.shape[0], vals.shape[1]))

@@ -282,3 +282,14 @@ def test_post_qf_reuse_equals_gridding_the_good_soundings_alone(method: str) -> 
     assert g.post is not None and g.post.window == alone.window
     for key in ("sounding_id", "xco2_quality_flag", "xco2", "Retrieval/psurf"):
         np.testing.assert_array_equal(g.post.full(key), alone.full(key), err_msg=key)
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic", "nearest"])
+def test_passes_in_two_threads_equal_passes_in_turn(method: str) -> None:
+    s = make_soundings(n_side=20, spacing=0.02, seed=5)
+    threaded = grid_capture(s, GRID, method, parallel=True)  # type: ignore[arg-type]
+    serial = grid_capture(s, GRID, method, parallel=False)  # type: ignore[arg-type]
+    for a, b in ((threaded.pre, serial.pre), (threaded.post, serial.post)):
+        assert a is not None and b is not None and a.window == b.window
+        for key in ("sounding_id", "xco2_quality_flag", "xco2", "Retrieval/psurf"):
+            np.testing.assert_array_equal(a.full(key), b.full(key), err_msg=key)
