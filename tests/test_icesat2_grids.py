@@ -45,6 +45,45 @@ def test_nsidc_polar_stereographic_presets():
     assert s.pyproj_crs.to_epsg() == 3412
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_threaded_projection_equals_one_call_exactly(monkeypatch, workers):
+    import oco_l3.icesat2.grids as grids
+
+    monkeypatch.setattr(grids, "PARALLEL_MIN_POINTS", 1000)
+    rng = np.random.default_rng(7)
+    n = 20_001  # uneven chunks
+    lon = rng.uniform(-180.0, 180.0, n)
+    lat = rng.uniform(55.0, 90.0, n)
+    lat[::97] = np.nan
+    lon0, lat0 = lon.copy(), lat.copy()
+    g = PRESETS["ease2-north-25km"]
+    # The reference: one pyproj call on the calling thread, then the plain cell formula.
+    tr = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:6931", always_xy=True)
+    rx, ry = tr.transform(lon, lat)
+    x, y = g.project(lon, lat, workers=workers)
+    assert np.array_equal(x, rx, equal_nan=True) and np.array_equal(y, ry, equal_nan=True)
+    x1, y1 = g.project(lon, lat, workers=1)
+    assert np.array_equal(x, x1, equal_nan=True) and np.array_equal(y, y1, equal_nan=True)
+    col = (rx - g.x_min) * (1.0 / g.resolution)
+    row = (g.y_max - ry) * (1.0 / g.resolution)
+    inside = (col >= 0) & (col < g.nx) & (row >= 0) & (row < g.ny)
+    expected = np.where(inside, np.floor(np.nan_to_num(row)) * g.nx + np.floor(np.nan_to_num(col)), -1)
+    fused = g.cell_index_lonlat(lon, lat, workers=workers)
+    assert np.array_equal(fused, expected.astype(np.int64))
+    assert np.array_equal(fused, g.cell_index(x, y))
+    assert (fused[::97] == -1).all() and (fused >= 0).sum() > n // 2
+    assert np.array_equal(lon, lon0) and np.array_equal(lat, lat0, equal_nan=True)  # inputs untouched
+
+
+def test_project_keeps_shape_and_small_inputs():
+    g = PRESETS["nsidc-ps-north-25km"]
+    x, y = g.project(np.zeros((2, 3)), np.full((2, 3), 80.0))
+    assert x.shape == (2, 3) and np.allclose(x, x[0, 0]) and y.shape == (2, 3)
+    assert g.cell_index_lonlat([], []).shape == (0,)
+    with pytest.raises(ValueError, match="differ in size"):
+        g.project([0.0, 1.0], [80.0])
+
+
 def test_cell_index_matches_independent_floor_and_rejects_outside():
     g = PRESETS["nsidc-ps-north-25km"]
     rng = np.random.default_rng(1)

@@ -47,8 +47,7 @@ def bin_day(samples: Sequence[GridSamples], day: np.datetime64, grid: PolarGrid)
     for s in samples:
         m = day_keys(s.time) == day
         if m.any():
-            x, y = grid.project(s.longitude[m], s.latitude[m])
-            cells.append(grid.cell_index(x, y))
+            cells.append(grid.cell_index_lonlat(s.longitude[m], s.latitude[m]))
             values.append(s.value[m])
             lengths.append(s.length[m])
     cell = np.concatenate(cells) if cells else np.empty(0, np.int64)

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ import pyproj
 from oco_l3.errors import GridInvalid
 
 MAX_CELLS_PER_SIDE = 20_000
+PARALLEL_MIN_POINTS = 262_144  # below this one call on the calling thread is faster than a fan-out
 
 _PS_NORTH = "EPSG:3411"
 _PS_SOUTH = "EPSG:3412"
@@ -83,25 +87,60 @@ class PolarGrid:
         return (self.resolution, 0.0, self.x_min, 0.0, -self.resolution, self.y_max)
 
     def project(
-        self, longitude: npt.ArrayLike, latitude: npt.ArrayLike
+        self, longitude: npt.ArrayLike, latitude: npt.ArrayLike, workers: int | None = None
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Longitude/latitude (degrees) to grid x/y (m)."""
-        x, y = _to_grid(self.crs).transform(
-            np.asarray(longitude, dtype=np.float64), np.asarray(latitude, dtype=np.float64)
-        )
-        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        """Longitude/latitude (degrees) to grid x/y (m); large inputs in chunks on ``workers`` threads.
+
+        PROJ releases the GIL and every thread uses its own transformer, so the chunks run in parallel; each
+        point's result is the same as in one single call (tested bit for bit).
+        """
+        x, y = _owned_flat(longitude, latitude)  # contiguous float64 copies, projected in place
+
+        def part(a: int, b: int) -> None:
+            _thread_to_grid(self.crs).transform(x[a:b], y[a:b], inplace=True)
+
+        _in_chunks(x.size, part, workers)
+        shape = np.shape(longitude)
+        return x.reshape(shape), y.reshape(shape)
 
     def cell_index(self, x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Linear cell index ``row * nx + col`` of projected points; -1 outside the grid or non-finite."""
-        xa = np.asarray(x, dtype=np.float64)
-        ya = np.asarray(y, dtype=np.float64)
+        xa, ya = _owned_flat(x, y)
+        return self._index_inplace(xa, ya).reshape(np.shape(x))
+
+    def cell_index_lonlat(
+        self, longitude: npt.ArrayLike, latitude: npt.ArrayLike, workers: int | None = None
+    ) -> npt.NDArray[np.int64]:
+        """:meth:`project` and :meth:`cell_index` fused per chunk (same result, fewer temporaries, threaded)."""
+        x, y = _owned_flat(longitude, latitude)
+        out = np.empty(x.shape, dtype=np.int64)
+
+        def part(a: int, b: int) -> None:
+            xs, ys = x[a:b], y[a:b]
+            _thread_to_grid(self.crs).transform(xs, ys, inplace=True)
+            out[a:b] = self._index_inplace(xs, ys)
+
+        _in_chunks(x.size, part, workers)
+        return out.reshape(np.shape(longitude))
+
+    def _index_inplace(self, xa: npt.NDArray[np.float64], ya: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Cell index of x/y, overwriting both with the fractional column/row (the arithmetic of the plain
+        formula ``col = (x - x_min) * (1 / res)``, ``row = (y_max - y) * (1 / res)``; truncation == floor where >= 0)."""
         inv = 1.0 / self.resolution
-        col = (xa - self.x_min) * inv
-        row = (self.y_max - ya) * inv
-        ok = (col >= 0) & (col < self.nx) & (row >= 0) & (row < self.ny)  # NaN compares False
+        col = np.subtract(xa, self.x_min, out=xa)
+        col *= inv
+        row = np.subtract(self.y_max, ya, out=ya)
+        row *= inv
+        ok = col >= 0  # NaN compares False
+        ok &= col < self.nx
+        ok &= row >= 0
+        ok &= row < self.ny
         with np.errstate(invalid="ignore"):
-            linear = row.astype(np.int64) * self.nx + col.astype(np.int64)  # truncation == floor when >= 0
-        return np.where(ok, linear, -1)
+            linear = row.astype(np.int64)
+            linear *= self.nx
+            linear += col.astype(np.int64)
+        linear[~ok] = -1
+        return linear
 
     def lonlat(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """2-D (ny, nx) longitude and latitude of the cell centres."""
@@ -115,9 +154,56 @@ def _crs(crs: str) -> pyproj.CRS:
     return pyproj.CRS.from_user_input(crs)
 
 
-@functools.lru_cache(maxsize=32)
-def _to_grid(crs: str) -> pyproj.Transformer:
-    return pyproj.Transformer.from_crs("EPSG:4326", _crs(crs), always_xy=True)
+_local = threading.local()
+
+
+def _thread_to_grid(crs: str) -> pyproj.Transformer:
+    """One lon/lat -> grid transformer per thread and CRS (a transformer shared between threads serialises)."""
+    cache: dict[str, pyproj.Transformer] | None = getattr(_local, "to_grid", None)
+    if cache is None:
+        cache = _local.to_grid = {}
+    tr = cache.get(crs)
+    if tr is None:
+        tr = cache[crs] = pyproj.Transformer.from_crs("EPSG:4326", _crs(crs), always_xy=True)
+    return tr
+
+
+def default_workers() -> int:
+    """Threads for projecting: the CPUs this process may use (at most 8)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="icesat2-project")
+
+
+def _in_chunks(n: int, part: Callable[[int, int], None], workers: int | None) -> None:
+    """Run ``part(a, b)`` over ``[0, n)`` in equal contiguous chunks, one per worker thread."""
+    w = default_workers() if workers is None else max(1, int(workers))
+    if w == 1 or n < PARALLEL_MIN_POINTS:
+        if n:
+            part(0, n)
+        return
+    edges = np.linspace(0, n, w + 1).astype(int)
+    futures = [_pool(w).submit(part, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    for f in futures:
+        f.result()
+
+
+def _owned_flat(
+    a: npt.ArrayLike, b: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Fresh, contiguous, 1-D float64 copies of two same-shaped inputs (safe to overwrite)."""
+    x = np.array(a, dtype=np.float64, order="C").reshape(-1)
+    y = np.array(b, dtype=np.float64, order="C").reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"coordinate arrays differ in size: {x.size} != {y.size}")
+    return x, y
 
 
 @functools.lru_cache(maxsize=32)
