@@ -31,6 +31,59 @@ def test_ease2_625_same_extent(name):
     assert g.bounds == (-9_000_000.0, -9_000_000.0, 9_000_000.0, 9_000_000.0)
 
 
+# Every preset against the published definition: (name, EPSG, nx, ny, resolution, outer edges x0, y0, x1, y1 in m).
+# NSIDC polar stereographic 25 km (nsidc.org/data/polar-stereo/ps_grids.html; south: the mapx Sps.mpp/S3B.gpd
+# definition, 316 columns x 332 rows, 4 cells per 100 km map unit, map origin at column 157.5, row 173.5);
+# EASE-Grid 2.0 (nsidc.org/data/ease/versions.html): +-9,000 km, 720 cells at 25 km, 2880 at 6.25 km.
+PUBLISHED = [
+    ("ease2-north-25km", 6931, 720, 720, 25_000.0, -9_000e3, -9_000e3, 9_000e3, 9_000e3),
+    ("ease2-south-25km", 6932, 720, 720, 25_000.0, -9_000e3, -9_000e3, 9_000e3, 9_000e3),
+    ("ease2-north-6.25km", 6931, 2880, 2880, 6_250.0, -9_000e3, -9_000e3, 9_000e3, 9_000e3),
+    ("ease2-south-6.25km", 6932, 2880, 2880, 6_250.0, -9_000e3, -9_000e3, 9_000e3, 9_000e3),
+    ("nsidc-ps-north-25km", 3411, 304, 448, 25_000.0, -3_850e3, -5_350e3, 3_750e3, 5_850e3),
+    ("nsidc-ps-south-25km", 3412, 316, 332, 25_000.0, -3_950e3, -3_950e3, 3_950e3, 4_350e3),
+]
+
+
+def test_every_preset_is_tested_against_a_published_definition():
+    assert sorted(PRESETS) == sorted(row[0] for row in PUBLISHED)
+
+
+@pytest.mark.parametrize("name,epsg,nx,ny,res,x0,y0,x1,y1", PUBLISHED)
+def test_preset_shape_and_outer_edges(name, epsg, nx, ny, res, x0, y0, x1, y1):
+    g = PRESETS[name]
+    assert (g.nx, g.ny) == (nx, ny) and g.shape == (ny, nx) and g.resolution == res
+    assert g.bounds == (x0, y0, x1, y1)
+    assert g.pyproj_crs.to_epsg() == epsg
+    assert g.x[0] == x0 + res / 2 and g.x[-1] == x1 - res / 2  # centres half a cell inside the edges
+    assert g.y[0] == y1 - res / 2 and g.y[-1] == y0 + res / 2  # row 0 at the top
+    assert g.affine() == (res, 0.0, x0, 0.0, -res, y1)
+
+
+def test_nsidc_south_matches_the_mapx_grid_definition():
+    # Sps.mpp/S3B.gpd: map x = (column - 157.5) / 4 * 100 km, map y = -(row - 173.5) / 4 * 100 km (cell centres).
+    g = PRESETS["nsidc-ps-south-25km"]
+    cols, rows = np.arange(316), np.arange(332)
+    assert np.array_equal(g.x, (cols - 157.5) / 4 * 100_000.0)
+    assert np.array_equal(g.y, -(rows - 173.5) / 4 * 100_000.0)
+
+
+@pytest.mark.parametrize("name,corners", [
+    # Published corner latitudes/longitudes of the outer edges (UL, UR, LR, LL), NSIDC polar stereographic tables.
+    ("nsidc-ps-north-25km", [(30.98, 168.35), (31.37, 102.34), (34.35, 350.03), (33.92, 279.26)]),
+    ("nsidc-ps-south-25km", [(-39.23, 317.76), (-39.23, 42.24), (-41.45, 135.0), (-41.45, 225.0)]),
+])
+def test_nsidc_outer_corners_match_published_lat_lon(name, corners):
+    g = PRESETS[name]
+    tr = pyproj.Transformer.from_crs(g.crs, "EPSG:4326", always_xy=True)
+    xs = [g.x_min, g.x_max, g.x_max, g.x_min]
+    ys = [g.y_max, g.y_max, g.y_min, g.y_min]
+    lon, lat = tr.transform(xs, ys)
+    for (plat, plon), la, lo in zip(corners, lat, lon, strict=True):
+        assert abs(la - plat) < 0.006
+        assert abs(((lo - plon + 180.0) % 360.0) - 180.0) < 0.006
+
+
 def test_nsidc_polar_stereographic_presets():
     n = PRESETS["nsidc-ps-north-25km"]
     assert (n.nx, n.ny) == (304, 448)
@@ -43,6 +96,10 @@ def test_nsidc_polar_stereographic_presets():
     assert (s.nx, s.ny) == (316, 332)
     assert s.bounds == (-3_950_000.0, -3_950_000.0, 3_950_000.0, 4_350_000.0)
     assert s.pyproj_crs.to_epsg() == 3412
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        crs = s.pyproj_crs.to_dict()
+    assert crs["proj"] == "stere" and crs["lat_ts"] == -70 and crs["lon_0"] == 0 and crs["a"] == 6378273
 
 
 @pytest.mark.parametrize("workers", [2, 3])

@@ -8,8 +8,13 @@ A :class:`PolarGrid` is a regular grid in a projected CRS, described by its oute
 * ``nsidc-ps-north-25km``: EPSG:3411 (polar stereographic, lat_ts 70N, lon_0 -45, Hughes 1980 ellipsoid),
   304 (x) x 448 (y), x -3,850,000..3,750,000, y -5,350,000..5,850,000 -- the ATL20/ATL21 grid.
 * ``nsidc-ps-south-25km``: EPSG:3412 (lat_ts 70S, lon_0 0, Hughes 1980), 316 x 332, x -3,950,000..3,950,000,
-  y -3,950,000..4,350,000. ASSUMPTION: the standard NSIDC south 25 km extent; not verified against an ATL20
-  south granule here.
+  y -3,950,000..4,350,000.
+
+Both NSIDC presets are checked (tests/test_icesat2_grids.py) against NSIDC's published polar stereographic grid
+tables: shape, outer edges, the mapx definition of the south grid (map origin at column 157.5, row 173.5) and the
+published latitude/longitude of the four outer corners. NSIDC publishes the same 25 km grids on the WGS 84
+variants EPSG:3413/3976 (cells differ by about 1 m); the presets keep the Hughes 1980 CRSs because the ATL20/ATL21
+granules declare EPSG:3411 (``crs`` variable, see formats.md section 8).
 """
 
 from __future__ import annotations
