@@ -1,7 +1,7 @@
 """ICESat-2 flows: ``icesat2_process_files`` (the ``input.files`` of a product config), ``icesat2_discover``
 (CMR search from the config's ``search:`` section; no login is needed to search) and ``icesat2_backfill``
-(search, download into ``<output>/staging/<product>``, process, record). Every run records its results per
-(product, day) in the state table. Recipes, one task a line.
+(search, download into ``<output>/staging/<product>``, process, remove the downloads, record). Every run records
+its results per (product, day) in the state table. Recipes, one task a line.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tasks.icesat2 import (
     grid_days,
     load_icesat2_config,
     record_product_results,
+    remove_staged,
 )
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,12 @@ def _login_from_environment() -> bool:
     return bool(earthaccess.login(strategy="environment"))
 
 
+def _staging(cfg: Icesat2Config) -> str:
+    return str(cfg.output_root / "staging" / cfg.product)
+
+
 def _download(cfg: Icesat2Config, refs: list[GranuleRef]) -> tuple[list[str], list[Icesat2Result]]:
-    staging = str(cfg.output_root / "staging" / cfg.product)
+    staging = _staging(cfg)
     fetched, errors = settle(download_granule.map(refs, unmapped(staging)))
     failed = [Icesat2Result(refs[i].name, cfg.product, False, reason(e)) for i, e in sorted(errors.items())]
     return [fetched[i] for i in sorted(fetched)], failed
@@ -89,14 +94,18 @@ def _download(cfg: Icesat2Config, refs: list[GranuleRef]) -> tuple[list[str], li
 @flow(name="icesat2-backfill", task_runner=RUNNER)
 def icesat2_backfill(config: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
     """Search CMR (``start``..``end`` when given, else ``search.temporal``), download what is found into the
-    staging folder, process it like :func:`icesat2_process_files` and record every result in the state table."""
+    staging folder, process it like :func:`icesat2_process_files`, remove the downloads (processed or failed)
+    and record every result in the state table."""
     cfg = load_icesat2_config(config)
     temporal = (start or cfg.search.temporal[0], end or cfg.search.temporal[1]) if cfg.search else None
     refs = discover_granules(cfg, temporal)
     if refs:
         _login_from_environment()
     files, failed = _download(cfg, refs)
-    results = _process(cfg, files) + failed
+    try:
+        results = _process(cfg, files) + failed
+    finally:
+        remove_staged(files, _staging(cfg))
     _record(cfg, results)
     summary = _summary(cfg, results)
     summary["found"] = len(refs)

@@ -31,6 +31,11 @@ def download_granule(ref: GranuleRef, directory: str) -> str:
     return discovery.download_granule(ref, directory)
 
 
+@task(name="remove-staged", cache_policy=NO_CACHE)
+def remove_staged(paths: list[str], directory: str) -> list[str]:
+    return discovery.remove_staged(paths, directory)
+
+
 @task(name="extract-granule", cache_policy=NO_CACHE, task_run_name="extract {path}", **transient_retries())
 def extract_granule(config: Icesat2Config, path: str) -> GranuleExtract:
     return run.extract_granule(config, path)

@@ -4,7 +4,9 @@
 For ATL08 (or any product) the result can be narrowed to the reference ground tracks (RGTs) that cross the
 polygon when a tracks file is given: a GeoJSON FeatureCollection of RGT lines with an ``rgt`` property, or a
 text/CSV file with one RGT number per line. The RGT of a granule comes from its name (``_ttttccss_``).
-:func:`download_granule` fetches one found granule with ``earthaccess.download`` under a wall-clock timeout.
+:func:`download_granule` fetches one found granule with ``earthaccess.download`` under a wall-clock timeout into a
+private ``.partial-*`` folder and moves it to its final name only after the size check, so an interrupted download
+never leaves a file that a later run takes as complete; :func:`remove_staged` deletes processed downloads.
 This module never logs in; authentication belongs to the caller (flows, from the environment only).
 """
 
@@ -12,13 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from oco_l3.errors import ConfigInvalid, GranuleUnreadable, SourceThrottled, SourceUnavailable
 from oco_l3.icesat2.readers import granule_rgt
@@ -30,13 +36,15 @@ SHORT_NAMES = {"icesat2-seaice": "ATL10", "icesat2-landice": "ATL06", "icesat2-c
 
 @dataclass(frozen=True)
 class GranuleRef:
-    """One CMR granule: its name (GranuleUR), concept id, data URLs and RGT; ``raw`` is earthaccess' object."""
+    """One CMR granule: its name (GranuleUR), concept id, data URLs, RGT and, when CMR gives it, the size in bytes
+    of its data file; ``raw`` is earthaccess' object."""
 
     name: str
     concept_id: str | None
     urls: tuple[str, ...]
     rgt: int | None
     raw: Any = field(default=None, compare=False, repr=False)
+    size: int | None = None
 
 
 def _ref(granule: Any) -> GranuleRef:
@@ -50,7 +58,19 @@ def _ref(granule: Any) -> GranuleRef:
         urls = [u.get("URL", "") for u in umm.get("RelatedUrls", []) if u.get("Type") == "GET DATA"]
     base = Path(urls[0]).name if urls else name
     return GranuleRef(name or base, meta.get("concept-id"), tuple(urls), granule_rgt(base) or granule_rgt(name),
-                      granule)
+                      granule, _size_in_bytes(umm, base))
+
+
+def _size_in_bytes(umm: Any, file_name: str) -> int | None:
+    """The exact byte size CMR lists for the data file (``SizeInBytes``), if it lists one."""
+    info = (umm.get("DataGranule") or {}).get("ArchiveAndDistributionInformation") or []
+    entries = [e for e in info if isinstance(e, dict) and e.get("SizeInBytes") is not None]
+    named = [e for e in entries if e.get("Name") == file_name]
+    chosen = named or (entries if len(entries) == 1 else [])
+    try:
+        return int(chosen[0]["SizeInBytes"]) if chosen else None
+    except (TypeError, ValueError):
+        return None
 
 
 def polygon_ring(polygon: Any) -> list[tuple[float, float]]:
@@ -172,21 +192,78 @@ def _data_url(ref: GranuleRef) -> str:
     return next((u for u in urls if u.lower().endswith(".h5")), urls[0])
 
 
+def _file_name(ref: GranuleRef, url: str) -> str:
+    name = Path(urlparse(url).path).name or Path(ref.name).name
+    if not name or name in (".", "..") or name.startswith("."):
+        raise GranuleUnreadable(f"{ref.name}: no usable file name in its data URL")
+    return name
+
+
+def _incomplete(path: Path, size: int | None) -> str | None:
+    """Why ``path`` is not a complete granule (None when it is): the CMR size when known, else an HDF5 file must
+    open (HDF5 checks its stored end-of-file address against the file size, so a truncated file fails)."""
+    got = path.stat().st_size
+    if size is not None:
+        return None if got == size else f"{got} of {size} bytes"
+    if got == 0:
+        return "empty file"
+    if path.suffix.lower() in (".h5", ".he5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r"):
+                pass
+        except OSError:
+            return f"not a complete HDF5 file ({got} bytes)"
+    return None
+
+
+def _remove_partials(directory: Path, name: str) -> None:
+    """Remove what an interrupted download of ``name`` left behind (its ``.partial-<name>-*`` folders)."""
+    for leftover in directory.glob(f".partial-{name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def download_granule(ref: GranuleRef, directory: str | Path, timeout_s: float = DOWNLOAD_TIMEOUT_S,
                      download: Callable[..., list[Any]] | None = None) -> str:
-    """Download one granule into ``directory`` (kept when already there); the local path.
+    """Download one granule into ``directory``; the local path. A complete copy already there is kept.
 
-    ``download`` defaults to ``earthaccess.download`` (the caller has logged in). A failure, an empty answer or
-    no answer within ``timeout_s`` seconds raises :class:`SourceUnavailable` (transient: the flow retries).
+    The download goes to a fresh ``.partial-<name>-*`` folder inside ``directory``; the file is moved to
+    ``directory/<name>`` (one atomic rename) only after its size matches CMR's ``SizeInBytes`` (or, without a
+    size, after it opens as HDF5), and the partial folder is always removed. ``download`` defaults to
+    ``earthaccess.download`` (the caller has logged in). A failure, an empty or incomplete answer or no answer
+    within ``timeout_s`` seconds raises :class:`SourceUnavailable` (transient: the flow retries).
     """
     url = _data_url(ref)
-    Path(directory).mkdir(parents=True, exist_ok=True)
+    final_dir = Path(directory)
+    final_dir.mkdir(parents=True, exist_ok=True)
+    name = _file_name(ref, url)
+    final = final_dir / name
+    if final.is_file() and _incomplete(final, ref.size) is None:
+        log.info("Granule %s already staged at %s", ref.name, final)
+        return str(final)
+    _remove_partials(final_dir, name)
     if download is None:
         import earthaccess
 
         download = earthaccess.download
+    partial = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=final_dir))
+    try:
+        got = _fetch(ref, url, partial, timeout_s, download)
+        problem = _incomplete(got, ref.size)
+        if problem is not None:
+            raise SourceUnavailable(f"{ref.name}: incomplete download ({problem})")
+        os.replace(got, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info("Downloaded %s to %s", ref.name, final)
+    return str(final)
+
+
+def _fetch(ref: GranuleRef, url: str, into: Path, timeout_s: float, download: Callable[..., list[Any]]) -> Path:
+    """Run ``download`` into the folder ``into`` under the timeout; the one file it produced there."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icesat2-download")
-    future = pool.submit(download, [url], local_path=str(directory), threads=1, show_progress=False)
+    future = pool.submit(download, [url], local_path=str(into), threads=1, show_progress=False)
     try:
         paths = future.result(timeout=timeout_s)
     except FutureTimeout:
@@ -196,7 +273,26 @@ def download_granule(ref: GranuleRef, directory: str | Path, timeout_s: float = 
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     found = [Path(p) for p in paths or [] if isinstance(p, str | Path) and Path(p).is_file()]
+    found = [p for p in found if p.parent.resolve() == into.resolve()]
     if len(found) != 1:
         raise SourceUnavailable(f"{ref.name}: download returned no file (not logged in to Earthdata?)")
-    log.info("Downloaded %s to %s", ref.name, found[0])
-    return str(found[0])
+    return found[0]
+
+
+def remove_staged(paths: Sequence[str | Path], directory: str | Path) -> list[str]:
+    """Delete processed downloads; only files directly inside the staging ``directory`` are touched (an input
+    elsewhere is never deleted). Returns the paths removed."""
+    root = Path(directory).resolve()
+    removed = []
+    for p in paths:
+        path = Path(p)
+        if path.parent.resolve() != root or not path.is_file():
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(str(path))
+    if removed:
+        log.info("Removed %d processed granules from %s", len(removed), root)
+    return removed
