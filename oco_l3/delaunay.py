@@ -40,6 +40,7 @@ class Triangulation:
     points: np.ndarray
     simplices: np.ndarray
     neighbors: np.ndarray
+    oriented: bool = False  # every triangle's corners in the same rotational order (Triangle: anticlockwise)
 
     @cached_property
     def vertex_neighbor_vertices(self) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +50,7 @@ class Triangulation:
         # triangles are consistently oriented), a hull edge once: add its reverse.
         src = np.concatenate([s[:, 1], s[:, 2], s[:, 0]])
         dst = np.concatenate([s[:, 2], s[:, 0], s[:, 1]])
-        if not _consistently_oriented(self.points, s):
+        if not self.oriented:
             pairs = np.unique(np.concatenate([np.column_stack([src, dst]), np.column_stack([dst, src])]), axis=0)
             src, dst = pairs[:, 0], pairs[:, 1]
         else:
@@ -82,8 +83,9 @@ def triangulate(points: np.ndarray) -> Triangulation:
     simplices = out.get("triangles")
     if simplices is None or simplices.shape[0] == 0:
         raise DelaunayDegenerate(f"no triangle among {points.shape[0]} points")
-    # Triangle lists neighbour k opposite corner k, as SciPy does.
-    return Triangulation(points, simplices.astype(np.intc), out["neighbors"].astype(np.intc))
+    # Triangle lists neighbour k opposite corner k, as SciPy does, and every triangle anticlockwise (decided by
+    # exact predicates: a sliver may look flat or even clockwise in floating point).
+    return Triangulation(points, simplices.astype(np.intc), out["neighbors"].astype(np.intc), oriented=True)
 
 
 def _qhull(points: np.ndarray) -> Triangulation:
@@ -112,11 +114,3 @@ def _check_not_degenerate(points: np.ndarray) -> None:
     area2 = np.abs((b[0] - a[0]) * (u[:, 1] - a[1]) - (b[1] - a[1]) * (u[:, 0] - a[0]))
     if not area2.max() > 1e-12:
         raise DelaunayDegenerate(f"all {points.shape[0]} points on one line")
-
-
-def _consistently_oriented(points: np.ndarray, simplices: np.ndarray) -> bool:
-    p = points[simplices]
-    cross = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (
-        p[:, 2, 0] - p[:, 0, 0]
-    )
-    return bool((cross > 0).all() or (cross < 0).all())

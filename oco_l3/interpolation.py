@@ -293,8 +293,7 @@ class PointInterpolator:
                 if not keep.all():
                     patch = self._gradients(keep)
                     grad[np.ix_(patch.rows, np.asarray(columns))] = patch.apply(filled[:, columns])
-            ordinates = _ct_ordinates(self.tri, self._shape_factors, filled, grad)
-            out = _ct_evaluate(ordinates, simplex, bary).astype(dtype, copy=False)
+            out = _ct_evaluate(self.tri, self._shape_factors, filled, grad, simplex, bary, dtype)
             for j in np.flatnonzero(~finite.all(axis=0)):
                 bad = (~finite[self.tri.simplices, j]).any(axis=1)  # (T,): a corner value is missing
                 out[bad[simplex], j] = np.nan
@@ -617,20 +616,53 @@ _UNIQUE = tuple(sorted(set(_NAMES.ravel())))
 _SLOTS = np.array([[_UNIQUE.index(name) for name in row] for row in _NAMES], dtype=np.intp)
 
 
-def _ct_ordinates(tri: Triangulation, factors: np.ndarray, vals: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """Bezier ordinates ``(19, T, k)`` of the Clough-Tocher macro-element, in the order of :data:`_UNIQUE`."""
+def _ct_evaluate(
+    tri: Triangulation,
+    factors: np.ndarray,
+    vals: np.ndarray,
+    grad: np.ndarray,
+    simplex: np.ndarray,
+    bary: np.ndarray,
+    dtype: type,
+) -> np.ndarray:
+    """The Clough-Tocher cubic at barycentric ``bary`` in triangles ``simplex``: ``(M, k)`` of ``dtype``.
+
+    Streams over blocks of triangles: the Bezier ordinates of a block (:func:`_ct_ordinates_block`) are made, the
+    points inside the block's triangles evaluated, and the ordinates dropped, so memory stays a few MB whatever the
+    number of triangles, points and variables. Points are taken in triangle order (sorted first if need be).
+    """
+    order = None
+    if simplex.shape[0] > 1 and (np.diff(simplex) < 0).any():
+        order = np.argsort(simplex, kind="stable")
+        simplex, bary = simplex[order], bary[order]
     s = tri.simplices
-    out = np.empty((len(_UNIQUE), s.shape[0], vals.shape[1]))
-    for i in range(0, s.shape[0], _TRI_BLOCK):  # blocks keep the temporaries in cache
-        part = slice(i, i + _TRI_BLOCK)
-        _ct_ordinates_block(tri.points, s[part], factors[part], vals, grad, out[:, part])
+    out = np.empty((simplex.shape[0], vals.shape[1]), dtype=dtype)
+    starts = np.arange(0, s.shape[0], _TRI_BLOCK)
+    first_point = np.searchsorted(simplex, np.append(starts, s.shape[0]))
+    ordinates = np.empty((len(_UNIQUE), _TRI_BLOCK, vals.shape[1]))
+    for i, t0 in enumerate(starts):
+        p0, p1 = first_point[i], first_point[i + 1]
+        if p1 == p0:
+            continue
+        part = slice(t0, t0 + _TRI_BLOCK)
+        block = ordinates[:, : s[part].shape[0]]
+        _ct_ordinates_block(tri.points, s[part], factors[part], vals, grad, block)
+        table = block.reshape(-1, vals.shape[1])
+        for q0 in range(p0, p1, _BLOCK):
+            q1 = min(q0 + _BLOCK, p1)
+            out[q0:q1] = _ct_weights(simplex[q0:q1] - t0, bary[q0:q1], block.shape[1]) @ table
+    if order is not None:
+        unsorted = np.empty_like(out)
+        unsorted[order] = out
+        out = unsorted
     return out
 
 
 def _ct_ordinates_block(
     points: np.ndarray, s: np.ndarray, factors: np.ndarray, vals: np.ndarray, grad: np.ndarray, out: np.ndarray
 ) -> None:
-    """:func:`_ct_ordinates` of the triangles ``s`` (corner indices), written into ``out`` ``(19, len(s), k)``."""
+    """Bezier ordinates of the Clough-Tocher macro-element of the triangles ``s`` (corner indices), in the order
+    of :data:`_UNIQUE`, written into ``out`` ``(19, len(s), k)``."""
     p = points[s]  # (T, 3, 2)
     f = np.ascontiguousarray(np.moveaxis(vals[s], 1, 0))  # (3, T, k)
     g = np.ascontiguousarray(np.moveaxis(grad[s], (1, 3), (0, 1)))  # (3, 2, T, k)
@@ -661,33 +693,25 @@ def _ct_ordinates_block(
     c["0003"][:] = (c["1002"] + c["0102"] + c["0012"]) / 3
 
 
-def _ct_evaluate(ordinates: np.ndarray, simplex: np.ndarray, bary: np.ndarray) -> np.ndarray:
-    """Evaluate the cubic at barycentric ``bary`` in triangles ``simplex``; ``(M, k)``.
+def _ct_weights(simplex: np.ndarray, bary: np.ndarray, n_triangles: int) -> csr_array:
+    """The cubic at barycentric ``bary`` in triangles ``simplex`` (of ``n_triangles``) as a sparse ``(M, 19 T)``
+    matrix: applied to the ``(19 T, k)`` ordinates (flattened) it gives the ``(M, k)`` values.
 
-    Each point's value is its 10 Bernstein basis values times the 10 ordinates of its sub-triangle: written as one
-    sparse ``(M, 19 T)`` matrix times the ``(19 T, k)`` ordinates, which costs a fraction of a batched gather and
-    product over tiny matrices.
+    Each point's value is its 10 Bernstein basis values times the 10 ordinates of its sub-triangle; one sparse
+    product costs a fraction of a batched gather and product over tiny matrices.
     """
-    n_ord, t, k = ordinates.shape
-    table = ordinates.reshape(n_ord * t, k)
-    slots = (_SLOTS * t).astype(np.int32)
-    out = np.empty((bary.shape[0], k))
-    for start in range(0, bary.shape[0], _BLOCK):  # blocks keep the temporaries in cache
-        part = slice(start, start + _BLOCK)
-        b0, b1, b2 = bary[part, 0], bary[part, 1], bary[part, 2]
-        first = b0 <= b1
-        q = np.where(first, np.where(b0 <= b2, 0, 2), np.where(b1 <= b2, 1, 2))  # sub-triangle opposite vertex q
-        low = np.minimum(np.where(first, b0, b1), b2)
-        # The two coordinates other than the smallest, in vertex order, minus it; and three times the smallest.
-        u = np.where(q == 0, b1, b0) - low
-        v = np.where(q == 2, b1, b2) - low
-        m = q.shape[0]
-        columns = slots[q] + simplex[part].astype(np.int32)[:, None]  # (m, 10)
-        indptr = np.arange(0, 10 * m + 1, 10, dtype=np.int32)
-        basis = _cubic_basis(u, v, 3 * low)
-        weights = csr_array((basis.reshape(-1), columns.reshape(-1), indptr), shape=(m, table.shape[0]))
-        out[part] = weights @ table
-    return out
+    b0, b1, b2 = bary[:, 0], bary[:, 1], bary[:, 2]
+    first = b0 <= b1
+    q = np.where(first, np.where(b0 <= b2, 0, 2), np.where(b1 <= b2, 1, 2))  # sub-triangle opposite vertex q
+    low = np.minimum(np.where(first, b0, b1), b2)
+    # The two coordinates other than the smallest, in vertex order, minus it; and three times the smallest.
+    u = np.where(q == 0, b1, b0) - low
+    v = np.where(q == 2, b1, b2) - low
+    m = q.shape[0]
+    columns = (_SLOTS * n_triangles).astype(np.int32)[q] + simplex.astype(np.int32)[:, None]  # (m, 10)
+    indptr = np.arange(0, 10 * m + 1, 10, dtype=np.int32)
+    basis = _cubic_basis(u, v, 3 * low)
+    return csr_array((basis.reshape(-1), columns.reshape(-1), indptr), shape=(m, len(_UNIQUE) * n_triangles))
 
 
 def _cubic_basis(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:

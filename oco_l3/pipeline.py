@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -155,13 +155,15 @@ def _local_copy(granule: GranuleInput) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class SplitGranule:
-    """One granule read and split into captures (the soundings stay in memory until its captures are gridded)."""
+    """One granule read and split into captures: ``soundings`` are those of the captures only (they stay in memory
+    until the captures are gridded), ``n_read`` the number the granule had."""
 
     granule: GranuleInput
     soundings: Soundings
     captures: tuple[Capture, ...]
     warnings: tuple[str, ...]
     timings: Mapping[str, float]
+    n_read: int
 
 
 def read_and_split(config: RunConfig, granule: GranuleInput) -> SplitGranule:
@@ -179,8 +181,20 @@ def read_and_split(config: RunConfig, granule: GranuleInput) -> SplitGranule:
         soundings = read_granule(path, selection_from_config(config, granule.mission), granule.mission)
     t1 = time.perf_counter()
     split = split_captures(soundings, targets_for(config, granule.mission))
+    kept, captures = _captures_only(soundings, split.captures)
     timings = {"read": t1 - t0, "split": time.perf_counter() - t1}
-    return SplitGranule(granule, soundings, split.captures, split.skipped, timings)
+    return SplitGranule(granule, kept, captures, split.skipped, timings, len(soundings))
+
+
+def _captures_only(soundings: Soundings, captures: tuple[Capture, ...]) -> tuple[Soundings, tuple[Capture, ...]]:
+    """The soundings of the captures and the captures indexing them: the others (most of a day: nadir, glint)
+    need not be held while the captures are gridded and written."""
+    if not captures:
+        return soundings.take(np.zeros(0, dtype=np.intp)), captures
+    used = np.unique(np.concatenate([c.index for c in captures]))
+    if used.size == len(soundings):
+        return soundings, captures
+    return soundings.take(used), tuple(replace(c, index=np.searchsorted(used, c.index)) for c in captures)
 
 
 def grid_one(config: RunConfig, split: SplitGranule, cap: Capture) -> CaptureProduct:
@@ -221,7 +235,7 @@ def grid_granule(config: RunConfig, granule: GranuleInput) -> GranuleProducts:
     timings = {**split.timings, "grid": time.perf_counter() - t0}
     products = tuple(i for i in items if isinstance(i, CaptureProduct))
     warnings = split.warnings + tuple(i for i in items if isinstance(i, str))
-    return GranuleProducts(granule, products, warnings, len(split.soundings), timings)
+    return GranuleProducts(granule, products, warnings, split.n_read, timings)
 
 
 # --- commit ------------------------------------------------------------------------------------------------

@@ -105,3 +105,12 @@ def test_coinciding_points_do_not_crash_the_process() -> None:
 
 def test_triangle_backend_is_installed() -> None:
     assert delaunay._triangle is not None
+
+
+def test_triangle_output_is_anticlockwise() -> None:
+    # The 1-ring construction relies on it (each inner edge seen once each way).
+    tri = triangulate(random_points(2000, seed=6))
+    assert tri.oriented
+    p = tri.points[tri.simplices]
+    cross = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0])
+    assert (cross > 0).all()
