@@ -636,7 +636,7 @@ def _ct_evaluate(
         order = np.argsort(simplex, kind="stable")
         simplex, bary = simplex[order], bary[order]
     s = tri.simplices
-    out = np.empty((simplex.shape[0], vals.shape[1]), dtype=dtype)
+    out: np.ndarray = np.empty((simplex.shape[0], vals.shape[1]), dtype=dtype)
     starts = np.arange(0, s.shape[0], _TRI_BLOCK)
     first_point = np.searchsorted(simplex, np.append(starts, s.shape[0]))
     ordinates = np.empty((len(_UNIQUE), _TRI_BLOCK, vals.shape[1]))
