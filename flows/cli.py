@@ -1,4 +1,5 @@
-"""``oco-l3 backfill | daily | status``: a plugin of the ``oco_l3.commands`` entry-point group.
+"""``oco-l3 backfill | daily | status``: a plugin of the ``oco_l3.commands`` entry-point group; ICESat-2 products:
+``oco-l3 icesat2-process-files | icesat2-backfill``.
 
 ``backfill`` and ``daily`` run the Prefect flows in this process (an ephemeral Prefect API when ``PREFECT_API_URL``
 is unset, so no server is needed). ``status`` reads the state table and never imports Prefect; nor does this
@@ -70,6 +71,40 @@ def cmd_process_files(args: argparse.Namespace) -> int:
     return _print_totals(flow(config=os.path.abspath(args.input)))
 
 
+def _icesat2_flow(name: str, args: argparse.Namespace) -> Any:
+    _quiet_prefect()
+    dask_address = getattr(args, "dask_address", None)
+    from flows import icesat2
+    from flows.runners import task_runner
+
+    chosen = getattr(icesat2, name)
+    return chosen.with_options(task_runner=task_runner(dask_address)) if dask_address else chosen
+
+
+def _print_icesat2(summary: dict[str, Any]) -> int:
+    found = f"{summary['found']} granules found, " if "found" in summary else ""
+    days = sorted({d for r in summary["results"] for d in r["days"]})
+    span = f"; days {days[0]}..{days[-1]}" if days else ""
+    print(f"{summary['product']}: {found}{summary['ok']} ok, {summary['failed']} failed, "
+          f"{sum(r['n_segments'] for r in summary['results'])} segments{span}", flush=True)
+    for r in summary["results"]:
+        if not r["ok"]:
+            print(f"  {os.path.basename(r['input'])}: {r['message']}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
+
+
+def cmd_icesat2_process_files(args: argparse.Namespace) -> int:
+    flow = _icesat2_flow("icesat2_process_files", args)
+    return _print_icesat2(flow(config=os.path.abspath(args.input)))
+
+
+def cmd_icesat2_backfill(args: argparse.Namespace) -> int:
+    flow = _icesat2_flow("icesat2_backfill", args)
+    start, end = getattr(args, "start", None), getattr(args, "end", None)
+    return _print_icesat2(flow(config=os.path.abspath(args.input), start=start.isoformat() if start else None,
+                               end=end.isoformat() if end else None))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from oco_l3.config import load_config
     from oco_l3.state import default_state_url, format_status, open_state, status_rows
@@ -85,7 +120,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``backfill``, ``daily``, ``process-files`` and ``status`` to the ``oco-l3`` command line."""
+    """Add ``backfill``, ``daily``, ``process-files``, ``status``, ``icesat2-process-files`` and
+    ``icesat2-backfill`` to the ``oco-l3`` command line."""
     p = subparsers.add_parser("backfill", help="process a day range through the Prefect backfill flow")
     p.add_argument("-i", "--input", required=True, help="run-config YAML (with search: and optional state:)")
     p.add_argument("--start", required=True, type=_date, help="first day, YYYY-MM-DD")
@@ -111,3 +147,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--start", type=_date, default=None)
     p.add_argument("--end", type=_date, default=None)
     p.set_defaults(func=cmd_status)
+    p = subparsers.add_parser("icesat2-process-files",
+                              help="process an ICESat-2 config's input.files through the Prefect flow")
+    p.add_argument("-i", "--input", required=True, help="ICESat-2 product config YAML (product: icesat2-...)")
+    p.add_argument("--dask-address", default=None)
+    p.set_defaults(func=cmd_icesat2_process_files)
+    p = subparsers.add_parser("icesat2-backfill",
+                              help="search CMR, download, process and record an ICESat-2 product's days")
+    p.add_argument("-i", "--input", required=True, help="ICESat-2 product config YAML with a search: section")
+    p.add_argument("--start", type=_date, default=None, help="first day, YYYY-MM-DD (default: search.temporal)")
+    p.add_argument("--end", type=_date, default=None, help="last day, YYYY-MM-DD (default: search.temporal)")
+    p.add_argument("--dask-address", default=None)
+    p.set_defaults(func=cmd_icesat2_backfill)

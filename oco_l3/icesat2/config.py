@@ -69,7 +69,7 @@ def _check_grid(v: Any) -> Any:
 
 
 class Icesat2Input(_Model):
-    files: list[str] = Field(min_length=1)
+    files: list[str] = Field(default_factory=list)  # may be empty only when the config has a search: section
 
     @field_validator("files")
     @classmethod
@@ -102,11 +102,17 @@ class Icesat2Output(OutputLocation):
 
 
 class _Common(_Model):
-    input: Icesat2Input
+    input: Icesat2Input = Field(default_factory=Icesat2Input)
     output: Icesat2Output
     search: SearchConfig | None = None
     #: the state database (default: SQLite in the output root, see :func:`oco_l3.state.default_state_url`)
     state: StateConfig | None = None
+
+    @model_validator(mode="after")
+    def _files_or_search(self) -> _Common:
+        if not self.input.files and self.search is None:
+            raise ValueError("input.files is empty and there is no search: section (nothing to process)")
+        return self
 
     @property
     def output_root(self) -> Path:

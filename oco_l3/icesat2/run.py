@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from oco_l3.errors import OcoL3Error, PermanentError, one_line
+from oco_l3.errors import ConfigInvalid, OcoL3Error, PermanentError, one_line
 from oco_l3.icesat2.config import CanopyConfig, LandIceConfig, SeaIceConfig, parse_icesat2_config
 from oco_l3.icesat2.daily import GridSamples, write_daily
 from oco_l3.icesat2.grids import PolarGrid, hemisphere_preset, resolve_grid
@@ -39,11 +39,19 @@ class GranuleExtract:
 
 
 def load_icesat2_config(config: Icesat2Config | dict[str, Any] | str | Path) -> Icesat2Config:
-    """A parsed model as is; a decoded YAML mapping or a YAML path validated (:class:`ConfigInvalid`)."""
-    if isinstance(config, str | Path):
-        from oco_l3.config import read_yaml
+    """A parsed model as is; a decoded YAML mapping or a YAML path validated (:class:`ConfigInvalid`).
 
-        return parse_icesat2_config(read_yaml(config), str(config))
+    A path is loaded like every run config (:func:`oco_l3.config.load_config`: ``${NAME}`` values from the
+    environment, secrets registered for redaction) and must be an ICESat-2 product.
+    """
+    if isinstance(config, str | Path):
+        from oco_l3.config import load_config
+
+        loaded = load_config(config)
+        if not isinstance(loaded, SeaIceConfig | LandIceConfig | CanopyConfig):
+            raise ConfigInvalid(f"{config}: not an ICESat-2 product config (product: icesat2-seaice, "
+                                "icesat2-landice or icesat2-canopy)")
+        return loaded
     if isinstance(config, dict):
         return parse_icesat2_config(config)
     return config
