@@ -495,6 +495,14 @@ class CaptureWritten:
 
 def grid_and_write(config: RunConfig, split: SplitGranule, cap: Capture, quicklook_dir: str | None) -> CaptureWritten:
     """Grid one capture, commit its two stores, export its COGs and quick-look. Never raises for one capture."""
+    gridded = _grid_capture(config, split, cap)
+    if isinstance(gridded, CaptureWritten):
+        return gridded
+    return _write_capture(config, split, gridded, quicklook_dir)
+
+
+def _grid_capture(config: RunConfig, split: SplitGranule, cap: Capture) -> _Gridded | CaptureWritten:
+    """The gridded capture, or the record of its skipping."""
     t0 = time.perf_counter()
     try:
         product = grid_one(config, split, cap)
@@ -502,7 +510,20 @@ def grid_and_write(config: RunConfig, split: SplitGranule, cap: Capture, quicklo
         msg = f"{split.granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}"
         log.warning("%s", msg)
         return CaptureWritten(cap.target.id, skipped=msg)
-    timings = {"grid": time.perf_counter() - t0}
+    return _Gridded(product, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class _Gridded:
+    product: CaptureProduct
+    seconds: float
+
+
+def _write_capture(config: RunConfig, split: SplitGranule, gridded: _Gridded, quicklook_dir: str | None
+                   ) -> CaptureWritten:
+    """Commit the two stores of a gridded capture, export its COGs and quick-look. Never raises."""
+    product = gridded.product
+    timings = {"grid": gridded.seconds}
     stores: list[str] = []
     cogs: list[str] = []
     quicklooks: list[str] = []
@@ -519,9 +540,34 @@ def grid_and_write(config: RunConfig, split: SplitGranule, cap: Capture, quicklo
     except Exception as exc:  # noqa: BLE001 - recorded against the granule; its other captures go on
         log.debug("commit/export failed", exc_info=True)
         msg = f"{split.granule.name}: writing {product.mission}/{product.target.id} failed: {one_line(exc)}"
-        return CaptureWritten(cap.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings, error=msg,
-                              transient=isinstance(exc, TransientError))
-    return CaptureWritten(cap.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings)
+        return CaptureWritten(product.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings,
+                              error=msg, transient=isinstance(exc, TransientError))
+    return CaptureWritten(product.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings)
+
+
+def _pipelined_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str | None) -> list[CaptureWritten]:
+    """Every capture in this process, the writing of one overlapping the gridding of the next (a writer thread:
+    both are NumPy, Blosc and file work that mostly release the GIL). At most two captures are in memory, the one
+    being written and the one being gridded; captures go largest first, so the overlap is with a smaller one."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    order = sorted(range(len(split.captures)), key=lambda i: -split.captures[i].n_soundings)
+    done: dict[int, CaptureWritten] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oco-l3-write") as writer:
+        writing: tuple[int, Future[CaptureWritten]] | None = None
+        for i in order:
+            gridded = _grid_capture(config, split, split.captures[i])
+            if writing is not None:
+                done[writing[0]] = writing[1].result()
+                writing = None
+            if isinstance(gridded, CaptureWritten):
+                done[i] = gridded
+            else:
+                writing = (i, writer.submit(_write_capture, config, split, gridded, quicklook_dir))
+            del gridded
+        if writing is not None:
+            done[writing[0]] = writing[1].result()
+    return [done[i] for i in range(len(split.captures))]
 
 
 #: The granule forked capture workers read from: set just before the worker pool forks, so the soundings are
@@ -540,7 +586,7 @@ def _write_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str |
     two captures of one target serialise on the store lock)."""
     n = len(split.captures)
     if workers <= 1 or n <= 1:
-        return [grid_and_write(config, split, cap, quicklook_dir) for cap in split.captures]
+        return _pipelined_captures(config, split, quicklook_dir)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
