@@ -484,7 +484,13 @@ def _one_line(text: str | None, default: str) -> str:
     return text.splitlines()[0][:500] if text and text.strip() else default
 
 
-def _day_values(results: Sequence[Any]) -> dict[str, Any]:
+def _segments_on(result: Any, day: dt.date) -> int:
+    """The segments a result kept on ``day`` (its ``segments_on`` split when it has one, else all of them)."""
+    on = getattr(result, "segments_on", None)
+    return int(on(day.isoformat())) if callable(on) else int(result.n_segments)
+
+
+def _day_values(results: Sequence[Any], day: dt.date) -> dict[str, Any]:
     """The day_status values of one (product, day) from the results that touched it."""
     ok = [r for r in results if r.ok]
     bad = [r for r in results if not r.ok]
@@ -493,7 +499,7 @@ def _day_values(results: Sequence[Any]) -> dict[str, Any]:
     values: dict[str, Any] = {
         "status": "failed" if bad else "done", "granule": label[:255],
         "granule_key": hashlib.sha256("|".join(names).encode()).hexdigest()[:32],
-        "captures": sum(int(r.n_segments) for r in ok), "targets": 0,
+        "captures": sum(_segments_on(r, day) for r in ok), "targets": 0,
         "outputs": json.dumps(sorted({str(o) for r in ok for o in r.outputs})),
         "last_error": _one_line(f"{Path(str(bad[0].input)).name}: {bad[0].message}", "failed") if bad else None,
     }
@@ -505,7 +511,7 @@ def record_product_results(state: State, product: str, results: Iterable[Any],
     """Record the per-input results of a product run (ICESat-2 ``Icesat2Result``) per (product, day).
 
     ``product`` (``icesat2-seaice``, ...) goes in the ``mission`` column. A day is ``done`` when every granule
-    that touched it is ok (``captures`` = segments kept, ``outputs`` = their outputs) and ``failed`` otherwise
+    that touched it is ok (``captures`` = segments kept on that day, ``outputs`` = their outputs) and ``failed`` otherwise
     (``last_error`` = the first failure, one line); ``attempts`` goes up by one. A failed input whose day is
     unknown (no days, no date in its name) is kept in the run's summary only. One transaction.
     """
@@ -528,7 +534,7 @@ def record_product_results(state: State, product: str, results: Iterable[Any],
             finished_at=_now(), summary=json.dumps(_scrub(summary))))
         run_id = run.inserted_primary_key[0] if run.inserted_primary_key else None
         for day, touching in sorted(by_day.items()):
-            _set_status(conn, product, day, run_id=run_id, **_day_values(touching))
+            _set_status(conn, product, day, run_id=run_id, **_day_values(touching, day))
             conn.execute(sa.update(day_status).where(day_status.c.mission == product, day_status.c.day == day)
                          .values(attempts=day_status.c.attempts + 1))
     log.info("State: %s recorded %d days (%d inputs, %d failed, %d without a day)", product, len(by_day),

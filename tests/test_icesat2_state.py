@@ -165,3 +165,49 @@ def test_backfill_flow_downloads_processes_records(tmp_path: Path, prefect_harne
     assert "download failed" in rows[("icesat2-seaice", "2019-03-01")]["last_error"]
     assert rows[("icesat2-seaice", "2019-02-25")]["captures"] > 0
     assert dt.date.fromisoformat(min(d for _, d in rows)) == dt.date(2019, 2, 22)
+
+
+def test_granule_crossing_midnight_counts_each_day_once(tmp_path: Path) -> None:
+    import numpy as np
+    import xarray as xr
+
+    from oco_l3.icesat2.run import run_icesat2
+    from tests.icesat2_synth import beam_data, write_atl10
+
+    # delta_time 0 is 2018-01-01T00:00:00 UTC; the beams span 100 s from 40 s before 2019-01-01T00:00:00 UTC.
+    midnight = 86400.0 * 365
+    beams = {"gt1l": beam_data(400, seed=1, delta_time0=midnight - 40.0),
+             "gt2l": beam_data(250, seed=2, delta_time0=midnight - 40.0)}
+    granule = write_atl10(tmp_path / "ATL10-01_20181231235920_13790101_006_01.h5", "v006", beams,
+                          {"gt1l": "strong", "gt2l": "strong"})
+    before = sum(int((b["delta_time"] < midnight).sum()) for b in beams.values())
+    after = sum(int((b["delta_time"] >= midnight).sum()) for b in beams.values())
+    assert before > 0 and after > 0
+    cfg = parse_icesat2_config({"product": "icesat2-seaice", "input": {"files": [str(granule)]}, "beams": "all",
+                                "filters": "none", "grid": "nsidc-ps-north-25km",
+                                "output": {"local": str(tmp_path / "out"), "cog": False, "quicklook": False}})
+    (result,) = run_icesat2(cfg)
+    assert result.ok and result.days == ("2018-12-31", "2019-01-01")
+    assert result.day_segments == (before, after) and result.n_segments == before + after
+    st.record_product_run(cfg, [result])
+    rows = _rows(st.default_state_url(cfg))
+    assert rows[("icesat2-seaice", "2018-12-31")]["captures"] == before
+    assert rows[("icesat2-seaice", "2019-01-01")]["captures"] == after
+    ds = xr.open_zarr(tmp_path / "out" / "icesat2-seaice" / "nsidc-ps-north-25km.zarr")
+    assert [int(n) for n in ds.n_segments.sum(dim=("y", "x")).values] == [before, after]
+    assert np.datetime_as_string(ds.time.values, unit="D").tolist() == ["2018-12-31", "2019-01-01"]
+
+
+def test_segments_on_without_a_split_and_two_granules_on_one_day(tmp_path: Path) -> None:
+    old = Icesat2Result("/a/x.h5", "icesat2-seaice", True, "ok", 7, ("2019-01-01", "2019-01-02"))
+    assert old.segments_on("2019-01-02") == 7 and old.segments_on("2019-01-03") == 0
+    state = st.open_state(f"sqlite:///{tmp_path / 's.db'}")
+    st.record_product_results(state, "icesat2-seaice", [
+        Icesat2Result("/a/ATL10-01_20190101230000_13790101_006_01.h5", "icesat2-seaice", True, "ok", 30,
+                      ("2019-01-01", "2019-01-02"), (), (10, 20)),
+        Icesat2Result("/a/ATL10-01_20190102010000_13800101_006_01.h5", "icesat2-seaice", True, "ok", 5,
+                      ("2019-01-02",), (), (5,)),
+    ])
+    captures = {r["day"]: r["captures"] for r in st.status_rows(state)}
+    state.close()
+    assert captures == {"2019-01-01": 10, "2019-01-02": 25}

@@ -16,3 +16,10 @@ class Icesat2Result:
     n_segments: int = 0  # segments kept after filtering (rows written for the table products)
     days: tuple[str, ...] = ()  # UTC days (YYYY-MM-DD) the granule contributed to
     outputs: tuple[str, ...] = field(default_factory=tuple)  # files/stores written or updated
+    day_segments: tuple[int, ...] = ()  # segments kept on each of ``days`` (same order; sums to n_segments)
+
+    def segments_on(self, day: str) -> int:
+        """Segments kept on the UTC day ``YYYY-MM-DD`` (all of them when the per-day split is unknown)."""
+        if len(self.day_segments) != len(self.days):
+            return self.n_segments if day in self.days else 0
+        return dict(zip(self.days, self.day_segments, strict=True)).get(day, 0)

@@ -64,8 +64,11 @@ def _polygon(path: str) -> Any:
     return load_polygon(path)
 
 
-def _days(times: Any) -> tuple[str, ...]:
-    return tuple(sorted({str(d) for d in np.asarray(times, "datetime64[ns]").astype("datetime64[D]")}))
+def _day_counts(times: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The UTC days (sorted, ``YYYY-MM-DD``) of the times and how many times fall on each."""
+    t = np.asarray(times, "datetime64[ns]")
+    days, counts = np.unique(t[~np.isnat(t)].astype("datetime64[D]"), return_counts=True)
+    return tuple(str(d) for d in days), tuple(int(c) for c in counts)
 
 
 def extract_granule(config: Icesat2Config, path: str) -> GranuleExtract:
@@ -87,23 +90,26 @@ def _extract(config: Icesat2Config, path: str) -> GranuleExtract:
 
         s, n_read, n_beams = extract_samples(path, config)
         msg = f"{len(s.value)} of {n_read} segments kept from {n_beams} beams"
-        return GranuleExtract(Icesat2Result(path, config.product, True, msg, len(s.value), s.days), s)
+        days, counts = _day_counts(s.time)
+        return GranuleExtract(Icesat2Result(path, config.product, True, msg, len(s.value), days,
+                                            day_segments=counts), s)
     if isinstance(config, LandIceConfig):
         from oco_l3.icesat2.landice import landice_samples, reduce_granule
 
         area = _polygon(config.polygon) if config.polygon else None
         gdf, n_read = reduce_granule(path, config, area)
         written = write_table(gdf, root / f"{Path(path).stem}.parquet", config.csv)
+        days, counts = _day_counts(gdf["time"].values)
         result = Icesat2Result(path, config.product, True, f"{len(gdf)} of {n_read} segments kept", len(gdf),
-                               _days(gdf["time"].values), tuple(str(p) for p in written))
+                               days, tuple(str(p) for p in written), counts)
         return GranuleExtract(result, landice_samples(path, gdf))
     from oco_l3.icesat2.canopy import subset_granule
 
     gdf, n_read = subset_granule(path, config, _polygon(config.polygon))
     written = write_table(gdf, root / f"{Path(path).stem}.parquet", config.csv)
-    days = _days(gdf["time"].values) if len(gdf) else ()
+    days, counts = _day_counts(gdf["time"].values) if len(gdf) else ((), ())
     return GranuleExtract(Icesat2Result(path, config.product, True, f"{len(gdf)} of {n_read} segments inside the "
-                                        "polygon", len(gdf), days, tuple(str(p) for p in written)))
+                                        "polygon", len(gdf), days, tuple(str(p) for p in written), counts))
 
 
 def _grid_of(config: SeaIceConfig | LandIceConfig, samples: list[GridSamples]) -> PolarGrid:
