@@ -12,7 +12,8 @@ vertex's Delaunay 1-ring (a quadratic where the ring has 5 or more neighbours, e
 global curvature-minimising problem. Both reproduce linear fields exactly; on curved fields the two differ
 slightly (same order of accuracy; see the tests). The local fit is a fixed sparse operator per triangulation, so
 all variables get their gradients in one product; the Bezier ordinates and their evaluation are vectorised over
-points and variables at once. ``nearest`` is the nearest point (k-d tree, built lazily).
+points and variables at once. ``nearest`` is the nearest point (a rasterised Voronoi map on grids, else brute
+force or a k-d tree).
 
 Coordinates. Points live in a local plane: ``x = (lon - lon0) * cos(lat0)``, ``y = lat - lat0`` around the centre
 of the point set, with longitudes unwrapped to within 180 degrees of ``lon0``. This is an affine map of lon/lat, so
@@ -37,16 +38,18 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 from math import factorial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from scipy.sparse import csr_array
-from scipy.spatial import cKDTree
 
 from oco_l3.delaunay import DelaunayDegenerate, Triangulation, triangulate
 from oco_l3.errors import CaptureDegenerate
 from oco_l3.footprints import Window, rasterise_triangles, to_index_space, unwrap_longitude
 from oco_l3.grids import GridSpec
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ METHODS: tuple[Method, ...] = ("linear", "cubic", "nearest")
 
 #: Points per block when evaluating the cubic, to keep the temporaries in cache.
 _BLOCK = 16384
+#: Query points x sounding pairs up to which a nearest-neighbour search is done by brute force.
+_BRUTE_FORCE = 4_000_000
 #: Triangles per block when computing the cubic's ordinates.
 _TRI_BLOCK = 2048
 
@@ -170,61 +175,13 @@ class PointInterpolator:
         np.subtract(1.0 - b0, b1, out=bary[:, 2])
         return flat, tri_id[run], bary
 
-    def nearest_in_triangles(self, simplex: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Index (into the valid points) of the nearest point to each of ``points`` (plane coordinates) inside the
-        triangles ``simplex`` (all >= 0), exact, without a tree search.
-
-        The nearest point of ``p`` is a vertex of the triangles whose circumcircle contains ``p`` (the cavity that
-        inserting ``p`` would open, which contains ``p``'s triangle and is connected through shared edges): start
-        from the three corners and walk outwards through neighbours while their circumcircle contains ``p``.
-        """
-        assert self.tri is not None
-        s, nb, p = self.tri.simplices, self.tri.neighbors, self.tri.points
-        centre, radius2 = self._circles
-        corners = s[simplex]
-        d2 = (p[corners, 0] - points[:, 0, None]) ** 2 + (p[corners, 1] - points[:, 1, None]) ** 2
-        pick = d2.argmin(axis=1)
-        best = np.take_along_axis(corners, pick[:, None], axis=1)[:, 0]
-        best_d2 = np.take_along_axis(d2, pick[:, None], axis=1)[:, 0]
-        # Frontier: (query, triangle, the neighbour we came from).
-        query = np.repeat(np.arange(simplex.shape[0]), 3)
-        came = np.repeat(simplex, 3)
-        tri = nb[simplex].reshape(-1)
-        while tri.size:
-            ok = tri >= 0
-            query, came, tri = query[ok], came[ok], tri[ok]
-            dx = points[query, 0] - centre[tri, 0]
-            dy = points[query, 1] - centre[tri, 1]
-            ok = dx * dx + dy * dy <= radius2[tri] * (1 + 1e-9)
-            query, came, tri = query[ok], came[ok], tri[ok]
-            if not tri.size:
-                break
-            shared = nb[tri] == came[:, None]  # (F, 3): the edge we came through
-            far = s[tri][shared]  # the corner opposite that edge: the only new vertex
-            dist = (p[far, 0] - points[query, 0]) ** 2 + (p[far, 1] - points[query, 1]) ** 2
-            np.minimum.at(best_d2, query, dist)
-            win = dist <= best_d2[query]
-            best[query[win]] = far[win]
-            onward = nb[tri][~shared].reshape(-1, 2)  # the two other neighbours
-            query, came, tri = np.repeat(query, 2), np.repeat(tri, 2), onward.reshape(-1)
-        return best
-
-    @cached_property
-    def _circles(self) -> tuple[np.ndarray, np.ndarray]:
-        """Circumcentres ``(T, 2)`` and squared circumradii ``(T,)`` of the triangles (inf for degenerate ones)."""
-        assert self.tri is not None
-        p = self.tri.points[self.tri.simplices]
-        centre = _circumcentres(p)
-        r2 = ((p[:, 0] - centre) ** 2).sum(axis=1)
-        return centre, np.where(np.isfinite(r2), r2, np.inf)
-
     def nearest_cells(self, grid: GridSpec, window: Window, shape: tuple[int, int]) -> np.ndarray:
         """Window-shaped map of the nearest valid point (index into the valid points) to every cell centre.
 
         The Voronoi cell of each point (convex, built from the circumcentres of the Delaunay triangles around it,
         with rays beyond the hull) is rasterised as a fan of triangles, so no cell is searched; the few centres no
-        fan triangle covers (on a shared edge, lost to rounding; or degenerate geometry) are looked up in the
-        k-d tree. Centres equidistant from two points may go to either.
+        fan triangle covers (on a shared edge, lost to rounding; or degenerate geometry) are searched directly.
+        Centres equidistant from two points may go to either.
         """
         r0, _, c0, _ = window
         owner = np.full(shape, -1, dtype=np.intp)
@@ -241,7 +198,7 @@ class PointInterpolator:
         if missing.size:
             rows, cols = np.divmod(missing, shape[1])
             pts = self.to_plane(np.column_stack([grid.longitude[c0 + cols], grid.latitude[r0 + rows]]))
-            owner.reshape(-1)[missing] = self._kdtree.query(pts)[1]
+            owner.reshape(-1)[missing] = self._nearest_points(pts)
         return owner
 
     def evaluate(self, values: np.ndarray, xi: np.ndarray | Location, method: Method = "cubic") -> np.ndarray:
@@ -304,10 +261,6 @@ class PointInterpolator:
         """The value of the nearest point, any dtype, ``(N, k)`` -> ``(M, k)`` (for integer and flag variables)."""
         return self._own(values)[self._nearest(self.locate(xi))]
 
-    def nearest_to(self, lonlat: np.ndarray) -> np.ndarray:
-        """Index (into the valid points) of the nearest point to each ``(M, 2)`` lon/lat position (k-d tree)."""
-        return np.asarray(self._kdtree.query(self.to_plane(lonlat))[1], dtype=np.intp)
-
     def nearest_index(self, xi: np.ndarray | Location) -> np.ndarray:
         """Index (into the input points) of the nearest point to each lon/lat location."""
         return np.flatnonzero(self.valid)[self._nearest(self.locate(xi))]
@@ -323,11 +276,26 @@ class PointInterpolator:
 
     @cached_property
     def _kdtree(self) -> cKDTree:
+        from scipy.spatial import cKDTree  # imported when first needed: scipy.spatial costs 0.13 s to import
+
         return cKDTree(self.points)
 
     def _nearest(self, loc: Location) -> np.ndarray:
-        """Index (into the valid points) of the nearest point of each located query point (k-d tree, exact)."""
-        return np.asarray(self._kdtree.query(loc.points)[1], dtype=np.intp)
+        """Index (into the valid points) of the nearest point of each located query point (exact)."""
+        return self._nearest_points(loc.points)
+
+    def _nearest_points(self, pts: np.ndarray) -> np.ndarray:
+        """Index (into the valid points) of the nearest point to each ``(M, 2)`` plane position: by brute force
+        when there are few (the odd cell no Voronoi fan covers), else with a k-d tree."""
+        n = self.points.shape[0]
+        if pts.shape[0] * n > _BRUTE_FORCE:
+            return np.asarray(self._kdtree.query(pts)[1], dtype=np.intp)
+        out = np.empty(pts.shape[0], dtype=np.intp)
+        step = max(1, _BRUTE_FORCE // (16 * n))
+        for i in range(0, pts.shape[0], step):
+            d = pts[i : i + step, None, :] - self.points[None, :, :]
+            out[i : i + step] = np.einsum("mnk,mnk->mn", d, d).argmin(axis=1)
+        return out
 
     def _gradients(self, keep: np.ndarray | None) -> _GradientOperator:
         """The gradient operator (cached per pattern): at every vertex when all values are finite (``keep`` None),
