@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -149,13 +150,15 @@ def test_fuzz_config_parser_only_raises_config_invalid(raw: dict) -> None:
 def test_fuzz_yaml_text_only_raises_config_invalid(text: str) -> None:
     import tempfile
 
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
-        f.write(text)
-    try:
-        raw = read_yaml(f.name)
-        parse_config(raw, f.name)
-    except ConfigInvalid:
-        pass
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "fuzz.yml")
+        with open(path, "w") as f:
+            f.write(text)
+        try:
+            raw = read_yaml(path)
+            parse_config(raw, path)
+        except ConfigInvalid:
+            pass
 
 
 @settings(max_examples=300, deadline=None)
