@@ -72,23 +72,37 @@ class SplitResult:
     skipped: tuple[str, ...]
 
 
-def _segments(time: np.ndarray) -> list[int]:
+def _segments(time: np.ndarray) -> np.ndarray:
     """A segment number per sounding that increases after every time gap longer than :data:`MAX_GAP`."""
     if time.size == 0:
-        return []
+        return np.zeros(0, dtype=np.int64)
     gaps = np.diff(time.astype("datetime64[ns]")) > MAX_GAP
-    return [int(v) for v in np.concatenate([[0], np.cumsum(gaps)])]
+    return np.concatenate([[0], np.cumsum(gaps)])
 
 
-def _keys(soundings: Soundings, oco2: bool = False) -> list[Key | None]:
-    segments = _segments(soundings.time)
-    keys: list[Key | None] = []
-    for m, t, seg in zip(soundings.mode.tolist(), soundings.target_id.tolist(), segments, strict=True):
-        if oco2:  # no target ids in OCO-2 Lite files: split on target mode only
-            keys.append((int(m), "", seg) if m == MODE_TARGET else None)
-        else:
-            keys.append((int(m), str(t), seg) if m in (MODE_SAM, MODE_TARGET) else None)
-    return keys
+def capture_runs(soundings: Soundings) -> list[Run]:
+    """Maximal runs of soundings with one key ``(mode, target id, time segment)`` -- SAM and target mode (OCO-2:
+    target mode only, target id ``""``: its Lite files carry none) -- and runs of the other modes (key None)."""
+    n = len(soundings)
+    if n == 0:
+        return []
+    mode = np.asarray(soundings.mode)
+    oco2 = soundings.mission == "oco2"
+    capture = mode == MODE_TARGET if oco2 else np.isin(mode, (MODE_SAM, MODE_TARGET))
+    tid = np.asarray(soundings.target_id)
+    seg = _segments(soundings.time)
+    kind = np.where(capture, mode, -1)  # every other mode is one key (None)
+    change = kind[1:] != kind[:-1]
+    same_kind = capture[1:] & ~change
+    if not oco2:
+        change |= same_kind & (tid[1:] != tid[:-1])
+    change |= same_kind & (seg[1:] != seg[:-1])
+    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+    stops = np.append(starts[1:], n)
+    return [
+        Run((int(mode[i]), "" if oco2 else str(tid[i]), int(seg[i])) if capture[i] else None, int(i), int(j))
+        for i, j in zip(starts, stops, strict=True)
+    ]
 
 
 def find_runs(keys: Sequence[AnyKey | None]) -> list[Run]:
@@ -171,10 +185,9 @@ def _resolve_target(
 
 def split_captures(soundings: Soundings, targets: Mapping[str, Target]) -> SplitResult:
     """Captures of one granule's soundings (which must be in acquisition order), and the skip reasons."""
-    keys = _keys(soundings, oco2=soundings.mission == "oco2")
     captures: list[Capture] = []
     skipped: list[str] = []
-    for key, parts in group_runs(find_runs(keys)):
+    for key, parts in group_runs(capture_runs(soundings)):
         index = _indices(parts)
         mode: CaptureMode = "sam" if key[0] == MODE_SAM else "target"
         target, reason = _resolve_target(soundings, key, index, targets)

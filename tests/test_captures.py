@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -129,3 +131,25 @@ def test_fuzz_splitter_invariants(seq: list[tuple[int, str]]) -> None:
     for i, (m, t) in enumerate(seq):
         if m in (MODE_SAM, MODE_TARGET) and t in TARGETS:
             assert i in seen
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, 4]), st.sampled_from(["fossil0001", "none", "x"]), st.booleans()),
+             min_size=0, max_size=60),
+    st.sampled_from(["oco3", "oco2"]),
+)
+def test_capture_runs_equal_a_plain_loop(seq: list[tuple[int, str, bool]], mission: str) -> None:
+    from oco_l3.captures import MAX_GAP, Run, capture_runs, find_runs
+
+    s = make([m for m, _, _ in seq], [t for _, t, _ in seq], mission=mission)
+    # Time gaps longer than MAX_GAP where the third item says so.
+    steps = np.array([MAX_GAP + np.timedelta64(1, "s") if gap else np.timedelta64(300, "ms") for _, _, gap in seq])
+    s = replace(s, time=T0 + np.cumsum(steps.astype("timedelta64[ns]")) if seq else s.time)
+    segment, keys = 0, []
+    for i, (m, t, gap) in enumerate(seq):
+        segment += bool(gap and i > 0)
+        wanted = (MODE_TARGET,) if mission == "oco2" else (MODE_SAM, MODE_TARGET)
+        keys.append((m, "" if mission == "oco2" else t, segment) if m in wanted else None)
+    expected = find_runs(keys)
+    assert capture_runs(s) == [Run(r.key, r.start, r.stop) for r in expected]
