@@ -254,7 +254,7 @@ def _scanline_block(
     x_left, x_right = _row_extent(tuple(np.repeat(a, count) for a in params), row.astype(float))
     col0 = np.maximum(np.ceil(x_left), 0)
     col1 = np.minimum(np.floor(x_right), n_cols - 1)
-    keep = col1 >= col0
+    keep = np.flatnonzero(col1 >= col0)
     return tri_id[which[keep]], row[keep], col0[keep].astype(np.int64), col1[keep].astype(np.int64)
 
 
