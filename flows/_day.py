@@ -38,30 +38,77 @@ def process_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, r
         return _summary(refs, [], set(), [], 0.0)
     t0 = time.perf_counter()
     mark_running(state, refs, run_id)
-    fetched, errors = _fetch(config, refs, staging, inputs)
-    order = sorted(fetched)
-    gridded, grid_errors = settle(grid_granule.map(unmapped(config), [fetched[i] for i in order]))
-    products = {order[j]: p for j, p in gridded.items()}
-    errors |= {order[j]: e for j, e in grid_errors.items()}
-    commits = plan_commits(config, list(products.values()))
-    committed, commit_errors = settle(commit_store.map(unmapped(config), commits))
-    index = {p.granule.name: i for i, p in products.items()}
-    for j, exc in commit_errors.items():
-        for name in commits[j].granules:
-            errors.setdefault(index[name], exc)
-    good = [i for i in sorted(products) if i not in errors]
-    cogs, cog_errors = settle(export_cogs.map(unmapped(config), [products[i] for i in good]))
-    errors |= {good[j]: e for j, e in cog_errors.items()}
-    looks, _ = settle(write_quicklooks.map(unmapped(config), [products[i] for i in good], unmapped(quicklook_dir))) \
-        if quicklook_dir else ({}, {})
-    stores = {i: [committed[j].store_path for j, c in enumerate(commits)
-                  if j in committed and products[i].granule.name in c.granules] for i in products}
-    outcomes = [_outcome(ref, products.get(i), errors.get(i), stores.get(i, []),
-                         cogs.get(good.index(i), []) if i in good else [])
-                for i, ref in enumerate(refs)]
+    day = _Ledger(refs)
+    day.fetched(*_fetch(config, refs, staging, inputs))
+    day.gridded(*settle(grid_granule.map(unmapped(config), day.inputs())))
+    commits = plan_commits(config, day.products())
+    day.committed(commits, *settle(commit_store.map(unmapped(config), commits)))
+    good = day.to_export()
+    day.exported(*settle(export_cogs.map(unmapped(config), good)))
+    looks, _ = settle(write_quicklooks.map(unmapped(config), good, unmapped(quicklook_dir))) if quicklook_dir else ({}, {})
+    outcomes = day.outcomes()
     record_outcomes(state, outcomes)
-    targets = {c.target_id for i in good for c in products[i].captures}
-    return _summary(refs, outcomes, targets, [q for qs in looks.values() for q in qs], time.perf_counter() - t0)
+    return _summary(refs, outcomes, day.targets(), [q for qs in looks.values() for q in qs], time.perf_counter() - t0)
+
+
+class _Ledger:
+    """What each granule of a day became at each step of the recipe, by its position in ``refs``; a step's results
+    come back by position in the list that step was given, and the ledger maps them home."""
+
+    def __init__(self, refs: Sequence[GranuleRef]) -> None:
+        self.refs = refs
+        self._inputs: dict[int, Any] = {}
+        self._products: dict[int, Any] = {}
+        self._errors: dict[int, BaseException] = {}
+        self._stores: dict[int, list[str]] = {}
+        self._cogs: dict[int, list[str]] = {}
+        self._exported: list[int] = []
+
+    def fetched(self, inputs: dict[int, Any], errors: dict[int, BaseException]) -> None:
+        self._inputs = inputs
+        self._fail(errors)
+
+    def inputs(self) -> list[Any]:
+        return [self._inputs[i] for i in sorted(self._inputs)]
+
+    def gridded(self, products: dict[int, Any], errors: dict[int, BaseException]) -> None:
+        order = sorted(self._inputs)
+        self._products = {order[j]: p for j, p in products.items()}
+        self._fail({order[j]: e for j, e in errors.items()})
+
+    def products(self) -> list[Any]:
+        return [self._products[i] for i in sorted(self._products)]
+
+    def to_export(self) -> list[Any]:
+        """The gridded granules with no error so far, in order (the order the export results come back in)."""
+        self._exported = [i for i in sorted(self._products) if i not in self._errors]
+        return [self._products[i] for i in self._exported]
+
+    def committed(self, commits: Sequence[Any], done: dict[int, Any], errors: dict[int, BaseException]) -> None:
+        """A store belongs to every granule it holds slices of; a failed commit fails all of them."""
+        index = {p.granule.name: i for i, p in self._products.items()}
+        for j, commit in enumerate(commits):
+            for name in commit.granules:
+                if j in done:
+                    self._stores.setdefault(index[name], []).append(done[j].store_path)
+                else:
+                    self._errors.setdefault(index[name], errors[j])
+
+    def exported(self, cogs: dict[int, list[str]], errors: dict[int, BaseException]) -> None:
+        order = self._exported
+        self._cogs = {order[j]: c for j, c in cogs.items()}
+        self._fail({order[j]: e for j, e in errors.items()})
+
+    def outcomes(self) -> list[GranuleOutcome]:
+        return [_outcome(ref, self._products.get(i), self._errors.get(i), self._stores.get(i, []),
+                         self._cogs.get(i, [])) for i, ref in enumerate(self.refs)]
+
+    def targets(self) -> set[str]:
+        return {c.target_id for i in self._exported for c in self._products[i].captures}
+
+    def _fail(self, errors: dict[int, BaseException]) -> None:
+        for i, exc in errors.items():
+            self._errors.setdefault(i, exc)
 
 
 def process_global_granules(config: Any, state: State, refs: Sequence[GranuleRef], *, run_id: int,

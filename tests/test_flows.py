@@ -214,3 +214,35 @@ def test_global_product_backfill_records_every_granule(tmp_path: Path) -> None:
     assert [(r["mission"], r["status"]) for r in rows] == [("oco2", "done")]
     assert len(rows[0]["outputs"]) == 2 and all(Path(p).is_dir() for p in rows[0]["outputs"])  # pre- and post-QF
     assert oco_backfill(config=str(config), start=D1, end=D1)["granules"] == 0
+
+
+def test_day_ledger_maps_every_step_back_to_its_granule() -> None:
+    # The bookkeeping of the day recipe, without Prefect: each step's results come back by position in the list it
+    # was given; failures stick to the granule that caused them; a failed store commit fails every granule in it.
+    from types import SimpleNamespace as NS
+
+    from flows._day import _Ledger
+    from oco_l3.errors import GranuleUnreadable, StoreLocked
+    from oco_l3.sources import GranuleRef
+
+    refs = [GranuleRef("oco3", dt.date(2021, 6, 1), f"u{i}", name=f"g{i}.nc4") for i in range(5)]
+
+    def product(i: int) -> NS:
+        return NS(granule=NS(name=f"g{i}.nc4"), captures=[NS(target_id=f"t{i}")])
+
+    day = _Ledger(refs)
+    day.fetched({0: "in0", 2: "in2", 3: "in3", 4: "in4"}, {1: GranuleUnreadable("g1: download failed")})
+    assert day.inputs() == ["in0", "in2", "in3", "in4"]
+    day.gridded({0: product(0), 2: product(3), 3: product(4)}, {1: GranuleUnreadable("g2.nc4: corrupt")})
+    assert [p.granule.name for p in day.products()] == ["g0.nc4", "g3.nc4", "g4.nc4"]
+    commits = [NS(granules=("g0.nc4", "g3.nc4")), NS(granules=("g3.nc4",)), NS(granules=("g4.nc4",))]
+    day.committed(commits, {0: NS(store_path="s/a"), 2: NS(store_path="s/c")}, {1: StoreLocked("s/b: locked")})
+    good = day.to_export()
+    assert [p.granule.name for p in good] == ["g0.nc4", "g4.nc4"]
+    day.exported({1: ["c/g4.tif"]}, {0: RuntimeError("cog failed")})
+    outcomes = day.outcomes()
+    assert [o.status for o in outcomes] == ["failed", "failed", "failed", "waiting", "done"]
+    assert "download failed" in (outcomes[1].error or "") and "corrupt" in (outcomes[2].error or "")
+    assert "locked" in (outcomes[3].error or "") and "cog failed" in (outcomes[0].error or "")
+    assert outcomes[4].outputs == ("s/c", "c/g4.tif")
+    assert day.targets() == {"t0", "t4"}
