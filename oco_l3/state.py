@@ -511,8 +511,8 @@ def record_product_results(state: State, product: str, results: Iterable[Any],
     """Record the per-input results of a product run (ICESat-2 ``Icesat2Result``) per (product, day).
 
     ``product`` (``icesat2-seaice``, ...) goes in the ``mission`` column. A day is ``done`` when every granule
-    that touched it is ok (``captures`` = segments kept on that day, ``outputs`` = their outputs) and ``failed`` otherwise
-    (``last_error`` = the first failure, one line); ``attempts`` goes up by one. A failed input whose day is
+    that touched it is ok (``captures`` = segments kept on that day, ``outputs`` = their outputs) and ``failed``
+    otherwise (``last_error`` = the first failure, one line); ``attempts`` goes up by one. A failed input whose day is
     unknown (no days, no date in its name) is kept in the run's summary only. One transaction.
     """
     results = list(results)
