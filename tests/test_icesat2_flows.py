@@ -55,3 +55,40 @@ def test_discover_flow_uses_search_section(tmp_path, prefect_harness, monkeypatc
     assert found == [{"name": "ATL10-01_20190101000000_13790101_006_01.h5", "rgt": 1379,
                       "urls": ["https://data.example/ATL10-01_20190101000000_13790101_006_01.h5"]}]
     assert seen["short_name"] == "ATL10" and seen["version"] == "006"
+
+
+ATL06 = DATA / "ATL06_20181013235645_02340114_209_01.h5"
+ATL08 = DATA / "nsidc-icesat2gis_test_atl08.h5"
+
+
+def test_process_files_flow_landice_and_canopy(tmp_path, prefect_harness):
+    # The two table products through the same flow on the real granules: GeoParquet tables, the land-ice daily
+    # grid, and a missing input recorded as failed without stopping the other.
+    import json
+
+    import geopandas as gpd
+
+    from flows.icesat2 import icesat2_process_files
+
+    land = tmp_path / "landice.yaml"
+    land.write_text(yaml.safe_dump({
+        "product": "icesat2-landice", "input": {"files": [str(ATL06), str(tmp_path / "gone.h5")]},
+        "output": {"local": str(tmp_path / "out"), "cog": False, "quicklook": False}}))
+    summary = icesat2_process_files(str(land))
+    assert summary["ok"] == 1 and summary["failed"] == 1
+    table = gpd.read_parquet(tmp_path / "out" / "icesat2-landice" / f"{ATL06.stem}.parquet")
+    assert len(table) == summary["results"][0]["n_segments"] > 0 and {"beam", "h_li", "ascending"} <= set(table)
+    assert (table.h_li.abs() < 10_000).all()
+    assert list((tmp_path / "out" / "icesat2-landice").glob("*.zarr"))  # the daily h_li grid
+
+    poly = tmp_path / "area.geojson"
+    poly.write_text(json.dumps({"type": "Polygon", "coordinates": [[[-180, -90], [180, -90], [180, 90], [-180, 90],
+                                                                      [-180, -90]]]}))
+    canopy = tmp_path / "canopy.yaml"
+    canopy.write_text(yaml.safe_dump({
+        "product": "icesat2-canopy", "input": {"files": [str(ATL08)]}, "polygon": str(poly),
+        "output": {"local": str(tmp_path / "out")}}))
+    summary = icesat2_process_files(str(canopy))
+    assert summary["ok"] == 1 and summary["failed"] == 0
+    table = gpd.read_parquet(tmp_path / "out" / "icesat2-canopy" / f"{ATL08.stem}.parquet")
+    assert len(table) == summary["results"][0]["n_segments"] > 0 and "h_canopy" in table
