@@ -6,6 +6,6 @@ RUN_CONFIG = "deployments/oco-l3.yaml"
 #: Environment the deployed run config reads (see deployments/oco-l3.yaml).
 RUN_CONFIG_ENV = ("OCO_L3_OUTPUT", "OCO_L3_COG_OUTPUT", "OCO_L3_STATE_URL")
 #: ICESat-2 deployments (prefect.yaml lists them after the OCO ones) and their deployed run config.
-ICESAT2_DEPLOYMENTS = ("icesat2-seaice-backfill", "icesat2-process-files")
+ICESAT2_DEPLOYMENTS = ("icesat2-seaice-backfill", "icesat2-seaice-daily", "icesat2-process-files")
 DEPLOYMENTS += ICESAT2_DEPLOYMENTS
 ICESAT2_RUN_CONFIG = "deployments/icesat2-seaice.yaml"

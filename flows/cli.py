@@ -1,5 +1,5 @@
 """``oco-l3 backfill | daily | status``: a plugin of the ``oco_l3.commands`` entry-point group; ICESat-2 products:
-``oco-l3 icesat2-process-files | icesat2-backfill``.
+``oco-l3 icesat2-process-files | icesat2-backfill | icesat2-daily``.
 
 ``backfill`` and ``daily`` run the Prefect flows in this process (an ephemeral Prefect API when ``PREFECT_API_URL``
 is unset, so no server is needed). ``status`` reads the state table and never imports Prefect; nor does this
@@ -98,6 +98,12 @@ def cmd_icesat2_process_files(args: argparse.Namespace) -> int:
     return _print_icesat2(flow(config=os.path.abspath(args.input)))
 
 
+def cmd_icesat2_daily(args: argparse.Namespace) -> int:
+    flow = _icesat2_flow("icesat2_daily", args)
+    return _print_icesat2(flow(config=os.path.abspath(args.input), latency_days=args.latency_days,
+                               lookback_days=args.lookback_days))
+
+
 def cmd_icesat2_backfill(args: argparse.Namespace) -> int:
     flow = _icesat2_flow("icesat2_backfill", args)
     start, end = getattr(args, "start", None), getattr(args, "end", None)
@@ -120,8 +126,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``backfill``, ``daily``, ``process-files``, ``status``, ``icesat2-process-files`` and
-    ``icesat2-backfill`` to the ``oco-l3`` command line."""
+    """Add ``backfill``, ``daily``, ``process-files``, ``status``, ``icesat2-process-files``, ``icesat2-backfill``
+    and ``icesat2-daily`` to the ``oco-l3`` command line."""
     p = subparsers.add_parser("backfill", help="process a day range through the Prefect backfill flow")
     p.add_argument("-i", "--input", required=True, help="run-config YAML (with search: and optional state:)")
     p.add_argument("--start", required=True, type=_date, help="first day, YYYY-MM-DD")
@@ -159,3 +165,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--end", type=_date, default=None, help="last day, YYYY-MM-DD (default: search.temporal)")
     p.add_argument("--dask-address", default=None)
     p.set_defaults(func=cmd_icesat2_backfill)
+    p = subparsers.add_parser("icesat2-daily",
+                              help="the scheduled ICESat-2 run: the days since the last done one, up to the latency")
+    p.add_argument("-i", "--input", required=True, help="ICESat-2 product config YAML with a search: section")
+    p.add_argument("--latency-days", type=int, default=3, help="leave the last N days for later (default 3)")
+    p.add_argument("--lookback-days", type=int, default=30, help="how far back an empty state looks (default 30)")
+    p.add_argument("--dask-address", default=None)
+    p.set_defaults(func=cmd_icesat2_daily)

@@ -1,11 +1,13 @@
 """ICESat-2 flows: ``icesat2_process_files`` (the ``input.files`` of a product config), ``icesat2_discover``
-(CMR search from the config's ``search:`` section; no login is needed to search) and ``icesat2_backfill``
-(search, download into ``<output>/staging/<product>``, process, remove the downloads, record). Every run records
+(CMR search from the config's ``search:`` section; no login is needed to search), ``icesat2_backfill``
+(search, download into ``<output>/staging/<product>``, process, remove the downloads, record) and
+``icesat2_daily`` (the backfill over the days since the product's last done day, up to a latency). Every run records
 its results per (product, day) in the state table. Recipes, one task a line.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from typing import Any
@@ -17,7 +19,7 @@ from flows.runners import task_runner
 from oco_l3.icesat2.discovery import GranuleRef
 from oco_l3.icesat2.results import Icesat2Result
 from oco_l3.icesat2.run import GranuleExtract, Icesat2Config
-from oco_l3.state import default_state_url, open_state
+from oco_l3.state import daily_window, default_state_url, open_state
 from tasks.icesat2 import (
     as_dict,
     discover_granules,
@@ -98,6 +100,37 @@ def icesat2_backfill(config: str, start: str | None = None, end: str | None = No
     and record every result in the state table."""
     cfg = load_icesat2_config(config)
     temporal = (start or cfg.search.temporal[0], end or cfg.search.temporal[1]) if cfg.search else None
+    return _search_download_process(cfg, temporal)
+
+
+@flow(name="icesat2-daily", task_runner=RUNNER)
+def icesat2_daily(config: str, latency_days: int = 3, lookback_days: int = 30, today: str | None = None
+                  ) -> dict[str, Any]:
+    """The scheduled run: the days from the one after the product's last ``done`` day (an empty state looks back
+    ``lookback_days``) up to ``today - latency_days``, through the backfill's steps. The latency leaves NSIDC
+    time to publish a day's granules: a day is binned once, from the granules CMR lists when it is first run
+    (re-run it with ``icesat2-backfill`` if more arrive later)."""
+    cfg = load_icesat2_config(config)
+    window = icesat2_window(cfg, dt.date.fromisoformat(today) if today else dt.date.today(), latency_days,
+                            lookback_days)
+    if window is None:
+        return {**_summary(cfg, []), "found": 0}
+    return _search_download_process(cfg, (window[0].isoformat(), window[1].isoformat()))
+
+
+def icesat2_window(cfg: Icesat2Config, today: dt.date, latency_days: int, lookback_days: int
+                   ) -> tuple[dt.date, dt.date] | None:
+    """The days a daily run covers, or None when there is none yet."""
+    state = open_state(default_state_url(cfg))
+    try:
+        start, _ = daily_window(state, [cfg.product], today, lookback_days)  # type: ignore[list-item]
+    finally:
+        state.close()
+    end = today - dt.timedelta(days=latency_days)
+    return (start, end) if start <= end else None
+
+
+def _search_download_process(cfg: Icesat2Config, temporal: tuple[str, str] | None) -> dict[str, Any]:
     refs = discover_granules(cfg, temporal)
     if refs:
         _login_from_environment()

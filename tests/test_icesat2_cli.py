@@ -115,3 +115,38 @@ def test_cli_backfill_rejects_a_bad_date(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["icesat2-backfill", "-i", "x.yaml", "--start", "2019-02-31"])
     assert "not a date" in capsys.readouterr().err
+
+
+def test_daily_covers_the_days_since_the_last_done_one_up_to_the_latency(
+        tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import earthaccess
+
+    from flows.icesat2 import icesat2_daily
+
+    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
+    monkeypatch.delenv("EARTHDATA_USERNAME", raising=False)
+    monkeypatch.setattr(earthaccess, "login", lambda *a, **k: pytest.fail("login must not be called"))
+    searches: list[tuple[str, str]] = []
+
+    class Granule(dict):
+        def data_links(self) -> list[str]:
+            return [f"https://data.example/{self['umm']['GranuleUR']}"]
+
+    def search_data(**k: object) -> list[Granule]:
+        searches.append(k["temporal"])  # type: ignore[arg-type]
+        return [Granule(umm={"GranuleUR": ATL07_B.name}, meta={})] if k["temporal"][0] <= "2019-02-25" else []
+
+    monkeypatch.setattr(earthaccess, "search_data", search_data)
+    monkeypatch.setattr(earthaccess, "download", lambda urls, local_path, **k: [
+        shutil.copy(DATA / Path(urls[0]).name, local_path)])
+    path = str(_config(tmp_path, "daily", [], search={"temporal": ["2019-01-01", "2019-12-31"], "short_name": "ATL07"}))
+    # Empty state: look back 5 days from 2019-02-28, stop 3 days before it.
+    first = icesat2_daily(path, latency_days=3, lookback_days=5, today="2019-02-28")
+    assert searches == [("2019-02-23", "2019-02-25")] and first["ok"] == 1 and first["found"] == 1
+    assert _status(Path(path))["2019-02-25"]["status"] == "done"
+    # Next day: from the day after the last done one.
+    second = icesat2_daily(path, latency_days=3, lookback_days=5, today="2019-03-01")
+    assert searches[-1] == ("2019-02-26", "2019-02-26") and second["found"] == 0
+    # Nothing new past the latency yet: no search at all.
+    third = icesat2_daily(path, latency_days=3, lookback_days=5, today="2019-02-27")
+    assert len(searches) == 2 and third["found"] == 0 and third["ok"] == 0

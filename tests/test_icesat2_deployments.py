@@ -38,6 +38,8 @@ def test_icesat2_entries_match_the_flows() -> None:
     backfill = spec["icesat2-seaice-backfill"]
     assert backfill["entrypoint"].endswith(":icesat2_backfill")
     assert set(backfill["parameters"]) == {"config", "start", "end"}
+    daily = spec["icesat2-seaice-daily"]
+    assert daily["entrypoint"].endswith(":icesat2_daily") and daily["schedules"][0]["cron"].count(" ") == 4
 
 
 def test_deployed_icesat2_run_config_parses_with_the_worker_environment(monkeypatch: pytest.MonkeyPatch,
@@ -102,8 +104,8 @@ def _deploy_and_run(prefect_server: str, env: dict[str, str], project: Path, tmp
     from oco_l3.state import open_state, status_rows
     from tests.test_deployments import prefect
 
-    deploy = prefect(["--no-prompt", "deploy", "--name", "icesat2-seaice-backfill", "--name",
-                      "icesat2-process-files"], env, project)
+    deploy = prefect(["--no-prompt", "deploy", "--name", "icesat2-seaice-backfill", "--name", "icesat2-seaice-daily",
+                      "--name", "icesat2-process-files"], env, project)
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     import httpx
 
@@ -114,6 +116,7 @@ def _deploy_and_run(prefect_server: str, env: dict[str, str], project: Path, tmp
     assert set(backfill["parameter_openapi_schema"]["properties"]) == {"config", "start", "end"}
     assert backfill["parameters"] == {"config": ICESAT2_RUN_CONFIG, "start": "2019-02-01", "end": "2019-02-28"}
     assert backfill["work_pool_name"] == WORK_POOL and backfill["global_concurrency_limit"]["limit"] == 1
+    assert [s["schedule"]["cron"] for s in found["icesat2-seaice-daily"]["schedules"]] == ["0 7 * * *"]
 
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     config = tmp_path / "seaice.yaml"
