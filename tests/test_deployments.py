@@ -36,14 +36,19 @@ def prefect(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30
     return subprocess.run([PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def deployed(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("deploy")
-    project = tmp / "project"
+def copy_project(project: Path) -> Path:
+    """What a worker needs of the project (prefect.yaml, flows, tasks, deployments), copied to ``project``."""
     project.mkdir()
     shutil.copy(ROOT / "prefect.yaml", project)
     for folder in ("flows", "tasks", "deployments"):
         shutil.copytree(ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return project
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("deploy")
+    project = copy_project(tmp / "project")
     env = _env(prefect_server, tmp / "home", project)
     pool = prefect(["work-pool", "create", WORK_POOL, "--type", "process"], env, project)
     assert pool.returncode == 0, pool.stdout + pool.stderr

@@ -4,7 +4,6 @@ through the Prefect flows on the loopback harness; CMR and downloads faked (no n
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import yaml
 
 from oco_l3 import state as st
 from oco_l3.icesat2.config import parse_icesat2_config
+from tests.icesat2_fakes import CmrGranule, cmr_granule, offline_earthdata
 
 DATA = Path(__file__).parent / "data" / "icesat2"
 ATL07_A = DATA / "processed_ATL07-01_20190222003738_08490201_003_02.h5"
@@ -81,23 +81,10 @@ def test_cli_process_files_rejects_a_non_icesat2_config(tmp_path: Path, prefect_
 def test_cli_backfill_passes_the_day_range_and_records(tmp_path: Path, prefect_harness: None,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    import earthaccess
-
     from oco_l3.cli import main
 
-    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
-    monkeypatch.delenv("EARTHDATA_USERNAME", raising=False)
-    monkeypatch.setattr(earthaccess, "login", lambda *a, **k: pytest.fail("login must not be called"))
     searched: dict = {}
-
-    class Granule(dict):
-        def data_links(self) -> list[str]:
-            return [f"https://data.example/{self['umm']['GranuleUR']}"]
-
-    monkeypatch.setattr(earthaccess, "search_data",
-                        lambda **k: searched.update(k) or [Granule(umm={"GranuleUR": ATL07_B.name}, meta={})])
-    monkeypatch.setattr(earthaccess, "download", lambda urls, local_path, **k: [
-        shutil.copy(DATA / Path(urls[0]).name, local_path)])
+    offline_earthdata(monkeypatch, lambda **k: searched.update(k) or [cmr_granule(ATL07_B.name)])
     path = _config(tmp_path, "bf", [], search={"temporal": ["2019-01-01", "2019-12-31"], "short_name": "ATL07"})
     assert main(["icesat2-backfill", "-i", str(path), "--start", "2019-02-25", "--end", "2019-02-26"]) == 0
     out = capsys.readouterr().out
@@ -119,26 +106,15 @@ def test_cli_backfill_rejects_a_bad_date(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_daily_covers_the_days_since_the_last_done_one_up_to_the_latency(
         tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    import earthaccess
-
     from flows.icesat2 import icesat2_daily
 
-    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
-    monkeypatch.delenv("EARTHDATA_USERNAME", raising=False)
-    monkeypatch.setattr(earthaccess, "login", lambda *a, **k: pytest.fail("login must not be called"))
     searches: list[tuple[str, str]] = []
 
-    class Granule(dict):
-        def data_links(self) -> list[str]:
-            return [f"https://data.example/{self['umm']['GranuleUR']}"]
-
-    def search_data(**k: object) -> list[Granule]:
+    def search_data(**k: object) -> list[CmrGranule]:
         searches.append(k["temporal"])  # type: ignore[arg-type]
-        return [Granule(umm={"GranuleUR": ATL07_B.name}, meta={})] if k["temporal"][0] <= "2019-02-25" else []
+        return [cmr_granule(ATL07_B.name)] if k["temporal"][0] <= "2019-02-25" else []  # type: ignore[index]
 
-    monkeypatch.setattr(earthaccess, "search_data", search_data)
-    monkeypatch.setattr(earthaccess, "download", lambda urls, local_path, **k: [
-        shutil.copy(DATA / Path(urls[0]).name, local_path)])
+    offline_earthdata(monkeypatch, search_data)
     path = str(_config(tmp_path, "daily", [], search={"temporal": ["2019-01-01", "2019-12-31"], "short_name": "ATL07"}))
     # Empty state: look back 5 days from 2019-02-28, stop 3 days before it.
     first = icesat2_daily(path, latency_days=3, lookback_days=5, today="2019-02-28")

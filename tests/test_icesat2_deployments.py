@@ -5,7 +5,6 @@ registers them, and icesat2-process-files runs on a process worker on the real s
 from __future__ import annotations
 
 import inspect
-import shutil
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -69,13 +68,9 @@ def test_icesat2_config_needs_files_or_search(tmp_path: Path) -> None:
 @pytest.mark.services
 def test_icesat2_deployments_register_and_process_files_runs_on_a_worker(prefect_server: str,
                                                                           tmp_path: Path) -> None:
-    from tests.test_deployments import _env, prefect
+    from tests.test_deployments import _env, copy_project, prefect
 
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copy(ROOT / "prefect.yaml", project)
-    for folder in ("flows", "tasks", "deployments"):
-        shutil.copytree(ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    project = copy_project(tmp_path / "project")
     env = _env(prefect_server, tmp_path / "home", project)
     # The server is shared by the session: leave it as found (tests/test_deployments.py creates the pool itself
     # and counts the flow runs of deployments).

@@ -10,6 +10,7 @@ import pytest
 
 from oco_l3.errors import SourceUnavailable
 from oco_l3.icesat2.discovery import GranuleRef, _ref, download_granule, remove_staged
+from tests.icesat2_fakes import cmr_granule, offline_earthdata
 
 DATA = Path(__file__).parent / "data" / "icesat2"
 ATL07_B = DATA / "processed_ATL07-01_20190225115500_09020201_003_02.h5"
@@ -127,25 +128,11 @@ def test_remove_staged_only_inside_the_staging_folder(tmp_path: Path) -> None:
 
 def test_backfill_removes_processed_and_failed_downloads(tmp_path: Path, prefect_harness: None,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import earthaccess
     import yaml
 
     from flows.icesat2 import icesat2_backfill
 
-    monkeypatch.setenv("OCO_L3_RETRY_BASE_SECONDS", "0")
-    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
-    monkeypatch.delenv("EARTHDATA_USERNAME", raising=False)
-    monkeypatch.setattr(earthaccess, "login", lambda *a, **k: pytest.fail("login must not be called"))
     wrong = "ATL07-01_20190302000000_10100201_003_02.h5"  # downloads fine but holds ATL06: extraction fails
-
-    class Granule(dict):
-        def data_links(self) -> list[str]:
-            return [u["URL"] for u in self["umm"]["RelatedUrls"]]
-
-    def granule(name: str) -> Granule:
-        return Granule(umm={"GranuleUR": name, "RelatedUrls": [{"URL": f"https://data.example/{name}"}]}, meta={})
-
-    monkeypatch.setattr(earthaccess, "search_data", lambda **k: [granule(ATL07_B.name), granule(wrong)])
     seen: list[Path] = []
 
     def fake_download(urls: list[str], local_path: str, **kwargs: object) -> list[str]:
@@ -154,7 +141,7 @@ def test_backfill_removes_processed_and_failed_downloads(tmp_path: Path, prefect
         seen.append(Path(local_path).parent / name)
         return [shutil.copy(source, Path(local_path) / name)]
 
-    monkeypatch.setattr(earthaccess, "download", fake_download)
+    offline_earthdata(monkeypatch, lambda **k: [cmr_granule(ATL07_B.name), cmr_granule(wrong)], fake_download)
     out = tmp_path / "out"
     path = tmp_path / "seaice.yaml"
     path.write_text(yaml.safe_dump({

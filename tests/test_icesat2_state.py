@@ -14,6 +14,7 @@ import yaml
 from oco_l3 import state as st
 from oco_l3.icesat2.config import parse_icesat2_config
 from oco_l3.icesat2.results import Icesat2Result
+from tests.icesat2_fakes import cmr_granule, offline_earthdata
 
 DATA = Path(__file__).parent / "data" / "icesat2"
 ATL07_A = DATA / "processed_ATL07-01_20190222003738_08490201_003_02.h5"
@@ -103,23 +104,13 @@ def test_cli_run_records_and_status_lists(tmp_path: Path, capsys: pytest.Capture
     assert st.status_command(parse_icesat2_config(raw)).splitlines()[-1].startswith("0 waiting, 1 done")
 
 
-class _FakeGranule(dict):
-    def data_links(self) -> list[str]:
-        return [u["URL"] for u in self["umm"]["RelatedUrls"]]
-
-
-def _granule(name: str) -> _FakeGranule:
-    return _FakeGranule(umm={"GranuleUR": name, "RelatedUrls": [{"URL": f"https://data.example/ATLAS/{name}"}]},
-                        meta={"concept-id": f"G-{name[:12]}"})
-
-
 def test_download_granule_timeout_and_empty_answer(tmp_path: Path) -> None:
     import time
 
     from oco_l3.errors import SourceUnavailable
     from oco_l3.icesat2.discovery import _ref, download_granule
 
-    ref = _ref(_granule(ATL07_B.name))
+    ref = _ref(cmr_granule(ATL07_B.name))
     with pytest.raises(SourceUnavailable, match="timed out"):
         download_granule(ref, tmp_path, timeout_s=0.05, download=lambda *a, **k: time.sleep(1) or [])
     with pytest.raises(SourceUnavailable, match="no file"):
@@ -131,26 +122,12 @@ def test_download_granule_timeout_and_empty_answer(tmp_path: Path) -> None:
 
 def test_backfill_flow_downloads_processes_records(tmp_path: Path, prefect_harness: None,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import earthaccess
-
     from flows.icesat2 import icesat2_backfill
 
-    monkeypatch.setenv("OCO_L3_RETRY_BASE_SECONDS", "0")
-    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
-    monkeypatch.delenv("EARTHDATA_USERNAME", raising=False)
-    monkeypatch.setattr(earthaccess, "login", lambda *a, **k: pytest.fail("login must not be called"))
     searched: dict = {}
     gone = "ATL07-01_20190301000000_10000201_003_02.h5"  # not in the archive: the download fails
-    monkeypatch.setattr(earthaccess, "search_data", lambda **k: searched.update(k) or [
-        _granule(ATL07_A.name), _granule(ATL07_B.name), _granule(gone)])
-
-    def fake_download(urls: list[str], local_path: str, **kwargs: object) -> list[str]:
-        source = DATA / Path(urls[0]).name
-        if not source.exists():
-            raise ConnectionError("404")
-        return [shutil.copy(source, local_path)]
-
-    monkeypatch.setattr(earthaccess, "download", fake_download)
+    offline_earthdata(monkeypatch, lambda **k: searched.update(k) or [
+        cmr_granule(ATL07_A.name), cmr_granule(ATL07_B.name), cmr_granule(gone)])
     path = tmp_path / "seaice.yaml"
     path.write_text(yaml.safe_dump(_cfg(tmp_path, search={"temporal": ["2019-01-01", "2019-12-31"],
                                                           "short_name": "ATL07"})))
