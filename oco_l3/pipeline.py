@@ -408,7 +408,8 @@ def write_quicklooks(config: RunConfig, products: GranuleProducts, directory: st
         stamp = np.datetime_as_string(cap.start_time, unit="s").replace(":", "")
         path = os.path.join(directory, f"{COG_MISSION[cap.mission]}_{cap.target.id}_{stamp}Z_{key.replace('/', '.')}.png")
         title = f"{cap.mission} {cap.target.id} {cap.target.name} {stamp}Z {key} (pre-QF)"
-        written.append(quicklook_png(cap.pre.full(key), cap.pre.grid, path, title))
+        units = str(cap.pre.attrs.get(key, {}).get("units", ""))
+        written.append(quicklook_png(cap.pre.full(key), cap.pre.grid, path, title, units=units))
     return written
 
 

@@ -29,6 +29,7 @@ def quicklook_png(
     """Draw ``array`` (south-first rows on ``grid``) to ``path`` (local); NaN cells are grey. Returns ``path``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
 
     if array.shape != grid.shape:
         raise ValueError(f"quick-look array shape {array.shape} does not match the grid {grid.shape}")
@@ -42,7 +43,8 @@ def quicklook_png(
     vmin, vmax = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
     image = ax.imshow(values, origin="lower", extent=extent, cmap=cmap, vmin=vmin, vmax=vmax,
                       interpolation="nearest", aspect="auto")
-    fig.colorbar(image, ax=ax, label=units)
+    # Full values on the ticks: no "+4.1e2" offset drawn over the title.
+    fig.colorbar(image, ax=ax, label=units, format=ScalarFormatter(useOffset=False))
     ax.set_xlabel("longitude (degrees east)")
     ax.set_ylabel("latitude (degrees north)")
     ax.set_title(title, fontsize=10)
