@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -594,6 +596,7 @@ def _write_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str |
     from concurrent.futures import ProcessPoolExecutor
 
     global _FORKED_SPLIT
+    _imports_done()
     _FORKED_SPLIT = split
     # Largest captures first, so the last one to finish is a small one.
     order = sorted(range(n), key=lambda i: -split.captures[i].n_soundings)
@@ -606,20 +609,29 @@ def _write_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str |
     return [done[i] for i in range(n)]
 
 
+#: The thread importing the gridding and store modules, if one was started.
+_IMPORTING: threading.Thread | None = None
+
+
 def _import_in_background() -> None:
     """Import the gridding and store modules (SciPy, Triangle, Blosc: a quarter of the CLI's start-up) in a thread
-    while the first granule is read; a no-op once they are loaded."""
-    import sys
-    import threading
-
-    if "oco_l3.stores" in sys.modules:
+    while the first granule is read; a no-op once they are loaded. :func:`_imports_done` waits for it (before a
+    fork: a child must not inherit an import lock held by a thread it does not have)."""
+    global _IMPORTING
+    if "oco_l3.stores" in sys.modules or _IMPORTING is not None:
         return
 
     def load() -> None:
         import oco_l3.gridding
         import oco_l3.stores  # noqa: F401
 
-    threading.Thread(target=load, name="oco-l3-import", daemon=True).start()
+    _IMPORTING = threading.Thread(target=load, name="oco-l3-import", daemon=True)
+    _IMPORTING.start()
+
+
+def _imports_done() -> None:
+    if _IMPORTING is not None:
+        _IMPORTING.join()
 
 
 def _process_granule(config: RunConfig, g: GranuleInput, work: _DayWork, quicklook_dir: str | None,
