@@ -123,8 +123,9 @@ def _grid_pass(
     ints = [v for v in soundings.variables if v.is_integer]
     fills = {v.key: _fill(v) for v in ints}
     data: dict[str, np.ndarray] = {}
-    for v in floats:
-        data[v.key] = np.full(mask.shape, np.nan, dtype=np.float32)
+    planes = np.full((len(floats), mask.size), np.nan, dtype=np.float32)  # one block: one scatter fills them all
+    for j, v in enumerate(floats):
+        data[v.key] = planes[j].reshape(mask.shape)
     for v in ints:
         data[v.key] = np.full(mask.shape, fills[v.key], dtype=_as_output_int(v).dtype)
     index = np.flatnonzero(_finite_points(soundings, select))
@@ -140,9 +141,7 @@ def _grid_pass(
         if floats and not (method == "nearest" or interp.degenerate):
             cells, simplex, bary = interp.cells_in_triangles(grid, window, mask)
             stack = np.column_stack([v.values[index] for v in floats])
-            result = interp.interpolate(stack, simplex, bary, method, np.float32)
-            for j, v in enumerate(floats):
-                data[v.key].reshape(-1)[cells] = result[:, j]
+            planes[:, cells] = interp.interpolate(stack, simplex, bary, method, np.float32).T
     if not mask.any():
         window = EMPTY_WINDOW
         data = {k: a[:0, :0] for k, a in data.items()}

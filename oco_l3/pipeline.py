@@ -524,9 +524,10 @@ class _Gridded:
     seconds: float
 
 
-def _write_capture(config: RunConfig, split: SplitGranule, gridded: _Gridded, quicklook_dir: str | None
-                   ) -> CaptureWritten:
-    """Commit the two stores of a gridded capture, export its COGs and quick-look. Never raises."""
+def _write_capture(config: RunConfig, split: SplitGranule, gridded: _Gridded, quicklook_dir: str | None,
+                   side_by_side: bool = False) -> CaptureWritten:
+    """Commit the two stores of a gridded capture (``side_by_side``: in two threads, for when nothing else
+    runs), export its COGs and quick-look. Never raises."""
     product = gridded.product
     timings = {"grid": gridded.seconds}
     stores: list[str] = []
@@ -535,7 +536,7 @@ def _write_capture(config: RunConfig, split: SplitGranule, gridded: _Gridded, qu
     try:
         t0 = time.perf_counter()
         gp = GranuleProducts(split.granule, (product,))
-        stores += [str(commit_store(config, c).store_path) for c in plan_commits(config, [gp])]
+        stores += _commit_stores(config, plan_commits(config, [gp]), side_by_side)
         timings["commit"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         cogs += export_cogs(config, gp)
@@ -548,6 +549,18 @@ def _write_capture(config: RunConfig, split: SplitGranule, gridded: _Gridded, qu
         return CaptureWritten(product.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings,
                               error=msg, transient=isinstance(exc, TransientError))
     return CaptureWritten(product.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings)
+
+
+def _commit_stores(config: RunConfig, commits: Sequence[StoreCommit], side_by_side: bool) -> list[str]:
+    """Commit the stores (different stores: independent) one after the other or in two threads; the first error
+    is raised after every commit has ended."""
+    if not side_by_side or len(commits) < 2:
+        return [str(commit_store(config, c).store_path) for c in commits]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="oco-l3-commit") as pool:
+        futures = [pool.submit(commit_store, config, c) for c in commits]
+    return [str(f.result().store_path) for f in futures]
 
 
 def _pipelined_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str | None) -> list[CaptureWritten]:
@@ -567,8 +580,8 @@ def _pipelined_captures(config: RunConfig, split: SplitGranule, quicklook_dir: s
                 writing = None
             if isinstance(gridded, CaptureWritten):
                 done[i] = gridded
-            else:
-                writing = (i, writer.submit(_write_capture, config, split, gridded, quicklook_dir))
+            else:  # the last capture is written alone: its two stores side by side
+                writing = (i, writer.submit(_write_capture, config, split, gridded, quicklook_dir, i == order[-1]))
             del gridded
         if writing is not None:
             done[writing[0]] = writing[1].result()
