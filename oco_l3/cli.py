@@ -17,6 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import gc  # noqa: E402
 import logging  # noqa: E402
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -203,8 +204,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``oco-l3`` console script: :func:`main`, then exit without the interpreter's final garbage collection.
+
+    ``gc.freeze()`` puts every object into the permanent generation, which the last collection skips (0.06 s of
+    the busy sample day's 1.9 s); atexit handlers, logging shutdown and module teardown still run, and every file
+    this program writes is closed by then. Only for the process's own exit: in-process callers use ``main``.
+    """
+    code = main()
+    sys.stdout.flush()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
 
 
-__all__ = ["main", "build_parser", "run_days"]
+__all__ = ["main", "entry", "build_parser", "run_days"]
