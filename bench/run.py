@@ -59,6 +59,21 @@ SEVEN = ("xco2", "xco2_uncertainty", "xco2_apriori", "solar_zenith_angle", "Retr
          "Retrieval/windspeed", "Retrieval/aod_total")
 
 
+def reference_workload() -> float:
+    """Seconds for a fixed CPU workload (a Python loop and a NumPy sort), best of 3: the VM's speed drifts by tens
+    of percent over an hour, and this figure says how fast the machine was when the others were measured."""
+    rng = np.random.default_rng(0)
+    values = rng.random(2_000_000)
+
+    def work() -> None:
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        np.sort(values)
+
+    return best_of(work, 3)[0]
+
+
 def best_of(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
     times, out = [], None
     for _ in range(repeat):
@@ -272,7 +287,8 @@ def main() -> int:
     sizes = (1200, 5600) if args.quick else (1200, 5600, 15000)
     cells_list = (400, 800) if args.quick else (400, 800, 1600)
     results: dict[str, Any] = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-                                          f"Python {platform.python_version()}", "date": dt.date.today().isoformat()}
+                                          f"Python {platform.python_version()}", "date": dt.date.today().isoformat(),
+                               "reference_workload_s": reference_workload()}
     with tempfile.TemporaryDirectory(prefix="oco-l3-bench-") as tmpdir:
         tmp = Path(tmpdir)
         granules = {n: sam_granule(tmp, n) for n in sizes}
@@ -291,6 +307,7 @@ def main() -> int:
     if not args.skip_global:
         results["global"] = _json_of([sys.executable, str(ROOT / "bench/global_day.py")])
     results["icesat2_binning"] = _json_of([sys.executable, str(ROOT / "bench/icesat2_binning.py")])
+    results["reference_workload_end_s"] = reference_workload()
     report(results)
     out = ROOT / "bench/results"
     out.mkdir(exist_ok=True)
@@ -312,7 +329,10 @@ def _json_of(cmd: list[str]) -> Any:
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"oco-l3 benchmark on {r['machine']} ({r['date']}); SYNTHETIC days\n")
+    print(f"oco-l3 benchmark on {r['machine']} ({r['date']}); SYNTHETIC days")
+    print(f"reference workload (fixed Python loop + NumPy sort, best of 3): {r['reference_workload_s']:.3f} s at "
+          f"the start, {r.get('reference_workload_end_s', float('nan')):.3f} s at the end (the VM's speed drifts; "
+          "compare runs by this figure)\n")
     print("Per-capture stages (s, best of repeats); tri = triangulation of all soundings, interp = locating the masked "
           "cells + evaluating all variables (one pass); grid2x = mask + both QF passes (in two threads)")
     print(f"{'sound.':>7} {'cells':>5} {'method':>7} {'read':>6} {'split':>6} {'mask':>6} {'tri':>6} {'interp':>6} "
