@@ -160,20 +160,32 @@ class PointInterpolator:
         x, y = to_index_space(self.lonlat[:, 1], self.lonlat[:, 0], grid)
         tx, ty = x[self.tri.simplices] - c0, y[self.tri.simplices] - r0
         tri_id, row, col0, col1 = rasterise_triangles(tx, ty, mask.shape)
-        flat, run = _expand_runs(row * width + col0, col1 - col0 + 1)
-        keep = mask.reshape(-1)[flat]
-        flat, run = flat[keep], run[keep]
         # Barycentrics are affine along a run: the value at (col0, row) plus a step per column.
         a00, a01, a10, a11, x2, y2 = _affine_from_vertices(tx, ty).T
         a00, a01, a10, a11, x2, y2 = a00[tri_id], a01[tri_id], a10[tri_id], a11[tri_id], x2[tri_id], y2[tri_id]
         dx, dy = col0 - x2, row - y2
-        step = (flat - (row * width + col0)[run]).astype(float)
-        b0 = (a00 * dx + a01 * dy)[run] + a00[run] * step
-        b1 = (a10 * dx + a11 * dy)[run] + a10[run] * step
+        base0, base1 = a00 * dx + a01 * dy, a10 * dx + a11 * dy
+        start = row * width + col0
+        length = col1 - col0 + 1
+        # Masked cells per run (from a running count of the mask), so the outputs are allocated once.
+        count = np.concatenate([[0], np.cumsum(mask.reshape(-1), dtype=np.int64)])
+        kept = count[start + length] - count[start]
+        flat = np.empty(int(kept.sum()), dtype=np.intp)
+        simplex = np.empty(flat.shape[0], dtype=np.intp)
         bary = np.empty((flat.shape[0], 3))
-        bary[:, 0], bary[:, 1] = b0, b1
-        np.subtract(1.0 - b0, b1, out=bary[:, 2])
-        return flat, tri_id[run], bary
+        done = 0
+        for lo, hi in _blocks(length, _BLOCK * 8):  # runs in blocks: the per-cell temporaries stay small
+            cells, run = _expand_runs(start[lo:hi], length[lo:hi])
+            inside = mask.reshape(-1)[cells]
+            cells, run = cells[inside], run[inside] + lo
+            step = (cells - start[run]).astype(float)
+            part = slice(done, done + cells.shape[0])
+            flat[part], simplex[part] = cells, tri_id[run]
+            bary[part, 0] = base0[run] + a00[run] * step
+            bary[part, 1] = base1[run] + a10[run] * step
+            np.subtract(1.0 - bary[part, 0], bary[part, 1], out=bary[part, 2])
+            done += cells.shape[0]
+        return flat, simplex, bary
 
     def nearest_cells(self, grid: GridSpec, window: Window, shape: tuple[int, int]) -> np.ndarray:
         """Window-shaped map of the nearest valid point (index into the valid points) to every cell centre.
@@ -448,6 +460,13 @@ def _inverse_rows(normal: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray
             out[:, r, i] = (y[:, i] - np.einsum("nk,nk->n", low[:, i + 1 :, i], out[:, r, i + 1 :])) / low[:, i, i]
     out[~ok] = 0.0
     return out, ok
+
+
+def _blocks(length: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Consecutive ranges ``[lo, hi)`` of runs whose lengths add up to about ``size`` (at least one run each)."""
+    ends = np.searchsorted(np.cumsum(length), np.arange(size, int(length.sum()) + size, size), side="right")
+    bounds = np.unique(np.concatenate([[0], np.minimum(ends, length.shape[0]), [length.shape[0]]]))
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
 def _expand_runs(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

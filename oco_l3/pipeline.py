@@ -201,14 +201,14 @@ def _captures_only(soundings: Soundings, captures: tuple[Capture, ...]) -> tuple
     return soundings.take(used), tuple(replace(c, index=np.searchsorted(used, c.index)) for c in captures)
 
 
-def grid_one(config: RunConfig, split: SplitGranule, cap: Capture) -> CaptureProduct:
-    """Grid one capture of a split granule on its target grid, both QF passes."""
+def grid_one(config: RunConfig, split: SplitGranule, cap: Capture, parallel: bool = True) -> CaptureProduct:
+    """Grid one capture of a split granule on its target grid, both QF passes (``parallel``: in two threads)."""
     from oco_l3.gridding import grid_capture
     from oco_l3.grids import target_grid
 
     subset = split.soundings.take(cap.index)
     grid = target_grid(cap.target.bbox, config.grid.latitude, config.grid.longitude)
-    gridded = grid_capture(subset, grid, config.grid.method, config.mask_scaling)
+    gridded = grid_capture(subset, grid, config.grid.method, config.mask_scaling, parallel)
     return CaptureProduct(
         mission=cap.mission, target=cap.target, mode=cap.mode, start_time=cap.start_time,
         n_soundings=cap.n_soundings, n_good=int(subset.good.sum()), method=config.grid.method,
@@ -506,11 +506,12 @@ def grid_and_write(config: RunConfig, split: SplitGranule, cap: Capture, quicklo
     return _write_capture(config, split, gridded, quicklook_dir)
 
 
-def _grid_capture(config: RunConfig, split: SplitGranule, cap: Capture) -> _Gridded | CaptureWritten:
+def _grid_capture(config: RunConfig, split: SplitGranule, cap: Capture, parallel: bool = True
+                  ) -> _Gridded | CaptureWritten:
     """The gridded capture, or the record of its skipping."""
     t0 = time.perf_counter()
     try:
-        product = grid_one(config, split, cap)
+        product = grid_one(config, split, cap, parallel)
     except OcoL3Error as exc:
         msg = f"{split.granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}"
         log.warning("%s", msg)
@@ -574,7 +575,9 @@ def _pipelined_captures(config: RunConfig, split: SplitGranule, quicklook_dir: s
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oco-l3-write") as writer:
         writing: tuple[int, Future[CaptureWritten]] | None = None
         for i in order:
-            gridded = _grid_capture(config, split, split.captures[i])
+            # Beside a write, one gridding thread: the writer keeps the other core busy, and two passes at once
+            # would only add their temporaries to the memory peak.
+            gridded = _grid_capture(config, split, split.captures[i], parallel=writing is None)
             if writing is not None:
                 done[writing[0]] = writing[1].result()
                 writing = None
