@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -219,12 +217,8 @@ def grid_one(config: RunConfig, split: SplitGranule, cap: Capture, parallel: boo
 def iter_captures(config: RunConfig, split: SplitGranule) -> Iterator[CaptureProduct | str]:
     """Each capture gridded in turn, or the one-line reason it was skipped (the others go on)."""
     for cap in split.captures:
-        try:
-            yield grid_one(config, split, cap)
-        except OcoL3Error as exc:
-            msg = f"{split.granule.name}: skipped capture {cap.target.id} at {cap.start_time}: {one_line(exc)}"
-            log.warning("%s", msg)
-            yield msg
+        gridded = _grid_capture(config, split, cap)
+        yield gridded.product if isinstance(gridded, _Gridded) else str(gridded.skipped)
 
 
 def grid_granule(config: RunConfig, granule: GranuleInput) -> GranuleProducts:
@@ -570,7 +564,7 @@ def _pipelined_captures(config: RunConfig, split: SplitGranule, quicklook_dir: s
     being written and the one being gridded; captures go largest first, so the overlap is with a smaller one."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    order = sorted(range(len(split.captures)), key=lambda i: -split.captures[i].n_soundings)
+    order = _largest_first(split)
     done: dict[int, CaptureWritten] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oco-l3-write") as writer:
         writing: tuple[int, Future[CaptureWritten]] | None = None
@@ -589,6 +583,11 @@ def _pipelined_captures(config: RunConfig, split: SplitGranule, quicklook_dir: s
         if writing is not None:
             done[writing[0]] = writing[1].result()
     return [done[i] for i in range(len(split.captures))]
+
+
+def _largest_first(split: SplitGranule) -> list[int]:
+    """Capture indices, largest capture first: the last one to finish (or to be written alone) is a small one."""
+    return sorted(range(len(split.captures)), key=lambda i: -split.captures[i].n_soundings)
 
 
 #: The granule forked capture workers read from: set just before the worker pool forks, so the soundings are
@@ -612,10 +611,8 @@ def _write_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str |
     from concurrent.futures import ProcessPoolExecutor
 
     global _FORKED_SPLIT
-    _imports_done()
     _FORKED_SPLIT = split
-    # Largest captures first, so the last one to finish is a small one.
-    order = sorted(range(n), key=lambda i: -split.captures[i].n_soundings)
+    order = _largest_first(split)
     try:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(workers, n), mp_context=ctx) as pool:
@@ -625,34 +622,8 @@ def _write_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str |
     return [done[i] for i in range(n)]
 
 
-#: The thread importing the gridding and store modules, if one was started.
-_IMPORTING: threading.Thread | None = None
-
-
-def _import_in_background() -> None:
-    """Import the gridding and store modules (SciPy, Triangle, Blosc: a quarter of the CLI's start-up) in a thread
-    while the first granule is read; a no-op once they are loaded. :func:`_imports_done` waits for it (before a
-    fork: a child must not inherit an import lock held by a thread it does not have)."""
-    global _IMPORTING
-    if "oco_l3.stores" in sys.modules or _IMPORTING is not None:
-        return
-
-    def load() -> None:
-        import oco_l3.gridding
-        import oco_l3.stores  # noqa: F401
-
-    _IMPORTING = threading.Thread(target=load, name="oco-l3-import", daemon=True)
-    _IMPORTING.start()
-
-
-def _imports_done() -> None:
-    if _IMPORTING is not None:
-        _IMPORTING.join()
-
-
 def _process_granule(config: RunConfig, g: GranuleInput, work: _DayWork, quicklook_dir: str | None,
                      capture_workers: int = 1) -> None:
-    _import_in_background()
     try:
         split = read_and_split(config, g)
     except Exception as exc:  # noqa: BLE001 - an unreadable granule must not stop the others
