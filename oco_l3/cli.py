@@ -177,7 +177,16 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
             log.debug("command plugin %s failed to load: %s", ep.name, exc)
     for name, action in sub.choices.items():
         _COMMANDS[name] = action.get_default("func")
+        _accept_verbose(action)
     return parser
+
+
+def _accept_verbose(command: argparse.ArgumentParser) -> None:
+    """``-v`` after the subcommand too (``oco-l3 run -i CONFIG -v``, the form the README shows); when given there
+    it replaces the count given before the subcommand, when absent it leaves that count alone."""
+    with contextlib.suppress(argparse.ArgumentError):  # the command defines -v itself
+        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                             help="more logging; tracebacks on errors")
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

@@ -185,3 +185,17 @@ def test_captures_in_worker_processes_write_the_same_stores(tree: dict, tmp_path
     for rel in a:
         x, y = xr.open_zarr(tmp_path / "seq" / rel), xr.open_zarr(tmp_path / "par" / rel)
         xr.testing.assert_equal(x.drop_attrs(), y.drop_attrs())
+
+
+@pytest.mark.parametrize("argv, verbose", [
+    (["run", "-i", "c.yml"], 0),
+    (["-v", "run", "-i", "c.yml"], 1),
+    (["run", "-i", "c.yml", "-v"], 1),
+    (["run", "-v", "-i", "c.yml", "-v"], 2),
+    (["status", "-i", "c.yml", "-v"], 1),
+    (["backfill", "-i", "c.yml", "--start", "2021-01-01", "--end", "2021-01-02", "-vv"], 2),
+])
+def test_verbose_before_or_after_the_subcommand(argv: list[str], verbose: int) -> None:
+    from oco_l3.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose == verbose

@@ -14,7 +14,7 @@ from oco_l3.errors import ConfigInvalid, TargetFileInvalid
 from oco_l3.grids import GridSpec, target_grid
 from oco_l3.targets import BBox, is_safe_id, load_targets, parse_targets
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "configs"
+CONFIGS = Path(__file__).resolve().parent / "data" / "configs"
 
 
 def minimal(**extra: object) -> dict:
@@ -30,7 +30,7 @@ def test_defaults_are_the_seed_readme_defaults() -> None:
 
 
 def test_later_sample_config_parses() -> None:
-    c = load_config(SHARED / "sample-run-config.later.yaml")
+    c = load_config(CONFIGS / "sample-run-config.later.yaml")
     assert c.grid.method == "nearest" and c.chunking.time == 14
     assert c.output.local == "/tmp/oco3/"
     assert c.variables is not None and c.variables["oco3_sif"][0].key == "Daily_SIF_757nm"
@@ -38,7 +38,7 @@ def test_later_sample_config_parses() -> None:
 
 
 def test_seed_sample_config_parses_with_drop_dims() -> None:
-    c = load_config(SHARED / "sample-sam-config.yml")
+    c = load_config(CONFIGS / "sample-sam-config.yml")
     assert any(d.key == "Sounding/target_id" for d in c.drop_dims)
     assert "/Sounding" in c.exclude_groups
 
