@@ -66,6 +66,20 @@ class MessageInvalid(PermanentError):
     """A queue message is malformed or names inputs that can never succeed."""
 
 
+class BeamStrengthUnknown(PermanentError):
+    """ICESat-2: strong/weak beams were asked for, but the granule's beam groups have no ``atlas_beam_type`` and
+    ``orbit_info/sc_orient`` does not settle it (missing, transition, or a change of orientation in the granule)."""
+
+
+class BeamsEmpty(PermanentError):
+    """ICESat-2: the selected beams of a granule hold no segment at all (nothing was read). Not for segments that
+    were read and then filtered out: that is an empty day, not an error."""
+
+
+class SegmentsOffGrid(PermanentError):
+    """ICESat-2: every segment a granule kept after filtering falls outside the output grid(s)."""
+
+
 # --- transient leaves ------------------------------------------------------------------------------------
 class SourceUnavailable(TransientError):
     """A remote source (CMR, S3, HTTP) did not answer or answered with a server error."""

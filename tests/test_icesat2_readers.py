@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from oco_l3.errors import GranuleSchemaMismatch, GranuleUnreadable
+from oco_l3.errors import BeamStrengthUnknown, GranuleSchemaMismatch, GranuleUnreadable
 from oco_l3.icesat2.readers import granule_rgt, read_beams
 from tests.icesat2_synth import beam_data, write_atl10
 
@@ -53,7 +53,9 @@ def test_atl08_without_beam_attributes_or_epoch():
     beams = read_beams(ATL08, "ATL08", "all", ["canopy/h_canopy"])
     assert [b.beam for b in beams] == ["gt1l", "gt1r", "gt2r", "gt3l", "gt3r"]
     assert all(b.beam_type is None for b in beams)
-    assert read_beams(ATL08, "ATL08", "strong", ["canopy/h_canopy"]) == []
+    # No attribute and no orbit_info/sc_orient: a strong/weak selection is refused with the reason.
+    with pytest.raises(BeamStrengthUnknown, match="without atlas_beam_type and no orbit_info/sc_orient"):
+        read_beams(ATL08, "ATL08", "strong", ["canopy/h_canopy"])
     assert all(np.nanmax(b.variables["canopy/h_canopy"]) < 1e3 for b in beams)
 
 

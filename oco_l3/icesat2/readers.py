@@ -2,8 +2,12 @@
 
 ``read_beams(path, product, beams, variables)`` returns one :class:`BeamSegments` per beam that holds data:
 
-* strong/weak comes from the beam group's ``atlas_beam_type`` attribute, never from its name
-  (``None`` when a file lacks the attribute; such beams are kept only for ``beams="all"``);
+* strong/weak comes from the beam group's ``atlas_beam_type`` attribute; where a beam group lacks it, from the
+  spacecraft orientation ``orbit_info/sc_orient`` (:func:`strength_from_orientation`: 0 backward -> the left beams
+  ``gtxl`` are strong, 1 forward -> the right beams ``gtxr``); never from the name alone. When neither settles it
+  (no attribute and no ``sc_orient``, 2 = transition, or the orientation changes within the granule) a
+  ``strong``/``weak`` selection raises :class:`BeamStrengthUnknown`; ``beams="all"`` reads every beam
+  (``beam_type`` then ``None`` where unknown);
 * fills come from each dataset's ``_FillValue`` attribute: floats become NaN, integers keep their dtype and the
   fill is reported in :attr:`BeamSegments.fills`; float64 lat/lon without the attribute are taken as is;
 * a beam whose group exists but holds no ``latitude`` dataset (NSIDC subsetter output) is skipped;
@@ -26,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from oco_l3.errors import GranuleSchemaMismatch, GranuleUnreadable
+from oco_l3.errors import BeamStrengthUnknown, GranuleSchemaMismatch, GranuleUnreadable
 from oco_l3.icesat2.time import ATLAS_SDP_GPS_EPOCH, gps_to_utc
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 Product = Literal["ATL06", "ATL07", "ATL08", "ATL10"]
 BeamSelection = Literal["strong", "weak", "all"]
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
+#: ``orbit_info/sc_orient`` flag values (ATL03..ATL10 ``flag_meanings = "backward forward transition"``)
+ORIENTATIONS = {0: "backward", 1: "forward", 2: "transition"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class BeamSegments:
     fills: Mapping[str, int | float] = field(default_factory=dict)
     rgt: int | None = None
     cycle: int | None = None
+    units: Mapping[str, str] = field(default_factory=dict)  # each variable's ``units`` attribute, where it has one
 
     @property
     def n(self) -> int:
@@ -94,6 +101,7 @@ class BeamSegments:
             self.granule, self.product, self.beam, self.beam_type, self.spot,
             self.latitude[mask], self.longitude[mask], self.delta_time[mask], self.gps_seconds[mask],
             self.time[mask], {k: v[mask] for k, v in self.variables.items()}, self.fills, self.rgt, self.cycle,
+            self.units,
         )
 
     def valid(self, key: str) -> npt.NDArray[np.bool_]:
@@ -191,6 +199,70 @@ def _selected(beam_type: str | None, beams: BeamSelection) -> bool:
     return beams == "all" or beam_type == beams
 
 
+def strength_from_orientation(sc_orient: int) -> dict[str, str] | None:
+    """Strong/weak per beam from the spacecraft orientation: 0 (backward) -> the left beams (gt1l, gt2l, gt3l) are
+    strong, 1 (forward) -> the right beams; ``None`` for 2 (transition) or an unknown value.
+
+    (ATL03/ATL07/ATL10 user guides; the sample granules agree: ATL07 v003 ``sc_orient = 0`` with gt1l strong,
+    ATL06 r209 ``sc_orient = 1`` with gt1r strong.)
+    """
+    if sc_orient not in (0, 1):
+        return None
+    strong_side = "l" if sc_orient == 0 else "r"
+    return {b: "strong" if b.endswith(strong_side) else "weak" for b in BEAMS}
+
+
+def _delta_time_span(h5: Any, layout: Layout) -> tuple[float, float] | None:
+    """First and last ``delta_time`` over the beams that have segments."""
+    spans = [np.asarray(h5[p][()], dtype=np.float64) for p in
+             (f"{b}/{layout.root}/delta_time" for b in BEAMS) if p in h5]
+    spans = [s for s in spans if s.size and np.isfinite(s).any()]
+    if not spans:
+        return None
+    return min(float(np.nanmin(s)) for s in spans), max(float(np.nanmax(s)) for s in spans)
+
+
+def _orientations_in(h5: Any, layout: Layout) -> list[int]:
+    """The distinct ``sc_orient`` values in force while the beams were sampled: each value holds from its
+    ``sc_orient_time`` to the next one (all values when the file has no usable ``sc_orient_time``)."""
+    values = np.asarray(h5["orbit_info/sc_orient"][()]).reshape(-1).astype(int)
+    times_ds = h5.get("orbit_info/sc_orient_time")
+    if values.size < 2 or times_ds is None:
+        return sorted(set(values.tolist()))
+    starts = np.asarray(times_ds[()], dtype=np.float64).reshape(-1)
+    span = _delta_time_span(h5, layout)
+    if starts.size != values.size or span is None:
+        return sorted(set(values.tolist()))
+    ends = np.append(starts[1:], np.inf)
+    active = (starts <= span[1]) & (ends > span[0])
+    return sorted(set(values[active].tolist())) if active.any() else sorted(set(values.tolist()))
+
+
+def beam_strengths(h5: Any, granule: str, layout: Layout, beams: BeamSelection) -> dict[str, str | None]:
+    """``strong``/``weak`` (or ``None``) per beam group present: the ``atlas_beam_type`` attribute, else the
+    orientation fallback. Raises :class:`BeamStrengthUnknown` when a strong/weak selection cannot be made."""
+    present = [b for b in BEAMS if b in h5]
+    types: dict[str, str | None] = {b: _text(h5[b].attrs.get("atlas_beam_type")) or None for b in present}
+    missing = [b for b, t in types.items() if t is None]
+    if not missing:
+        return types
+    if "orbit_info/sc_orient" not in h5:
+        reason = "no orbit_info/sc_orient"
+    else:
+        values = _orientations_in(h5, layout) or [-1]
+        fallback = strength_from_orientation(values[0]) if len(values) == 1 else None
+        if fallback is not None:
+            log.info("%s: beam strength of %s from orbit_info/sc_orient = %d (%s)", granule, ", ".join(missing),
+                     values[0], ORIENTATIONS[values[0]])
+            return {b: t or fallback[b] for b, t in types.items()}
+        reason = (f"orbit_info/sc_orient = {values[0]} ({ORIENTATIONS.get(values[0], 'unknown value')})"
+                  if len(values) == 1 else f"the orientation changes within the granule (sc_orient {values})")
+    if beams != "all":
+        raise BeamStrengthUnknown(f"{granule}: {', '.join(missing)} without atlas_beam_type and {reason}: "
+                                  f"strong/weak beams unknown, granule skipped (beams: all reads every beam)")
+    return types
+
+
 def read_beams(
     path: str | Path,
     product: str,
@@ -215,27 +287,22 @@ def read_beams(
             return []
         epoch = _epoch(h5, granule)
         rgt, cycle = _orbit_scalar(h5, "rgt"), _orbit_scalar(h5, "cycle_number")
+        strengths = beam_strengths(h5, granule, layout, beams)
         out = []
         for beam in BEAMS:
-            seg = _read_beam(h5, granule, product, beam, layout, beams, variables, epoch)
+            if beam not in strengths or not _selected(strengths[beam], beams):
+                continue
+            seg = _read_beam(h5, granule, product, beam, strengths[beam], layout, variables, epoch)
             if seg is not None:
                 out.append(BeamSegments(**{**seg.__dict__, "rgt": rgt, "cycle": cycle}))
-        if beams != "all" and not any(_text(h5[b].attrs.get("atlas_beam_type")) for b in BEAMS if b in h5):
-            log.warning("%s: no atlas_beam_type attributes; beams=%s selects nothing (use beams: all)",
-                        granule, beams)
         return out
 
 
 def _read_beam(
-    h5: Any, granule: str, product: str, beam: str, layout: Layout, beams: BeamSelection,
+    h5: Any, granule: str, product: str, beam: str, beam_type: str | None, layout: Layout,
     variables: Sequence[str], epoch: float,
 ) -> BeamSegments | None:
-    if beam not in h5:
-        return None
     group = h5[beam]
-    beam_type = _text(group.attrs.get("atlas_beam_type"))
-    if not _selected(beam_type, beams):
-        return None
     lat_path = f"{layout.root}/latitude"
     if lat_path not in group:
         log.debug("%s: %s has no %s, skipped", granule, beam, lat_path)
@@ -250,6 +317,7 @@ def _read_beam(
     n = cols["latitude"].shape[0]
     values: dict[str, npt.NDArray[Any]] = {}
     fills: dict[str, int | float] = {}
+    units: dict[str, str] = {}
     for var in variables:
         phys = layout.physical(var)
         if phys not in group:
@@ -260,13 +328,16 @@ def _read_beam(
         values[var] = arr
         if fill is not None:
             fills[var] = fill
+        unit = _text(group[phys].attrs.get("units"))
+        if unit:
+            units[var] = unit
     spot_text = _text(group.attrs.get("atlas_spot_number"))
     gps = cols["delta_time"] + epoch
     return BeamSegments(
         granule=granule, product=product, beam=beam, beam_type=beam_type,
         spot=int(spot_text) if spot_text and spot_text.isdigit() else None,
         latitude=cols["latitude"], longitude=cols["longitude"], delta_time=cols["delta_time"],
-        gps_seconds=gps, time=gps_to_utc(gps), variables=values, fills=fills,
+        gps_seconds=gps, time=gps_to_utc(gps), variables=values, fills=fills, units=units,
     )
 
 
