@@ -115,7 +115,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         record_product_run(config, results)
         bad = [r for r in results if not r.ok]
         for r in results:
-            print(f"{'ok  ' if r.ok else 'FAIL'} {r.message}", flush=True)
+            label = "FAIL" if not r.ok else "EMPTY" if r.empty else "ok  "
+            print(f"{label} {r.message if not r.ok else f'{os.path.basename(r.input)}: {r.message}'}", flush=True)
+            for warning in r.warnings:
+                print(f"WARNING {warning}", file=sys.stderr, flush=True)
         return 1 if bad else 0
     if config.input is None or config.input.files is None:
         print(f"{args.input}: input.files is empty; for input.queue use `oco-l3 listen -i CONFIG`", file=sys.stderr)

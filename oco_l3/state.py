@@ -32,8 +32,9 @@ from oco_l3.sources import GranuleRef
 
 log = logging.getLogger(__name__)
 
-Status = Literal["waiting", "done", "failed", "gap"]
-STATUSES: tuple[Status, ...] = ("waiting", "done", "failed", "gap")
+Status = Literal["waiting", "done", "failed", "gap", "empty"]
+#: ``empty``: an ICESat-2 (product, day) processed whose segments were all filtered out (no data, not "not done").
+STATUSES: tuple[Status, ...] = ("waiting", "done", "failed", "gap", "empty")
 STATE_FILE = "oco-l3-state.db"
 SCHEMA_VERSION = 1
 
@@ -394,7 +395,9 @@ def finish_run(state: State, run_id: int, summary: Mapping[str, Any]) -> None:
 
 # --- reading ---------------------------------------------------------------------------------------------
 def last_done_day(state: State, missions: Sequence[Mission] | None = None) -> dt.date | None:
-    query = sa.select(sa.func.max(day_status.c.day)).where(day_status.c.status == "done")
+    """The last day processed to the end (``done``, or ``empty`` for a product day whose segments were all
+    filtered out)."""
+    query = sa.select(sa.func.max(day_status.c.day)).where(day_status.c.status.in_(("done", "empty")))
     if missions:
         query = query.where(day_status.c.mission.in_(list(missions)))
     with state.engine.connect() as conn:
@@ -496,12 +499,17 @@ def _day_values(results: Sequence[Any], day: dt.date) -> dict[str, Any]:
     bad = [r for r in results if not r.ok]
     names = sorted(Path(str(r.input)).name for r in results)
     label = names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1})"
+    captures = sum(_segments_on(r, day) for r in ok)
+    warnings = [w for r in ok for w in getattr(r, "warnings", ())]
+    note = f"warning: {warnings[0]}" + (f" (+{len(warnings) - 1} more)" if len(warnings) > 1 else "") \
+        if warnings else None
     values: dict[str, Any] = {
-        "status": "failed" if bad else "done", "granule": label[:255],
+        "status": "failed" if bad else ("done" if captures else "empty"), "granule": label[:255],
         "granule_key": hashlib.sha256("|".join(names).encode()).hexdigest()[:32],
-        "captures": sum(_segments_on(r, day) for r in ok), "targets": 0,
+        "captures": captures, "targets": 0,
         "outputs": json.dumps(sorted({str(o) for r in ok for o in r.outputs})),
-        "last_error": _one_line(f"{Path(str(bad[0].input)).name}: {bad[0].message}", "failed") if bad else None,
+        "last_error": _one_line(f"{Path(str(bad[0].input)).name}: {bad[0].message}", "failed") if bad else
+        (_one_line(note, "") if note else None),
     }
     return values
 
@@ -511,8 +519,10 @@ def record_product_results(state: State, product: str, results: Iterable[Any],
     """Record the per-input results of a product run (ICESat-2 ``Icesat2Result``) per (product, day).
 
     ``product`` (``icesat2-seaice``, ...) goes in the ``mission`` column. A day is ``done`` when every granule
-    that touched it is ok (``captures`` = segments kept on that day, ``outputs`` = their outputs) and ``failed``
-    otherwise (``last_error`` = the first failure, one line); ``attempts`` goes up by one. A failed input whose day is
+    that touched it is ok (``captures`` = segments binned on that day, ``outputs`` = their outputs), ``empty`` when
+    they are ok but binned no segment that day (all filtered out: an empty slice was written), and ``failed``
+    otherwise (``last_error`` = the first failure, one line); a done or empty day keeps the first warning of its
+    inputs in ``last_error`` (``warning: ...``); ``attempts`` goes up by one. A failed input whose day is
     unknown (no days, no date in its name) is kept in the run's summary only. One transaction.
     """
     results = list(results)

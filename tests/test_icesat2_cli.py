@@ -18,7 +18,7 @@ from tests.icesat2_fakes import CmrGranule, cmr_granule, offline_earthdata
 DATA = Path(__file__).parent / "data" / "icesat2"
 ATL07_A = DATA / "processed_ATL07-01_20190222003738_08490201_003_02.h5"
 ATL07_B = DATA / "processed_ATL07-01_20190225115500_09020201_003_02.h5"
-STORE = Path("icesat2-seaice") / "nsidc-ps-north-25km.zarr"
+STORE = Path("icesat2-seaice") / "atl07-height" / "nsidc-ps-north-25km.zarr"
 
 
 @pytest.fixture(autouse=True)

@@ -126,7 +126,7 @@ def _deploy_and_run(prefect_server: str, env: dict[str, str], project: Path, tmp
     runs = httpx.post(f"{prefect_server}/flow_runs/filter", json={"limit": 50, "offset": 0}, timeout=30).json()
     mine = [r for r in runs if r["deployment_id"] == found["icesat2-process-files"]["id"]]
     assert [r["state"]["type"] for r in mine] == ["COMPLETED"], worker.stdout[-3000:] + worker.stderr[-3000:]
-    assert (tmp_path / "out" / "icesat2-seaice" / "nsidc-ps-north-25km.zarr").is_dir()
+    assert (tmp_path / "out" / "icesat2-seaice" / "atl07-height" / "nsidc-ps-north-25km.zarr").is_dir()
     state = open_state(state_url)
     rows = status_rows(state)
     state.close()

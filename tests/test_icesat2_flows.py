@@ -30,7 +30,7 @@ def test_process_files_flow_seaice(tmp_path, prefect_harness):
     first, second = summary["results"]
     assert first["days"] == ["2019-02-25"] and any(o.endswith("_std.tif") for o in first["outputs"])
     assert second["message"].startswith("GranuleUnreadable") and "missing.h5" in second["message"]
-    ds = xr.open_zarr(tmp_path / "out" / "icesat2-seaice" / "nsidc-ps-north-25km.zarr")
+    ds = xr.open_zarr(tmp_path / "out" / "icesat2-seaice" / "atl07-height" / "nsidc-ps-north-25km.zarr")
     assert int(ds.n_segments.sum()) == first["n_segments"] > 0
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import h5py
@@ -79,11 +80,11 @@ def test_real_atl07_all_beams_no_filter_matches_independent_groupby(tmp_path):
                                   grid="ease2-north-25km"))
     assert [r.ok for r in results] == [True, True]
     assert results[0].days == ("2019-02-22",) and results[1].days == ("2019-02-25",)
-    store = tmp_path / "icesat2-seaice" / "ease2-north-25km.zarr"
+    store = tmp_path / "icesat2-seaice" / "atl07-height" / "ease2-north-25km.zarr"
     ds = xr.open_zarr(store)
     assert set(ds.data_vars) >= {"n_segments", "mean_segment_length", "mean", "std", "crs"}
     assert ds["mean"].dims == ("time", "y", "x") and ds["mean"].attrs["grid_mapping"] == "crs"
-    assert ds.lat.dims == ("y", "x") and ds.sizes == {"time": 2, "y": 720, "x": 720}
+    assert ds.lat.dims == ("y", "x") and ds.sizes == {"time": 2, "y": 720, "x": 720, "nv": 2}
     assert pyproj.CRS.from_wkt(ds.crs.attrs["crs_wkt"]).to_epsg() == 6931
     _check_day(ds, "2019-02-22", _independent_atl07(ATL07_A, default_filter=False))
     _check_day(ds, "2019-02-25", _independent_atl07(ATL07_B, default_filter=False))
@@ -92,11 +93,14 @@ def test_real_atl07_all_beams_no_filter_matches_independent_groupby(tmp_path):
 
 def test_real_atl07_default_filter_strong_beams_and_cogs(tmp_path):
     results = run_icesat2(_config([ATL07_B, ATL07_A], tmp_path, grid="ease2-north-25km"))
-    # The 2019-02-22 subset has height_segment_quality == 0 everywhere: nothing survives the default filter.
-    assert results[1].ok and results[1].n_segments == 0 and results[1].days == ()
+    # The 2019-02-22 subset has height_segment_quality == 0 everywhere: nothing survives the default filter, so
+    # that day is written as an EMPTY day (zero counts), not left out.
+    assert results[1].ok and results[1].n_segments == 0 and results[1].days == ("2019-02-22",)
+    assert results[1].empty and results[1].day_segments == (0,)
     expected = _independent_atl07(ATL07_B, default_filter=True, strong_only=True)
-    ds = xr.open_zarr(tmp_path / "icesat2-seaice" / "ease2-north-25km.zarr")
-    assert list(ds.time.values.astype("datetime64[D]").astype(str)) == ["2019-02-25"]
+    ds = xr.open_zarr(tmp_path / "icesat2-seaice" / "atl07-height" / "ease2-north-25km.zarr")
+    assert list(ds.time.values.astype("datetime64[D]").astype(str)) == ["2019-02-22", "2019-02-25"]
+    assert int(ds.n_segments.sel(time="2019-02-22").sum()) == 0
     _check_day(ds, "2019-02-25", expected)
     tifs = sorted(p for p in results[0].outputs if p.endswith(".tif"))
     assert len(tifs) == 4
@@ -112,20 +116,32 @@ def test_real_atl07_default_filter_strong_beams_and_cogs(tmp_path):
 
 
 def test_rerun_of_a_day_replaces_it(tmp_path):
-    store = tmp_path / "icesat2-seaice" / "nsidc-ps-north-25km.zarr"
+    store = tmp_path / "icesat2-seaice" / "atl07-height" / "nsidc-ps-north-25km.zarr"
     cfg = dict(beams="all", filters="none", grid="nsidc-ps-north-25km")
     cfg_out = {"cog": False, "quicklook": False, "local": str(tmp_path)}
     run_icesat2({**_config([ATL07_A, ATL07_B], tmp_path, **cfg), "output": cfg_out})
     first = xr.open_zarr(store).load()
-    # Re-run only one day with a different selection: that day is replaced, the other kept untouched.
-    run_icesat2({**_config([ATL07_B], tmp_path, **{**cfg, "beams": "strong"}), "output": cfg_out})
+    # Re-run only one day from a new production of its granule (here: gt1r's heights all fill): that day is
+    # replaced, the other kept untouched.
+    reprocessed = tmp_path / "new" / ATL07_B.name
+    reprocessed.parent.mkdir()
+    shutil.copy(ATL07_B, reprocessed)
+    with h5py.File(reprocessed, "r+") as h5:
+        h = h5["gt1r/sea_ice_segments/heights/height_segment_height"]
+        h[...] = h.attrs["_FillValue"][0]
+    run_icesat2({**_config([reprocessed], tmp_path, **cfg), "output": cfg_out})
     second = xr.open_zarr(store).load()
     assert second.sizes["time"] == 2 and second.sizes["x"] == 304 and second.sizes["y"] == 448
     d22, d25 = np.datetime64("2019-02-22", "ns"), np.datetime64("2019-02-25", "ns")
     xr.testing.assert_identical(first.sel(time=d22), second.sel(time=d22))
-    assert int(second.n_segments.sel(time=d25).sum()) < int(first.n_segments.sel(time=d25).sum())
+    assert 0 < int(second.n_segments.sel(time=d25).sum()) < int(first.n_segments.sel(time=d25).sum())
     # Re-running the same thing again is a no-op on the content.
-    run_icesat2({**_config([ATL07_B], tmp_path, **{**cfg, "beams": "strong"}), "output": cfg_out})
+    run_icesat2({**_config([reprocessed], tmp_path, **cfg), "output": cfg_out})
+    xr.testing.assert_identical(second, xr.open_zarr(store).load())
+    # Another beam selection into the same store is refused (one store, one selection): nothing changes.
+    (refused,) = run_icesat2({**_config([ATL07_B], tmp_path, **{**cfg, "beams": "strong"}), "output": cfg_out})
+    assert not refused.ok and refused.message.startswith("StoreCorrupt: ")
+    assert "beams = 'all', this run 'strong'" in refused.message
     xr.testing.assert_identical(second, xr.open_zarr(store).load())
 
 
@@ -147,7 +163,7 @@ def test_synthetic_atl10_both_layouts_same_statistics(tmp_path, layout):
     path = write_atl10(tmp_path / f"ATL10-01_20190101000000_13790101_{layout}_01.h5", layout, data,
                        {"gt1l": "strong", "gt1r": "weak", "gt2l": "strong"}, empty_beams=("gt1r",))
     out = tmp_path / "out"
-    results = run_icesat2(_config([path], out, fb_quality_max=3,
+    results = run_icesat2(_config([path], out, fb_quality_max=3, grid="ease2-north-25km",
                                   output={"local": str(out), "cog": False, "quicklook": False}))
     assert results[0].ok, results[0].message
     frames = []
@@ -159,7 +175,7 @@ def test_synthetic_atl10_both_layouts_same_statistics(tmp_path, layout):
     x, y = pyproj.Transformer.from_crs(4326, 6931, always_xy=True).transform(df.lon.values, df.lat.values)
     cell = (np.floor((9e6 - y) / 25e3) * 720 + np.floor((x + 9e6) / 25e3)).astype(int)
     weights = df.length.to_numpy()
-    ds = xr.open_zarr(out / "icesat2-seaice" / "ease2-north-25km.zarr").isel(time=0)
+    ds = xr.open_zarr(out / "icesat2-seaice" / "atl10-freeboard" / "ease2-north-25km.zarr").isel(time=0)
     mean = ds["mean"].values.ravel()
     for c in np.unique(cell):
         m = cell == c
@@ -191,10 +207,11 @@ def test_binning_random_against_pandas_and_empty():
 
 def test_older_day_is_inserted_in_time_order_and_interrupted_swap_recovers(tmp_path):
     out = {"local": str(tmp_path), "cog": False, "quicklook": False}
-    store = tmp_path / "icesat2-seaice" / "ease2-north-25km.zarr"
-    run_icesat2(_config([ATL07_B], tmp_path, beams="all", filters="none", output=out))
+    store = tmp_path / "icesat2-seaice" / "atl07-height" / "ease2-north-25km.zarr"
+    cfg = {"beams": "all", "filters": "none", "grid": "ease2-north-25km", "output": out}
+    run_icesat2(_config([ATL07_B], tmp_path, **cfg))
     first = xr.open_zarr(store).load()
-    run_icesat2(_config([ATL07_A], tmp_path, beams="all", filters="none", output=out))
+    run_icesat2(_config([ATL07_A], tmp_path, **cfg))
     ds = xr.open_zarr(store).load()
     assert list(ds.time.values.astype("datetime64[D]").astype(str)) == ["2019-02-22", "2019-02-25"]
     xr.testing.assert_identical(first.isel(time=0), ds.isel(time=1))
@@ -203,7 +220,7 @@ def test_older_day_is_inserted_in_time_order_and_interrupted_swap_recovers(tmp_p
     # A swap interrupted between its two renames leaves only the old copy: the next write restores it.
     old = store.with_name(f".{store.name}.old-deadbeef")
     store.rename(old)
-    run_icesat2(_config([ATL07_B], tmp_path, beams="all", filters="none", output=out))
+    run_icesat2(_config([ATL07_B], tmp_path, **cfg))
     again = xr.open_zarr(store).load()
     assert again.sizes["time"] == 2 and not old.exists()
     xr.testing.assert_identical(ds, again)

@@ -154,4 +154,4 @@ def test_backfill_removes_processed_and_failed_downloads(tmp_path: Path, prefect
     staging = out / "staging" / "icesat2-seaice"
     assert len(seen) == 2 and all(p.parent == staging for p in seen)
     assert _contents(staging) == []  # both downloads removed after processing
-    assert (out / "icesat2-seaice" / "nsidc-ps-north-25km.zarr").is_dir()
+    assert (out / "icesat2-seaice" / "atl07-height" / "nsidc-ps-north-25km.zarr").is_dir()

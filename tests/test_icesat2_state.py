@@ -170,7 +170,7 @@ def test_granule_crossing_midnight_counts_each_day_once(tmp_path: Path) -> None:
     rows = _rows(st.default_state_url(cfg))
     assert rows[("icesat2-seaice", "2018-12-31")]["captures"] == before
     assert rows[("icesat2-seaice", "2019-01-01")]["captures"] == after
-    ds = xr.open_zarr(tmp_path / "out" / "icesat2-seaice" / "nsidc-ps-north-25km.zarr")
+    ds = xr.open_zarr(tmp_path / "out" / "icesat2-seaice" / "atl10-freeboard" / "nsidc-ps-north-25km.zarr")
     assert [int(n) for n in ds.n_segments.sum(dim=("y", "x")).values] == [before, after]
     assert np.datetime_as_string(ds.time.values, unit="D").tolist() == ["2018-12-31", "2019-01-01"]
 

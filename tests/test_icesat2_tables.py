@@ -146,7 +146,7 @@ def test_cli_level_yaml_config_through_load_config(tmp_path):
     assert isinstance(cfg, SeaIceConfig)
     results = run_icesat2(cfg)
     assert results[0].ok and results[0].days == ("2019-02-25",)
-    store = tmp_path / "out" / "icesat2-seaice" / "ease2-north-25km.zarr"
+    store = tmp_path / "out" / "icesat2-seaice" / "atl07-height" / "ease2-north-25km.zarr"
     assert set(xr.open_zarr(store).data_vars) >= {"n_segments", "mean_segment_length", "mean", "std"}
     again = run_icesat2(cfg_path)  # a YAML path works too
     assert again[0].ok and again[0].n_segments == results[0].n_segments

@@ -126,7 +126,9 @@ class SeaIceConfig(_Common):
     variable: str | None = None  # default beam_fb_height (ATL10) / heights/height_segment_height (ATL07)
     beams: Beams = "strong"
     filters: Filters = "default"
-    grid: GridSpecConfig = "ease2-north-25km"
+    #: default: the ATL20 grids, nsidc-ps-north-25km / nsidc-ps-south-25km, chosen per segment by hemisphere;
+    #: a preset or custom grid puts every segment on that one grid (segments off it are dropped and reported).
+    grid: GridSpecConfig | None = None
     #: ATL10 default filter keeps beam_fb_quality_flag <= this (ASSUMPTION, see seaice.py).
     fb_quality_max: int = Field(4, ge=0, le=127)
 

@@ -147,6 +147,12 @@ class PolarGrid:
         linear[~ok] = -1
         return linear
 
+    @property
+    def hemisphere(self) -> str:
+        """``north`` or ``south``: the hemisphere of the grid's centre point."""
+        _, lat = _from_grid(self.crs).transform((self.x_min + self.x_max) / 2, (self.y_min + self.y_max) / 2)
+        return "south" if float(lat) < 0 else "north"
+
     def lonlat(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """2-D (ny, nx) longitude and latitude of the cell centres."""
         xx, yy = np.meshgrid(self.x, self.y)
@@ -263,6 +269,10 @@ def resolve_grid(spec: str | Mapping[str, Any] | PolarGrid) -> PolarGrid:
             raise GridInvalid(f"grid: unknown preset {spec[:60]!r} (known: {', '.join(PRESETS)})")
         return PRESETS[spec]
     return custom_grid(str(spec["crs"]), float(spec["resolution"]), list(spec["bounds"]), spec.get("name"))
+
+
+#: The ATL20 grids (NSIDC sea-ice polar stereographic 25 km): the sea-ice default, chosen per segment by hemisphere.
+SEAICE_DEFAULT_GRIDS = ("nsidc-ps-north-25km", "nsidc-ps-south-25km")
 
 
 def hemisphere_preset(latitude: npt.ArrayLike, family: str = "ease2", res: str = "25km") -> PolarGrid:

@@ -16,7 +16,14 @@ class Icesat2Result:
     n_segments: int = 0  # segments kept after filtering (rows written for the table products)
     days: tuple[str, ...] = ()  # UTC days (YYYY-MM-DD) the granule contributed to
     outputs: tuple[str, ...] = field(default_factory=tuple)  # files/stores written or updated
-    day_segments: tuple[int, ...] = ()  # segments kept on each of ``days`` (same order; sums to n_segments)
+    day_segments: tuple[int, ...] = ()  # segments binned on each of ``days`` (same order; 0 on an empty day)
+    warnings: tuple[str, ...] = ()  # one line each (e.g. most kept segments fell off the grid)
+
+    @property
+    def empty(self) -> bool:
+        """Processed, but no segment survived the filters on any of its days (an empty day, not a failure)."""
+        return self.ok and bool(self.days) and len(self.day_segments) == len(self.days) \
+            and not any(self.day_segments)
 
     def segments_on(self, day: str) -> int:
         """Segments kept on the UTC day ``YYYY-MM-DD`` (all of them when the per-day split is unknown)."""

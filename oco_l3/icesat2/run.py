@@ -3,8 +3,11 @@
 1. :func:`extract_granule` (per input): read + filter; the table products (land ice, canopy) write their
    GeoParquet here; the gridded products return their :class:`GridSamples`. A permanent error of one granule is
    recorded in its result, never raised; transient errors propagate (the orchestration retries them).
-2. :func:`grid_days` (once): bin every UTC day and write the Zarr store, COGs and quick-looks
-   (sea ice; land ice ``h_li``), then merge the day outputs into the per-input results.
+2. :func:`grid_days` (once): place the segments on the grids (sea ice: per (source product, variable), each
+   segment on its hemisphere's ATL20 grid by default), judge what fell off the grids (most of an input's kept
+   segments: a warning; all of them: that input fails), bin every (grid, UTC day) -- empty days included -- and write
+   the Zarr store, COGs and quick-looks (sea ice; land ice ``h_li``), then merge the day outputs into the per-input
+   results.
 
 :func:`run_icesat2` chains both for the CLI (``oco-l3 run -i CONFIG``).
 """
@@ -19,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from oco_l3.errors import ConfigInvalid, OcoL3Error, PermanentError, one_line
+from oco_l3.errors import ConfigInvalid, OcoL3Error, PermanentError, SegmentsOffGrid, one_line
 from oco_l3.icesat2.config import CanopyConfig, LandIceConfig, SeaIceConfig, parse_icesat2_config
-from oco_l3.icesat2.daily import GridSamples, write_daily
-from oco_l3.icesat2.grids import PolarGrid, hemisphere_preset, resolve_grid
+from oco_l3.icesat2.daily import DayOutput, GridSamples, GridSet, Located, locate, write_daily
+from oco_l3.icesat2.grids import SEAICE_DEFAULT_GRIDS, PolarGrid, hemisphere_preset, resolve_grid
+from oco_l3.icesat2.products import GridProduct, SeaIceIdentity, landice_product
 from oco_l3.icesat2.results import Icesat2Result
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,13 @@ def _day_counts(times: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return tuple(str(d) for d in days), tuple(int(c) for c in counts)
 
 
+def _seen_day_counts(s: GridSamples) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The days on which the input read segments, and the segments kept on each (0 where all were filtered out)."""
+    kept = dict(zip(*_day_counts(s.time), strict=True))
+    days = tuple(sorted({d for d, _ in s.seen} | set(kept)))
+    return days, tuple(kept.get(d, 0) for d in days)
+
+
 def extract_granule(config: Icesat2Config, path: str) -> GranuleExtract:
     """Stage 1 for one input granule (see the module doc)."""
     product = config.product
@@ -90,7 +101,9 @@ def _extract(config: Icesat2Config, path: str) -> GranuleExtract:
 
         s, n_read, n_beams = extract_samples(path, config)
         msg = f"{len(s.value)} of {n_read} segments kept from {n_beams} beams"
-        days, counts = _day_counts(s.time)
+        if not len(s.value):
+            msg += " (every segment filtered out: empty day)"
+        days, counts = _seen_day_counts(s)
         return GranuleExtract(Icesat2Result(path, config.product, True, msg, len(s.value), days,
                                             day_segments=counts), s)
     if isinstance(config, LandIceConfig):
@@ -118,30 +131,100 @@ def _grid_of(config: SeaIceConfig | LandIceConfig, samples: list[GridSamples]) -
     return resolve_grid(config.grid if isinstance(config.grid, str) else config.grid.model_dump())
 
 
-def grid_days(config: Icesat2Config, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
-    """Stage 2: bin and write every UTC day of the good inputs; returns the per-input results in input order."""
-    results = [e.result for e in extracts]
-    samples = [e.samples for e in extracts if e.result.ok and e.samples is not None and len(e.samples.value)]
-    if isinstance(config, CanopyConfig) or not samples:
-        return results
-    attrs: dict[str, str] = {"beams": config.beams}
-    if isinstance(config, SeaIceConfig):
-        attrs["filters"] = config.filters
-    else:
-        attrs["variable"] = "h_li"
+def seaice_grids(config: SeaIceConfig) -> GridSet:
+    """The sea-ice output grids: the configured one, else the ATL20 pair chosen per segment by hemisphere."""
+    if config.grid is None:
+        return GridSet(tuple(resolve_grid(name) for name in SEAICE_DEFAULT_GRIDS), by_hemisphere=True)
+    return GridSet((resolve_grid(config.grid if isinstance(config.grid, str) else config.grid.model_dump()),))
+
+
+def judge_off_grid(result: Icesat2Result, located: Located, grids: GridSet) -> Icesat2Result:
+    """Say what fell off the grids: a note when some kept segments did, a warning when most did (more than half),
+    and a failure (:class:`SegmentsOffGrid`) when all did."""
+    off, kept = located.off_grid, located.kept
+    if not off:
+        return result
+    name = Path(result.input).name
+    hint = "" if grids.by_hemisphere else " (leave grid: unset to grid each hemisphere on its ATL20 grid)"
+    if off == kept:
+        error = SegmentsOffGrid(f"{name}: all {kept} kept segments fall outside {grids.names}{hint}")
+        log.warning("%s: skipped: %s", result.input, one_line(error))
+        return replace(result, ok=False, message=one_line(error))
+    note = f"{off} of {kept} kept segments fall outside {grids.names} and were dropped"
+    result = replace(result, message=f"{result.message}; {note}")
+    if 2 * off > kept:
+        log.warning("%s: %s", name, note + hint)
+        result = replace(result, warnings=(*result.warnings, f"{name}: most kept segments dropped: {note}{hint}"))
+    return result
+
+
+def _merge_days(results: list[Icesat2Result], indices: list[int], days: list[DayOutput]) -> None:
+    """Put each (grid, day) written into the results of the inputs that touched it (in place): outputs, days and
+    the segments binned per day (0 on an empty day)."""
+    for i in indices:
+        r = results[i]
+        if not r.ok:
+            continue
+        mine = [d for d in days if r.input in d.inputs]
+        per_day: dict[str, int] = {}
+        for d in mine:
+            per_day[d.day] = per_day.get(d.day, 0) + d.segments.get(r.input, 0)
+        outputs = tuple(dict.fromkeys(r.outputs + tuple(o for d in mine for o in d.outputs)))
+        results[i] = replace(r, outputs=outputs, days=tuple(sorted(per_day)),
+                             day_segments=tuple(per_day[d] for d in sorted(per_day)))
+
+
+def _write(product: GridProduct, located: list[Located], grids: GridSet, config: SeaIceConfig | LandIceConfig,
+           results: list[Icesat2Result], indices: list[int]) -> None:
+    """Write the day slices of one product and merge them into the results (in place); a permanent store error
+    fails the inputs that had segments."""
     try:
-        grid = _grid_of(config, samples)
-        days = write_daily(config.product, samples, grid, config.output_root, config.output.cog,
-                           config.output.quicklook, attrs)
+        days = write_daily(product, located, grids, config.output_root, config.output.cog, config.output.quicklook)
     except OcoL3Error as exc:
         if not isinstance(exc, PermanentError):
             raise
-        return [replace(r, ok=False, message=one_line(exc)) if r.ok and r.n_segments else r for r in results]
-    by_input: dict[str, tuple[str, ...]] = {}
-    for d in days:
-        for inp in d.inputs:
-            by_input[inp] = tuple(dict.fromkeys(by_input.get(inp, ()) + d.outputs))
-    return [replace(r, outputs=tuple(dict.fromkeys(r.outputs + by_input.get(r.input, ())))) for r in results]
+        for i in indices:
+            if results[i].ok:
+                results[i] = replace(results[i], ok=False, message=one_line(exc))
+        return
+    _merge_days(results, indices, days)
+
+
+def _grid_seaice(config: SeaIceConfig, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
+    from oco_l3.icesat2.seaice import grid_product
+
+    results = [e.result for e in extracts]
+    grids = seaice_grids(config)
+    groups: dict[SeaIceIdentity, list[int]] = {}
+    for i, e in enumerate(extracts):
+        if e.result.ok and e.samples is not None and e.samples.identity is not None:
+            groups.setdefault(e.samples.identity, []).append(i)
+    for ident, indices in groups.items():
+        located = {i: locate(extracts[i].samples, grids) for i in indices}  # type: ignore[arg-type]
+        for i, loc in located.items():
+            results[i] = judge_off_grid(results[i], loc, grids)
+        good = [i for i in indices if results[i].ok]
+        if good:
+            _write(grid_product(ident, config), [located[i] for i in good], grids, config, results, good)
+    return results
+
+
+def grid_days(config: Icesat2Config, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
+    """Stage 2: bin and write every UTC day of the good inputs; returns the per-input results in input order."""
+    if isinstance(config, SeaIceConfig):
+        return _grid_seaice(config, extracts)
+    results = [e.result for e in extracts]
+    indices = [i for i, e in enumerate(extracts) if e.result.ok and e.samples is not None and len(e.samples.value)]
+    if isinstance(config, CanopyConfig) or not indices:
+        return results
+    samples = [extracts[i].samples for i in indices]
+    try:
+        grids = GridSet((_grid_of(config, samples),))  # type: ignore[arg-type]
+    except PermanentError as exc:
+        return [replace(r, ok=False, message=one_line(exc)) if i in indices else r for i, r in enumerate(results)]
+    located = [locate(s, grids) for s in samples]  # type: ignore[arg-type]
+    _write(landice_product({"beams": config.beams, "variable": "h_li"}), located, grids, config, results, indices)
+    return results
 
 
 def run_icesat2(config: Icesat2Config | dict[str, Any] | str | Path) -> list[Icesat2Result]:

@@ -1,7 +1,9 @@
 """Writers of the ICESat-2 gridded statistics: Zarr store (time, y, x), COG per statistic and day, PNG.
 
-Zarr: ``<root>/<product>/<grid>.zarr`` (Zarr v2, consolidated), variables ``n_segments``,
-``mean_segment_length``, ``mean``, ``std`` on dims ``(time, y, x)``, CF ``grid_mapping = "crs"``, 2-D ``lat``/``lon``.
+Zarr: the store path comes from the product (:mod:`oco_l3.icesat2.products`: ``<root>/icesat2-seaice/<slug>/<grid>.zarr``,
+``<root>/icesat2-landice/<grid>.zarr``), Zarr v2, consolidated; variables ``n_segments``, ``mean_segment_length``,
+``mean``, ``std`` on dims ``(time, y, x)``, CF ``grid_mapping = "crs"``, 2-D ``lat``/``lon``; sea-ice stores also carry
+``time_bnds (time, nv)`` (``time:bounds``). Every variable whose first dimension is ``time`` is written per day.
 Every write (create, replace a day, append a day, insert an earlier day in time order) is one crash-safe
 transaction (:mod:`oco_l3._txn`) under the store lock (:class:`oco_l3.stores.StoreLock`): the changed chunks
 (:mod:`oco_l3._zchunks`) and metadata are staged, the manifest is the commit point, recovery replays or discards.
@@ -10,11 +12,13 @@ Re-running a day replaces it, so it is idempotent. Read the store with :func:`op
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +31,12 @@ from oco_l3._objectstore import ObjectStore
 from oco_l3.errors import StoreCorrupt
 from oco_l3.icesat2.binning import STATISTICS
 from oco_l3.icesat2.grids import PolarGrid
+from oco_l3.icesat2.products import LANDICE_STATISTIC_ATTRS, provenance_conflict
 
 log = logging.getLogger(__name__)
 
-_ATTRS: dict[str, dict[str, str]] = {
-    "n_segments": {"long_name": "number of segments in the cell", "units": "1"},
-    "mean_segment_length": {"long_name": "mean segment length", "units": "m"},
-    "mean": {"long_name": "segment-length-weighted mean", "units": "m"},
-    "std": {"long_name": "segment-length-weighted standard deviation", "units": "m"},
-}
+TIME_UNITS = "days since 1970-01-01"
+TIME_CALENDAR = "proleptic_gregorian"
 
 
 def crs_attrs(grid: PolarGrid) -> dict[str, Any]:
@@ -55,20 +56,31 @@ def crs_attrs(grid: PolarGrid) -> dict[str, Any]:
 
 
 def day_dataset(
-    grid: PolarGrid, day: np.datetime64, stats: dict[str, npt.NDArray[Any]], attrs: dict[str, Any]
+    grid: PolarGrid, day: np.datetime64, stats: dict[str, npt.NDArray[Any]], attrs: Mapping[str, Any],
+    statistic_attrs: Mapping[str, Mapping[str, str]] | None = None, time_bounds: bool = False,
 ) -> Any:
-    """One day of statistics as an ``xarray.Dataset`` with dims (time, y, x)."""
+    """One day of statistics as an ``xarray.Dataset`` with dims (time, y, x).
+
+    ``statistic_attrs`` are the CF attributes of each statistic (default: the land-ice product's); with
+    ``time_bounds`` the day's interval ``[day, day + 1)`` is ``time_bnds (time, nv)`` and ``time:bounds`` names it.
+    """
     import xarray as xr
 
+    per_stat = statistic_attrs or LANDICE_STATISTIC_ATTRS
     lon, lat = grid.lonlat()
-    data_vars = {}
+    data_vars: dict[str, tuple[tuple[str, ...], npt.NDArray[Any], dict[str, str]] | tuple[tuple[str, ...], Any]] = {}
     for name in STATISTICS:
         arr = np.asarray(stats[name])[np.newaxis]
-        data_vars[name] = (("time", "y", "x"), arr, {**_ATTRS[name], "grid_mapping": "crs"})
+        data_vars[name] = (("time", "y", "x"), arr, {**per_stat[name], "grid_mapping": "crs"})
+    start = np.asarray(day).astype("datetime64[D]").astype("datetime64[ns]")
+    time_attrs = {"long_name": "UTC day", "axis": "T"}
+    if time_bounds:
+        time_attrs = {"standard_name": "time", **time_attrs, "bounds": "time_bnds"}
+        data_vars["time_bnds"] = (("time", "nv"), np.array([[start, start + np.timedelta64(1, "D")]]))
     ds = xr.Dataset(
         data_vars,
         coords={
-            "time": ("time", np.array([day], dtype="datetime64[ns]"), {"long_name": "UTC day", "axis": "T"}),
+            "time": ("time", np.array([start], dtype="datetime64[ns]"), time_attrs),
             "y": ("y", grid.y, {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}),
             "x": ("x", grid.x, {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}),
             "lat": (("y", "x"), lat.astype(np.float32), {"standard_name": "latitude", "units": "degrees_north"}),
@@ -77,14 +89,15 @@ def day_dataset(
         attrs={"Conventions": "CF-1.8", "grid": grid.name, **attrs},
     )
     ds["crs"] = xr.DataArray(np.int32(0), attrs=crs_attrs(grid))
-    ds["mean"].attrs["cell_methods"] = "area: mean (weighted by segment length)"
     return ds
 
 
-def _encoding(grid: PolarGrid) -> dict[str, dict[str, Any]]:
+def _encoding(grid: PolarGrid, ds: Any) -> dict[str, dict[str, Any]]:
     cy, cx = min(grid.ny, 1024), min(grid.nx, 1024)
     enc: dict[str, dict[str, Any]] = {name: {"chunks": (1, cy, cx)} for name in STATISTICS}
-    enc["time"] = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian", "dtype": "int64"}
+    enc["time"] = {"units": TIME_UNITS, "calendar": TIME_CALENDAR, "dtype": "int64"}
+    if "time_bnds" in ds.variables:
+        enc["time_bnds"] = {**enc["time"], "chunks": (1, 2)}
     return enc
 
 
@@ -99,7 +112,7 @@ def _render(ds: Any, grid: PolarGrid) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="oco-l3-icesat2-") as tmp:
         target = Path(tmp) / "s.zarr"
-        ds.to_zarr(target, mode="w", encoding=_encoding(grid), zarr_format=2, consolidated=True)
+        ds.to_zarr(target, mode="w", encoding=_encoding(grid, ds), zarr_format=2, consolidated=True)
         for path in sorted(target.rglob("*")):
             if path.is_file():
                 out[path.relative_to(target).as_posix()] = path.read_bytes()
@@ -175,15 +188,19 @@ class _DayWriter:
             raise StoreCorrupt(f"{self.store}: time coordinate cannot be decoded ({exc})") from None
         return np.asarray(days, dtype="datetime64[ns]"), attrs
 
-    def check(self, grid: PolarGrid) -> None:
+    def check(self, grid: PolarGrid, ds: Any, provenance: tuple[str, ...] = ()) -> None:
         ny, nx = self.spec("y").shape[0], self.spec("x").shape[0]
         if (ny, nx) != (grid.ny, grid.nx):
             raise StoreCorrupt(f"{self.store}: grid {ny}x{nx} does not match {grid.name} {grid.ny}x{grid.nx}")
-        for name in STATISTICS:
+        for name in day_variables(ds):
             spec = self.spec(name)
-            if spec.chunks[0] != 1 or spec.shape[1:] != (grid.ny, grid.nx):
+            if spec.chunks[0] != 1 or spec.shape[1:] != ds[name].shape[1:]:
                 raise StoreCorrupt(f"{self.store}: {name} has shape {spec.shape} chunks {spec.chunks}, "
-                                   f"expected (time, {grid.ny}, {grid.nx}) in chunks of one day")
+                                   f"expected (time, {', '.join(map(str, ds[name].shape[1:]))}) in chunks of one day")
+        conflict = provenance_conflict(self.meta.get(".zattrs", {}), ds.attrs, provenance)
+        if conflict:
+            raise StoreCorrupt(f"{self.store}: {conflict}: one store holds one selection (use another output root "
+                               "or remove the store to rebuild it)")
 
     def put_doc(self, key: str, doc: dict[str, Any]) -> None:
         self.meta[key] = doc
@@ -197,31 +214,40 @@ class _DayWriter:
 
     def write_day(self, spec: _zc.ArraySpec, name: str, index: int, values: npt.NDArray[Any]) -> None:
         """Every chunk of day ``index`` of ``name``; chunks holding only the fill value are deleted (as zarr does)."""
-        _, cy, cx = spec.chunks
         pad = 0 if spec.fill is None else spec.fill
         values = np.asarray(values, dtype=spec.dtype)
-        for jy in range(spec.n_chunks(1)):
-            for jx in range(spec.n_chunks(2)):
-                part = values[jy * cy : (jy + 1) * cy, jx * cx : (jx + 1) * cx]
-                block = np.full((1, cy, cx), pad, dtype=spec.dtype)
-                block[0, : part.shape[0], : part.shape[1]] = part
-                key = spec.key(name, (index, jy, jx))
-                if spec.is_fill(block):
-                    self.overlay.drop(key)
-                else:
-                    self.overlay.put(key, spec.encode(block))
+        for inner in _inner_chunks(spec):
+            part = values[tuple(slice(j * c, (j + 1) * c) for j, c in zip(inner, spec.chunks[1:], strict=True))]
+            block = np.full((1, *spec.chunks[1:]), pad, dtype=spec.dtype)
+            block[0][tuple(slice(0, n) for n in part.shape)] = part
+            key = spec.key(name, (index, *inner))
+            if spec.is_fill(block):
+                self.overlay.drop(key)
+            else:
+                self.overlay.put(key, spec.encode(block))
 
     def shift_days(self, spec: _zc.ArraySpec, name: str, first: int, n_old: int) -> None:
         """Move the chunks of days ``first..n_old-1`` one day later (raw bytes, last day first)."""
         for k in range(n_old - 1, first - 1, -1):
-            for jy in range(spec.n_chunks(1)):
-                for jx in range(spec.n_chunks(2)):
-                    raw = self.overlay.raw(spec.key(name, (k, jy, jx)))
-                    dst = spec.key(name, (k + 1, jy, jx))
-                    if raw is None:
-                        self.overlay.drop(dst)
-                    else:
-                        self.overlay.put(dst, raw)
+            for inner in _inner_chunks(spec):
+                raw = self.overlay.raw(spec.key(name, (k, *inner)))
+                dst = spec.key(name, (k + 1, *inner))
+                if raw is None:
+                    self.overlay.drop(dst)
+                else:
+                    self.overlay.put(dst, raw)
+
+    def day_values(self, name: str, ds: Any) -> npt.NDArray[Any]:
+        """The day's values of ``name`` as stored: datetimes (``time_bnds``) encoded with the array's own units."""
+        values = np.asarray(ds[name].values[0])
+        if values.dtype.kind != "M":
+            return values
+        from xarray.coding.times import encode_cf_datetime
+
+        attrs = self.doc(f"{name}/.zattrs")
+        encoded, _, _ = encode_cf_datetime(values, attrs.get("units", TIME_UNITS), attrs.get("calendar"),
+                                           dtype=self.spec(name).dtype)
+        return np.asarray(encoded)
 
     def write_times(self, days: npt.NDArray[np.datetime64], attrs: dict[str, Any], first: int) -> None:
         from xarray.coding.times import encode_cf_datetime
@@ -234,34 +260,50 @@ class _DayWriter:
         self.overlay.put(".zmetadata", _zc.dumps({**self.zmeta, "metadata": self.meta}))
 
 
-def _upsert(overlay: _txn.Overlay, store: Path, zmeta: dict[str, Any], ds: Any, grid: PolarGrid) -> str:
+def day_variables(ds: Any) -> list[str]:
+    """The variables of a day dataset written per day: every one whose first dimension is ``time`` (not ``time``)."""
+    return [str(n) for n, v in ds.variables.items() if v.dims[:1] == ("time",) and n != "time"]
+
+
+def _inner_chunks(spec: _zc.ArraySpec) -> Iterator[tuple[int, ...]]:
+    """Chunk indices over every axis but the first (time)."""
+    return itertools.product(*(range(spec.n_chunks(axis)) for axis in range(1, len(spec.shape))))
+
+
+def _upsert(overlay: _txn.Overlay, store: Path, zmeta: dict[str, Any], ds: Any, grid: PolarGrid,
+            provenance: tuple[str, ...] = ()) -> str:
     """Stage one day's change into ``overlay``; returns the action."""
     w = _DayWriter(overlay, store, zmeta)
-    w.check(grid)
+    w.check(grid, ds, provenance)
     day = np.datetime64(ds["time"].values[0], "ns")
     times, time_attrs = w.times()
     hits = np.flatnonzero(times == day)
+    names = day_variables(ds)
     if hits.size:
         i = int(hits[0])
-        for name in STATISTICS:
-            w.write_day(w.spec(name), name, i, ds[name].values[0])
+        for name in names:
+            w.write_day(w.spec(name), name, i, w.day_values(name, ds))
         return "replaced"
     n = times.size
     i = int(np.searchsorted(times, day))
-    for name in STATISTICS:
+    for name in names:
         old = w.spec(name)
+        values = w.day_values(name, ds)
         spec = w.resize(name, n + 1)
         if i < n:
             w.shift_days(old, name, i, n)
-        w.write_day(spec, name, i, ds[name].values[0])
+        w.write_day(spec, name, i, values)
     w.write_times(np.insert(times, i, day), time_attrs, i)
     w.consolidate()
     return "appended" if i == n else "inserted"
 
 
-def upsert_day(store: Path, ds: Any, grid: PolarGrid) -> str:
+def upsert_day(store: Path, ds: Any, grid: PolarGrid, provenance: tuple[str, ...] = ()) -> str:
     """Write one day into the store in one crash-safe transaction under the store lock: create the store, replace
-    the day, append it, or insert it in time order.
+    the day, append it, or insert it in time order. Every variable whose first dimension is ``time`` is written.
+
+    ``provenance`` names global attributes the store and the day must share (the product identity, beams and
+    filters): a difference raises :class:`StoreCorrupt` and the store is left untouched.
 
     Returns the action (``created``, ``replaced``, ``appended``, ``inserted``).
     """
@@ -288,7 +330,7 @@ def upsert_day(store: Path, ds: Any, grid: PolarGrid) -> str:
                 raise StoreCorrupt(f"{store}: consolidated metadata is not JSON") from None
             if not isinstance(zmeta, dict) or not isinstance(zmeta.get("metadata"), dict):
                 raise StoreCorrupt(f"{store}: consolidated metadata has no 'metadata' mapping")
-            action = _upsert(overlay, store, zmeta, ds, grid)
+            action = _upsert(overlay, store, zmeta, ds, grid, provenance)
         try:
             _txn.commit(objects, overlay)
         except BaseException:
