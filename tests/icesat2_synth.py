@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -18,12 +20,14 @@ def _ds(group: h5py.Group, name: str, data: np.ndarray, fill: object | None = No
 
 
 def write_atl10(
-    path: Path, layout: str, beams: dict[str, dict[str, np.ndarray]], beam_types: dict[str, str],
+    path: Path, layout: str, beams: dict[str, dict[str, np.ndarray]], beam_types: dict[str, str | None],
     empty_beams: tuple[str, ...] = (), short_name: str = "ATL10",
+    sc_orient: Sequence[int] | None = None, sc_orient_time: Sequence[float] | None = None,
 ) -> Path:
     """ATL10 with ``layout`` 'v006' (freeboard_segment/...) or 'v005' (freeboard_beam_segment/beam_freeboard/...).
 
-    ``beams[name]`` holds lat, lon, delta_time, fb (float32 with fill), length, quality, ssh.
+    ``beams[name]`` holds lat, lon, delta_time, fb (float32 with fill), length, quality, ssh. A beam type of
+    ``None`` writes no ``atlas_beam_type`` attribute; ``sc_orient``/``sc_orient_time`` go into ``orbit_info``.
     """
     with h5py.File(path, "w") as h5:
         h5.attrs["short_name"] = np.bytes_(short_name)
@@ -31,9 +35,14 @@ def write_atl10(
         orbit = h5.create_group("orbit_info")
         orbit.create_dataset("rgt", data=np.array([1379], dtype=np.int16))
         orbit.create_dataset("cycle_number", data=np.array([1], dtype=np.int8))
+        if sc_orient is not None:
+            orbit.create_dataset("sc_orient", data=np.asarray(sc_orient, dtype=np.int8))
+        if sc_orient_time is not None:
+            orbit.create_dataset("sc_orient_time", data=np.asarray(sc_orient_time, dtype=np.float64))
         for name, kind in beam_types.items():
             g = h5.create_group(name)
-            g.attrs["atlas_beam_type"] = np.bytes_(kind)
+            if kind is not None:
+                g.attrs["atlas_beam_type"] = np.bytes_(kind)
             g.attrs["atlas_spot_number"] = np.bytes_("1")
             if name in empty_beams or name not in beams:
                 g.create_group("freeboard_segment" if layout == "v006" else "freeboard_beam_segment")
@@ -67,3 +76,33 @@ def beam_data(n: int, seed: int = 0, lat0: float = 80.0, delta_time0: float = 86
         "quality": rng.integers(1, 6, n).astype(np.int8),
         "ssh": (rng.uniform(size=n) < 0.1).astype(np.int8),
     }
+
+
+def modified_copy(
+    source: Path, target: Path, *, flip_beams: Sequence[str] = (), drop_beam_types: bool = False,
+    sc_orient: int | None = None, emptied_beams: Sequence[str] = (),
+) -> Path:
+    """A copy of a real granule, changed in place: latitudes of ``flip_beams`` negated (a southern track),
+    ``atlas_beam_type`` attributes removed, ``orbit_info/sc_orient`` set, ``emptied_beams`` left as groups without
+    datasets (as NSIDC's subsetter leaves beams outside the request)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as h5:
+        for beam in flip_beams:
+            h5[beam].visititems(lambda name, obj: _negate(obj) if name.endswith("latitude") else None)
+        if drop_beam_types:
+            for beam in ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r"):
+                if beam in h5 and "atlas_beam_type" in h5[beam].attrs:
+                    del h5[beam].attrs["atlas_beam_type"]
+        if sc_orient is not None:
+            h5["orbit_info/sc_orient"][...] = sc_orient
+        for beam in emptied_beams:
+            for child in list(h5[beam]):
+                del h5[beam][child]
+            h5[beam].create_group("sea_ice_segments")
+    return target
+
+
+def _negate(obj: object) -> None:
+    if isinstance(obj, h5py.Dataset):
+        obj[...] = -obj[...]

@@ -22,11 +22,19 @@ ATL07_B = DATA / "processed_ATL07-01_20190225115500_09020201_003_02.h5"
 FILL = np.float32(3.4028235e38)
 
 
-def _independent_atl07(path: Path, default_filter: bool, strong_only: bool = False, epsg: int = 6931) -> pd.DataFrame:
+EASE2_NORTH_25KM = (6931, -9e6, 9e6, 720)  # EPSG, left edge, top edge, columns (25 km cells)
+NSIDC_NORTH_25KM = (3411, -3.85e6, 5.85e6, 304)
+NSIDC_SOUTH_25KM = (3412, -3.95e6, 4.35e6, 316)
+
+
+def _independent_atl07(path: Path, default_filter: bool, strong_only: bool = False,
+                       grid: tuple[int, float, float, int] = EASE2_NORTH_25KM,
+                       beams: tuple[str, ...] = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")) -> pd.DataFrame:
     """Per-cell statistics computed straight from h5py + pyproj + pandas groupby (no oco_l3 code)."""
+    epsg, x_min, y_max, nx = grid
     rows = []
     with h5py.File(path) as h5:
-        for beam in ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r"):
+        for beam in beams:
             g = h5[beam]["sea_ice_segments"]
             if "latitude" not in g:
                 continue
@@ -46,7 +54,7 @@ def _independent_atl07(path: Path, default_filter: bool, strong_only: bool = Fal
             rows.append(df)
     df = pd.concat(rows)
     x, y = pyproj.Transformer.from_crs(4326, epsg, always_xy=True).transform(df.lon.values, df.lat.values)
-    df["cell"] = (np.floor((9e6 - y) / 25e3) * 720 + np.floor((x + 9e6) / 25e3)).astype(int)
+    df["cell"] = (np.floor((y_max - y) / 25e3) * nx + np.floor((x - x_min) / 25e3)).astype(int)
     df["lh"] = df.l * df.h
     g = df.groupby("cell")
     out = pd.DataFrame({"n": g.size(), "L": g.l.sum(), "LH": g.lh.sum()})
