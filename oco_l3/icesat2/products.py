@@ -82,7 +82,7 @@ def seaice_identity(source: str, variable: str, units: str | None = None) -> Sea
     known = _KNOWN.get((source, variable))
     if known is not None:
         slug, long_name, standard_name, comment = known
-        return SeaIceIdentity(source, variable, slug, long_name, standard_name, comment, units or "m")
+        return SeaIceIdentity(source, variable, slug, long_name, standard_name, comment, "m")
     return SeaIceIdentity(source, variable, _slug(source, variable), f"{source} {variable}", None,
                           f"{source} {variable} (no CF standard name assigned)", units)
 
