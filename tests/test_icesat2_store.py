@@ -34,7 +34,7 @@ def make_day(d: str, seed: int, *, empty_right: bool = False, grid=GRID) -> xr.D
     v = np.where(n > 0, rng.normal(seed, 1.0, grid.shape), np.nan).astype(np.float32)
     stats = {"n_segments": n, "mean_segment_length": np.where(n > 0, 17.5, np.nan).astype(np.float32),
              "mean": v, "std": np.abs(v) / 10}
-    return day_dataset(grid, day(d), stats, {"product": "test"})
+    return day_dataset(grid, day(d), stats, {"product": "test"}, time_bounds=True)  # the sea-ice layout
 
 
 def snapshot(store: Path) -> dict[str, bytes]:
@@ -53,7 +53,7 @@ def reference(days: list[xr.Dataset]) -> xr.Dataset:
 
 def assert_same(got: xr.Dataset, ref: xr.Dataset) -> None:
     np.testing.assert_array_equal(got.time.values, ref.time.values)
-    for name in ("n_segments", "mean_segment_length", "mean", "std", "lat", "lon", "x", "y"):
+    for name in ("n_segments", "mean_segment_length", "mean", "std", "time_bnds", "lat", "lon", "x", "y"):
         np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
         assert got[name].dtype == ref[name].dtype, name
 
@@ -67,6 +67,7 @@ def test_create_append_insert_replace_read_like_one_xarray_write(tmp_path: Path)
     assert actions == ["created", "appended", "inserted", "replaced", "inserted", "appended", "replaced"]
     got = open_grid_store(store).load()
     assert_same(got, reference(days))
+    assert (got.time_bnds.values[:, 1] - got.time.values == np.timedelta64(1, "D")).all()
     # Layout as before: CF grid mapping, 2-D lat/lon, time chunks of one day, no transaction left over.
     assert got["mean"].attrs["grid_mapping"] == "crs" and got.crs.attrs["crs_wkt"]
     assert got.lat.dims == ("y", "x") and got["mean"].encoding["chunks"] == (1, 20, 1024)
