@@ -211,6 +211,9 @@ def test_cf_cell_methods_time_bounds_and_filters_in_the_attributes(tmp_path: Pat
     assert ds.attrs["filter_quality"] == "0 <= beam_fb_quality_flag <= 3"
     assert ds.attrs["filter_lead_flag"].startswith("heights/height_segment_ssh_flag == 0")
     assert "sc_orient" in ds.attrs["beam_strength"]
+    # A tighter quality threshold into the same store is refused: the attributes stay true for every day.
+    (tighter,) = run_icesat2(_cfg([atl10], tmp_path / "d", fb_quality_max=2))
+    assert not tighter.ok and "fb_quality_max = 3, this run 2" in tighter.message
     # filters: none keeps leads too: no "where sea_ice", no filter attributes beyond fills and lengths.
     none = xr.open_zarr(_store(tmp_path / "n", "atl07-height", "nsidc-ps-north-25km"))
     assert none["mean"].attrs["cell_methods"] == "area: time: mean (comment: weighted by segment length)"

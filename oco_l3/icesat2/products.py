@@ -11,8 +11,8 @@ A sea-ice store is identified by (source product, source variable, grid). The fi
 ``beam_fb_height``), else ``<atl07|atl10>-<variable with '/' as '.'>``. The same identity is written into the store's
 attributes (``source_product``, ``source_variable``, ``grid``) and into each statistic's CF attributes
 (``standard_name`` where the CF table has one, ``long_name``, ``units``, ``cell_methods``), and the filters and
-beams used are global attributes. A day binned with other filters, beams or identity than the store's is refused
-(:func:`provenance_conflict`): one store never mixes two selections.
+beams used are global attributes. A day binned with other filters, beams or identity than the store's
+(:data:`PROVENANCE`) is refused (:func:`provenance_conflict`): one store never mixes two selections.
 
 The land-ice store keeps its former layout (``<root>/icesat2-landice/<grid>.zarr``, no ``time_bnds``).
 """
@@ -38,6 +38,11 @@ _KNOWN: Mapping[tuple[str, str], tuple[str, str, str | None, str]] = {
         "ATL10 beam_fb_height: total (laser) freeboard, the height of the top surface (snow where snow-covered) "
         "above the local sea surface from leads"),
 }
+
+#: The settings a day must share with the store it goes into (descriptive attributes, whose wording may change
+#: between versions, are left out).
+PROVENANCE = ("product_id", "source_product", "source_variable", "beams", "filters", "fb_quality_max")
+
 
 @dataclass(frozen=True)
 class GridProduct:
@@ -121,7 +126,7 @@ def seaice_product(ident: SeaIceIdentity, selection: Mapping[str, Any], where_se
         "product": SEAICE, "product_id": ident.slug, "source_product": ident.source,
         "source_variable": ident.variable, **selection,
     }
-    provenance = ("product_id", "source_product", "source_variable", *selection)
+    provenance = PROVENANCE
     return GridProduct(f"{SEAICE}/{ident.slug}", f"{SEAICE}_{ident.slug}", attrs,
                        seaice_statistic_attrs(ident, where_sea_ice), True, provenance,
                        f"{ident.source} {ident.long_name}")
