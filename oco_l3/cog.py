@@ -15,11 +15,11 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from oco_l3._objectstore import is_local
 from oco_l3.errors import ConfigInvalid
 from oco_l3.grids import GridSpec
 from oco_l3.paths import check_component, cog_name, safe_join
 from oco_l3.stores import SliceData
+from oco_l3.zarr_store._objectstore import is_local
 
 log = logging.getLogger(__name__)
 

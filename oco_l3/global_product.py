@@ -24,38 +24,35 @@ Masking, QF, fill and exactness rules are those of :mod:`oco_l3.gridding` (each 
 window, see :mod:`oco_l3.global_grid`). A mission without input on a day has no data that day: its variables are
 all-fill there (:attr:`GlobalDayResult.absent`). Re-running a day replaces the whole day.
 
-Storage. Chunks are ``(1, chunking.latitude, chunking.longitude)``: one day per chunk, so a day's objects are exactly
+Storage (:func:`global_layout`, written by the one store writer of :mod:`oco_l3.zarr_store`). Chunks are
+``(1, chunking.latitude, chunking.longitude)``: one day per chunk, so a day's objects are exactly
 ``<var>/<day index>/...`` (``dimension_separator`` ``/``). Only chunks that hold data are written; replacing a day
-deletes the old day's chunks (listed under ``<var>/<i>/`` only); inserting a day before the last shifts the later
-days' chunk objects by one index (cost grows with the days after the insertion point, not with the grid). Writes go
-through the transaction overlay of :mod:`oco_l3._txn` under the per-store lock of :mod:`oco_l3.stores`.
+deletes the old day's chunks (listed under ``<var>/<i>/`` only); inserting a day before the last moves the later
+days' chunk objects by one index as raw bytes (cost grows with the days after the insertion point, not with the
+grid).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import fsspec
-import numcodecs
 import numpy as np
 
-import oco_l3
-from oco_l3 import _txn
-from oco_l3 import _zchunks as _zc
-from oco_l3._objectstore import ObjectStore
-from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, StoreCorrupt, one_line
+from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, one_line
 from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
 from oco_l3.pipeline import DayResult
 from oco_l3.soundings import MISSIONS, MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
 from oco_l3.targets import BBox, Target
+from oco_l3.zarr_store import Layout, Piece, Slab, TimeAxis, VarSlice, lat_lon, upsert
+from oco_l3.zarr_store._txn import is_metadata_key
+from oco_l3.zarr_store._writer import Writer
 
 if TYPE_CHECKING:
     from oco_l3.config import RunConfig
@@ -69,11 +66,7 @@ PREFIX: Mapping[str, str] = {"oco3": "OCO3_global", "oco2": "OCO2_global", "oco3
 LAYER_MISSIONS: tuple[Mission, ...] = ("oco3", "oco3_sif")
 TYPE_CODES: Mapping[str, int] = {"fossil": 1, "ecostress": 2, "sif": 3, "volcano": 4, "tccon": 5, "other": 6}
 LAYER_FILL = -1
-TIME_UNITS = "microseconds since 1970-01-01T00:00:00"
-TIME_CHUNK = 1024
 COORDS = ("time", "latitude", "longitude")
-#: zstd level 1: ~10x faster than level 5 on mostly-empty 250 x 250 tiles, chunks ~1.5x larger.
-_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
 _DROP_ATTRS = {"_FillValue", "missing_value", "_ARRAY_DIMENSIONS", "dtype", "scale_factor", "add_offset"}
 _NO_TIME = np.iinfo(np.int64).min
 #: Consecutive same-mode, same-target soundings further apart than this belong to different captures (a SAM lasts
@@ -215,15 +208,6 @@ class GlobalCommit:
     objects_deleted: int
 
 
-_fill_json = _zc.fill_json
-_json = _zc.dumps
-_jsonable = _zc.jsonable
-
-
-def _zarray(shape: Sequence[int], chunks: Sequence[int], dtype: np.dtype, fill: Any) -> bytes:
-    return _zc.dumps(_zc.zarray(shape, chunks, dtype, fill, _COMPRESSOR, separator="/"))
-
-
 def _as_stored(arr: np.ndarray, fill: float | int, dtype: np.dtype, to_fill: float | int) -> np.ndarray:
     """``arr`` (missing = ``fill``, NaN for floats) in ``dtype`` with missing = ``to_fill``."""
     if arr.dtype == dtype and (arr.dtype.kind == "f" or fill == to_fill):
@@ -238,175 +222,24 @@ def _as_stored(arr: np.ndarray, fill: float | int, dtype: np.dtype, to_fill: flo
     return out
 
 
-def _iso(us: int) -> str:
-    return str(np.datetime64(us, "us").astype("datetime64[s]")) + "Z"
+def global_layout(grid: GridSpec, chunks: tuple[int, int]) -> Layout:
+    """One day per chunk ``(1, lat, lon)``, nested chunk keys (``<var>/<day>/<row>/<col>``: a day's chunks are
+    listed without probing the 10,000 chunks of a global variable), time in microseconds (00:00 UTC)."""
+    lat, lon = lat_lon(grid)
+    time = TimeAxis(attrs={"standard_name": "time", "long_name": "day (00:00 UTC)", "axis": "T"})
+    return Layout(lat, lon, (1, *chunks), time, separator="/")
 
 
-def _encode(arr: np.ndarray) -> bytes:
-    return _zc.encode(_COMPRESSOR, arr)
-
-
-class _GlobalWriter:
-    """Writes one day into one global store through a transaction overlay (caller holds the lock)."""
-
-    def __init__(self, store: ObjectStore, overlay: _txn.Overlay, grid: GridSpec, chunks: tuple[int, int]):
-        self.store = store
-        self.overlay = overlay
-        self.grid = grid
-        self.chunks = chunks
-        raw = overlay.raw(".zmetadata")
-        try:
-            self.meta: dict[str, Any] = dict(json.loads(raw)["metadata"]) if raw is not None else {}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreCorrupt(f"store {store.root} has unreadable consolidated metadata: {exc}") from exc
-        if raw is None and overlay.raw(".zgroup") is not None:
-            raise StoreCorrupt(f"store {store.root} has no consolidated metadata")
-
-    # -- reading --
-    def arrays(self) -> set[str]:
-        return {k[: -len("/.zarray")] for k in self.meta if k.endswith("/.zarray")
-                and k.rsplit("/", 2)[-2] not in COORDS}
-
-    def old_times(self) -> np.ndarray:
-        doc = self.meta.get("time/.zarray")
-        if doc is None:
-            return np.zeros(0, dtype=np.int64)
-        n = int(doc["shape"][0])
-        parts = []
-        for k in range(math.ceil(n / TIME_CHUNK)):
-            raw = self.overlay.raw(f"time/{k}")
-            if raw is None:
-                raise StoreCorrupt(f"store {self.store.root}: time chunk {k} is missing")
-            parts.append(np.frombuffer(_COMPRESSOR.decode(raw), dtype="<i8"))
-        times = np.concatenate(parts)[:n] if parts else np.zeros(0, dtype=np.int64)
-        if times.size and np.any(np.diff(times) <= 0):
-            raise StoreCorrupt(f"store {self.store.root} has a time axis that is not strictly increasing")
-        return times
-
-    def check_grid(self) -> None:
-        for name, want in (("latitude", self.grid.latitude), ("longitude", self.grid.longitude)):
-            doc = self.meta.get(f"{name}/.zarray")
-            raw = self.overlay.raw(f"{name}/0")
-            if doc is None or raw is None or int(doc["shape"][0]) != want.shape[0]:
-                raise StoreCorrupt(f"store {self.store.root} has a different {name} grid than the new day")
-            have = np.frombuffer(_COMPRESSOR.decode(raw), dtype="<f8")[: want.shape[0]]
-            if not np.allclose(have, want, rtol=0, atol=1e-9):
-                raise StoreCorrupt(f"store {self.store.root} has a different {name} grid than the new day")
-
-    # -- writing --
-    def put(self, key: str, data: bytes) -> None:
-        self.overlay.writes[key] = data
-        self.overlay.deletes.discard(key)
-
-    def drop(self, key: str) -> None:
-        self.overlay.writes.pop(key, None)
-        self.overlay.deletes.add(key)
-
-    def day_objects(self, key: str, index: int) -> list[str]:
-        return [f"{key}/{index}/{rel}" for rel in self.store.walk_files(f"{key}/{index}")]
-
-    def write_day(self, day_us: int, canvas: DayCanvas, keys: set[str], attrs: dict[str, Any]) -> tuple[int, int]:
-        """Insert or replace the day; returns (number of times, chunks written)."""
-        existing = self.arrays()
-        if existing or "time/.zarray" in self.meta:
-            self.check_grid()
-        old = self.old_times()
-        pos = int(np.searchsorted(old, day_us))
-        replace = pos < old.size and int(old[pos]) == day_us
-        times = old if replace else np.insert(old, pos, day_us)
-        for key in sorted(existing):
-            if replace:
-                for obj in self.day_objects(key, pos):
-                    self.drop(obj)
-            elif pos < old.size:
-                self._shift(key, pos, old.size)
-        written = self._write_chunks(pos, canvas)
-        attrs = dict(attrs, time_coverage_start=_iso(int(times[0])), time_coverage_end=_iso(int(times[-1])))
-        self._write_metadata(times, pos, canvas, existing | keys, attrs)
-        return int(times.size), written
-
-    def _shift(self, key: str, pos: int, n_old: int) -> None:
-        """Move the chunk objects of days ``pos..n_old-1`` one index up (an insertion before the end)."""
-        for j in range(n_old - 1, pos - 1, -1):
-            for rel in self.store.walk_files(f"{key}/{j}"):
-                data = self.store.read(f"{key}/{j}/{rel}")
-                if data is not None:
-                    self.put(f"{key}/{j + 1}/{rel}", data)
-                self.drop(f"{key}/{j}/{rel}")
-
-    def _write_chunks(self, index: int, canvas: DayCanvas) -> int:
-        n = 0
-        for (tr, tc), tile in canvas.tiles.items():
-            for key, arr in tile.items():
-                fill = canvas.fills[key]
-                empty = np.isnan(arr).all() if arr.dtype.kind == "f" else bool((arr == fill).all())
-                if empty:
-                    continue
-                old = self.meta.get(f"{key}/.zarray")
-                if old is not None:  # the store's dtype and fill rule (a reader's integer fill may change)
-                    old_fill = np.nan if old["fill_value"] in ("NaN", None) else old["fill_value"]
-                    arr = _as_stored(arr, fill, np.dtype(old["dtype"]), old_fill)
-                self.put(f"{key}/{index}/{tr}/{tc}", _encode(arr))
-                n += 1
-        return n
-
-    def _write_metadata(
-        self, times: np.ndarray, pos: int, canvas: DayCanvas, keys: set[str], attrs: dict[str, Any]
-    ) -> None:
-        groups = sorted({k.split("/")[0] for k in keys if "/" in k})
-        for group in ["", *groups]:
-            prefix = f"{group}/" if group else ""
-            self.put(f"{prefix}.zgroup", _json({"zarr_format": 2}))
-            self.put(f"{prefix}.zattrs", _json(attrs if not group else {}))
-            self._write_coords(prefix, times, pos)
-        shape = (int(times.size), self.grid.n_lat, self.grid.n_lon)
-        for key in sorted(keys):
-            old = self.meta.get(f"{key}/.zarray")
-            if old is not None:
-                doc = dict(old, shape=list(shape))
-                self.put(f"{key}/.zarray", _json(doc))
-            else:
-                self.put(f"{key}/.zarray", _zarray(shape, (1, *self.chunks), canvas.dtypes[key],
-                                                   _fill_json(canvas.fills[key])))
-            var_attrs = dict(self.meta.get(f"{key}/.zattrs", {}))
-            var_attrs.update(canvas.attrs.get(key, {}))
-            if key.endswith("_target_id"):
-                var_attrs["target_ids"] = _merged_ids(self.meta.get(f"{key}/.zattrs", {}), canvas, key)
-            var_attrs["_ARRAY_DIMENSIONS"] = list(COORDS)
-            self.put(f"{key}/.zattrs", _json(var_attrs))
-        self._consolidate(["", *groups])
-
-    def _write_coords(self, prefix: str, times: np.ndarray, pos: int) -> None:
-        n = int(times.size)
-        self.put(f"{prefix}time/.zarray", _zarray((n,), (TIME_CHUNK,), np.dtype("<i8"), None))
-        self.put(f"{prefix}time/.zattrs", _json({
-            "_ARRAY_DIMENSIONS": ["time"], "units": TIME_UNITS, "calendar": "standard", "standard_name": "time",
-            "long_name": "day (00:00 UTC)", "axis": "T"}))
-        first = 0 if f"{prefix}time/.zarray" not in self.meta else pos // TIME_CHUNK
-        for k in range(first, math.ceil(n / TIME_CHUNK)):
-            chunk = np.zeros(TIME_CHUNK, dtype="<i8")
-            part = times[k * TIME_CHUNK : (k + 1) * TIME_CHUNK]
-            chunk[: part.size] = part
-            self.put(f"{prefix}time/{k}", _encode(chunk))
-        if f"{prefix}latitude/.zarray" in self.meta:
-            return
-        for name, values, units, axis in (("latitude", self.grid.latitude, "degrees_north", "Y"),
-                                          ("longitude", self.grid.longitude, "degrees_east", "X")):
-            self.put(f"{prefix}{name}/.zarray", _zarray(values.shape, values.shape, np.dtype("<f8"), None))
-            self.put(f"{prefix}{name}/.zattrs", _json({
-                "_ARRAY_DIMENSIONS": [name], "units": units, "standard_name": name,
-                "long_name": f"{name} of the cell centre", "axis": axis}))
-            self.put(f"{prefix}{name}/0", _encode(values.astype("<f8")))
-
-    def _consolidate(self, groups: list[str]) -> None:
-        keys = {k for k in self.meta if k not in self.overlay.deletes}
-        keys |= {k for k in self.overlay.writes if _txn.is_metadata_key(k)}
-        keys = {k for k in keys if not k.endswith(".zmetadata")}
-        docs = {k: json.loads(self.overlay.raw(k) or b"{}") for k in sorted(keys)}
-        for group in groups:
-            prefix = f"{group}/" if group else ""
-            sub = {k[len(prefix) :]: v for k, v in docs.items() if k.startswith(prefix)}
-            self.put(f"{prefix}.zmetadata", _json({"zarr_consolidated_format": 1, "metadata": sub}))
+def day_slab(canvas: DayCanvas, day_us: int, keys: set[str]) -> Slab:
+    """The canvas as the writer's value: one piece per tile that holds the variable (tiles are chunk-aligned)."""
+    ch, cw = canvas.chunks
+    variables = {}
+    for key in sorted(keys | set(canvas.dtypes)):
+        pieces = tuple(Piece((tr * ch, tc * cw), tile[key]) for (tr, tc), tile in sorted(canvas.tiles.items())
+                       if key in tile)
+        fill = canvas.fills[key]
+        variables[key] = VarSlice(pieces, canvas.dtypes[key], fill, fill, canvas.attrs.get(key, {}))
+    return Slab(day_us, variables)
 
 
 def _merged_ids(old_attrs: Mapping[str, Any], canvas: DayCanvas, key: str) -> list[str]:
@@ -428,51 +261,45 @@ def commit_global_day(
     """Insert or replace ``day`` (00:00 UTC) in the global store at ``store_path``, atomically.
 
     ``missions`` are the missions the product covers: their layer variables exist even when they have no data.
-    Target ids already in the store keep their index; the canvas's indices are remapped before writing.
+    Target ids already in the store keep their index; the canvas's indices are remapped (under the store lock,
+    from the stored ``target_ids``) before writing.
     """
-    from oco_l3.stores import StoreLock
-
     day_us = int(np.datetime64(day, "us").astype(np.int64))
     keys = {k for m in missions for k in layer_keys(m).values()}
     for m in missions:
         for key, a in _layer_attrs(m).items() if m in LAYER_MISSIONS else ():
             canvas.declare(key, np.dtype(np.int32 if key.endswith("_target_id") else np.int8), LAYER_FILL, a)
-    with StoreLock(fs, store_path, timeout=lock_timeout):
-        store = ObjectStore(fs, store_path)  # one syncfs barrier per commit step (see _txn)
-        _txn.recover(store)
-        overlay = _txn.Overlay(store)
-        writer = _GlobalWriter(store, overlay, canvas.grid, canvas.chunks)
+
+    def slabs(writer: Writer) -> list[Slab]:
         _remap_target_ids(writer, canvas)
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        old_attrs = json.loads(overlay.raw(".zattrs") or b"{}")
-        doc = dict(old_attrs)
-        doc.update(dict(attrs or {}))
-        doc.update({"Conventions": "CF-1.8", "software_version": f"oco-l3 {oco_l3.__version__}",
-                    "date_created": old_attrs.get("date_created", now), "date_modified": now})
-        n_times, n_chunks = writer.write_day(day_us, canvas, keys | set(canvas.dtypes), doc)
-        _txn.commit(store, overlay)
+        return [day_slab(canvas, day_us, keys)]
+
+    result = upsert(fs, store_path, global_layout(canvas.grid, canvas.chunks), slabs, attrs=attrs,
+                    lock_timeout=lock_timeout)
+    chunks = sum(1 for k in result.objects if not is_metadata_key(k) and k.count("/") >= 3)  # var/day/row/col
     log.info("Committed global day %s to %s (%d chunks, %d objects written, %d deleted)",
-             day, store_path, n_chunks, overlay.committed[0], len(overlay.deletes))
-    return GlobalCommit(store_path, np.datetime64(day, "us"), n_times, n_chunks, overlay.committed[0],
-                        len(overlay.deletes))
+             day, store_path, chunks, result.keys_written, result.keys_deleted)
+    return GlobalCommit(store_path, np.datetime64(day, "us"), result.n_times_total, chunks, result.keys_written,
+                        result.keys_deleted)
 
 
-def _remap_target_ids(writer: _GlobalWriter, canvas: DayCanvas) -> None:
+def _remap_target_ids(writer: Writer, canvas: DayCanvas) -> None:
     """Rewrite the canvas's target-id layers so indices follow the store's existing ``target_ids`` list."""
     for mission in LAYER_MISSIONS:
         key = layer_keys(mission)["target_id"]
         new = canvas.target_ids.get(mission, [])
+        merged = _merged_ids(writer.var_attrs(key), canvas, key)
+        if key in canvas.attrs:
+            canvas.attrs[key] = {**canvas.attrs[key], "target_ids": merged}
         if not new:
             continue
-        merged = _merged_ids(writer.meta.get(f"{key}/.zattrs", {}), canvas, key)
         lookup = np.array([merged.index(t) for t in new], dtype=np.int32)
-        if np.array_equal(lookup, np.arange(len(new))):
-            continue
-        for tile in canvas.tiles.values():
-            if key in tile:
-                arr = tile[key]
-                ok = arr != LAYER_FILL
-                arr[ok] = lookup[arr[ok]]
+        if not np.array_equal(lookup, np.arange(len(new))):
+            for tile in canvas.tiles.values():
+                if key in tile:
+                    arr = tile[key]
+                    ok = arr != LAYER_FILL
+                    arr[ok] = lookup[arr[ok]]
         canvas.target_ids[mission] = merged
 
 

@@ -293,8 +293,8 @@ def test_run_global_end_to_end_on_sample_day(tmp_path: object) -> None:
 
 @pytest.mark.parametrize("point", ["staged", "manifest"])
 def test_crash_during_commit_is_all_or_nothing(store: str, point: str) -> None:
-    from oco_l3 import _txn
     from oco_l3.stores import recover_store
+    from oco_l3.zarr_store import _txn
 
     commit(store, [product(make_soundings("oco3", 10.0, 20.0))])
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from oco_l3 import _txn
 from oco_l3.errors import StoreCorrupt, StoreLocked
 from oco_l3.grids import GridSpec
 from oco_l3.stores import SliceData, StoreLock, open_store, read_back, recover_store, upsert_slices
 from oco_l3.targets import BBox
+from oco_l3.zarr_store import _txn
 
 GRID = GridSpec(BBox(10.0, 20.0, 12.0, 23.0), 6, 4)
 CHUNKS = {"latitude": 4, "longitude": 3, "time": 2}
@@ -188,9 +188,9 @@ def test_append_cost_does_not_grow(store: str, monkeypatch: pytest.MonkeyPatch) 
     reads: list[int] = []
     original = _txn.commit
 
-    def spy(store_: object, overlay: _txn.Overlay) -> str | None:
+    def spy(store_: object, overlay: _txn.Overlay, **kwargs: object) -> str | None:
         reads.append(overlay.reads)
-        return original(store_, overlay)  # type: ignore[arg-type]
+        return original(store_, overlay, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_txn, "commit", spy)
     written = [up(store, make_slice(day(i), i)).keys_written for i in range(1, 26)]
@@ -453,7 +453,7 @@ def test_nested_staging_layout_still_replays(store: str) -> None:
 
 def test_failed_write_leaves_no_staging(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A writer failing after some chunk objects were staged removes them (the store is untouched)."""
-    from oco_l3 import _zchunks
+    from oco_l3.zarr_store import _codec as _zchunks
 
     up(store, make_slice(day(1), 1))
     before = snapshot(store)

@@ -4,16 +4,14 @@ Zarr: the store path comes from the product (:mod:`oco_l3.icesat2.products`: ``<
 ``<root>/icesat2-landice/<grid>.zarr``), Zarr v2, consolidated; variables ``n_segments``, ``mean_segment_length``,
 ``mean``, ``std`` on dims ``(time, y, x)``, CF ``grid_mapping = "crs"``, 2-D ``lat``/``lon``; sea-ice stores also carry
 ``time_bnds (time, nv)`` (``time:bounds``). Every variable whose first dimension is ``time`` is written per day.
-Every write (create, replace a day, append a day, insert an earlier day in time order) is one crash-safe
-transaction (:mod:`oco_l3._txn`) under the store lock (:class:`oco_l3.stores.StoreLock`): the changed chunks
-(:mod:`oco_l3._zchunks`) and metadata are staged, the manifest is the commit point, recovery replays or discards.
-Re-running a day replaces it, so it is idempotent. Read the store with :func:`open_grid_store` (recovers first).
+The day dataset is turned into a store layout and one time slab (:func:`store_layout`, :func:`day_slab`) and
+written by the one store writer (:func:`oco_l3.zarr_store.upsert`): every write (create, replace a day, append a
+day, insert an earlier day in time order) is one crash-safe transaction under the store lock. Re-running a day
+replaces it, so it is idempotent. Read the store with :func:`open_grid_store` (recovers first).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import os
 import tempfile
@@ -25,13 +23,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from oco_l3 import _txn
-from oco_l3 import _zchunks as _zc
-from oco_l3._objectstore import ObjectStore
+import fsspec
+
 from oco_l3.errors import StoreCorrupt
 from oco_l3.icesat2.binning import STATISTICS
 from oco_l3.icesat2.grids import PolarGrid
 from oco_l3.icesat2.products import LANDICE_STATISTIC_ATTRS, provenance_conflict
+from oco_l3.zarr_store import (
+    Coordinate,
+    Layout,
+    Piece,
+    Slab,
+    StaticVariable,
+    TimeAxis,
+    VarSlice,
+    open_store,
+    recover_store,
+    to_us,
+    upsert,
+)
+from oco_l3.zarr_store._writer import Writer
+from oco_l3.zarr_store.layout import encode_time
 
 log = logging.getLogger(__name__)
 
@@ -92,31 +104,61 @@ def day_dataset(
     return ds
 
 
-def _encoding(grid: PolarGrid, ds: Any) -> dict[str, dict[str, Any]]:
-    cy, cx = min(grid.ny, 1024), min(grid.nx, 1024)
-    enc: dict[str, dict[str, Any]] = {name: {"chunks": (1, cy, cx)} for name in STATISTICS}
-    enc["time"] = {"units": TIME_UNITS, "calendar": TIME_CALENDAR, "dtype": "int64"}
-    if "time_bnds" in ds.variables:
-        enc["time_bnds"] = {**enc["time"], "chunks": (1, 2)}
-    return enc
+def _time_units(ds: Any) -> str:
+    return str(ds["time"].encoding.get("units") or ds["time"].attrs.get("units") or TIME_UNITS)
 
 
-def _local_fs() -> Any:
-    import fsspec
+def store_layout(ds: Any, grid: PolarGrid) -> Layout:
+    """The store layout of a day dataset: dims ``(time, y, x)``, one day per chunk of up to 1024 x 1024 cells,
+    time in days; every variable without a time dimension (2-D lat/lon, the grid mapping) is written once."""
+    y, x = (Coordinate(name, np.asarray(ds[name].values), dict(ds[name].attrs)) for name in ("y", "x"))
+    t_attrs = {k: v for k, v in ds["time"].attrs.items() if k not in ("units", "calendar")}
+    calendar = str(ds["time"].encoding.get("calendar") or TIME_CALENDAR)
+    time = TimeAxis(_time_units(ds), calendar, attrs=t_attrs)
+    statics = tuple(
+        StaticVariable(str(name), tuple(str(d) for d in var.dims), np.asarray(var.values),
+                       _var_attrs(ds, var), _fill(var))
+        for name, var in {**ds.coords, **ds.data_vars}.items()
+        if "time" not in var.dims and name not in ("y", "x"))
+    return Layout(y, x, (1, min(grid.ny, 1024), min(grid.nx, 1024)), time, statics,
+                  housekeeping=False)
 
-    return fsspec.filesystem("file")
+
+def day_slab(ds: Any) -> Slab:
+    """The day dataset as the writer's value: every variable with a time dimension (``time_bnds`` included)."""
+    units = _time_units(ds)
+    variables = {}
+    for name, var in {**ds.coords, **ds.data_vars}.items():
+        if var.dims[:1] != ("time",) or name == "time":
+            continue
+        values = np.asarray(var.values)[0]
+        attrs = _var_attrs(ds, var)
+        if values.dtype.kind == "M":  # CF times (time bounds): integers in the time axis' units
+            values = encode_time(values.astype("datetime64[us]").astype(np.int64), units)
+            attrs = {**attrs, "units": units, "calendar": str(ds["time"].encoding.get("calendar") or TIME_CALENDAR)}
+        fill = _fill(var) if values.dtype.kind != "M" else None
+        dims = tuple(str(d) for d in var.dims[1:])
+        variables[str(name)] = VarSlice((Piece((0,) * values.ndim, values),), values.dtype, fill, fill, attrs,
+                                        None if dims == ("y", "x") else dims)
+    return Slab(to_us(ds["time"].values[0]), variables, dict(ds.attrs))
 
 
-def _render(ds: Any, grid: PolarGrid) -> dict[str, bytes]:
-    """Every object of a store holding exactly ``ds`` (rendered by xarray into a scratch folder, then read back)."""
-    out: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory(prefix="oco-l3-icesat2-") as tmp:
-        target = Path(tmp) / "s.zarr"
-        ds.to_zarr(target, mode="w", encoding=_encoding(grid, ds), zarr_format=2, consolidated=True)
-        for path in sorted(target.rglob("*")):
-            if path.is_file():
-                out[path.relative_to(target).as_posix()] = path.read_bytes()
-    return out
+def _fill(var: Any) -> float | int | None:
+    """NaN for floats (xarray's default), else the variable's declared _FillValue, else none."""
+    declared = var.encoding.get("_FillValue", var.attrs.get("_FillValue"))
+    if declared is not None:
+        return declared
+    return float("nan") if var.dtype.kind == "f" else None
+
+
+def _var_attrs(ds: Any, var: Any) -> dict[str, Any]:
+    """The variable's attributes plus CF ``coordinates`` naming the auxiliary coordinates it lies on (as xarray
+    writes them, so lat/lon open as coordinates)."""
+    attrs = {k: v for k, v in var.attrs.items() if k != "_FillValue"}
+    aux = [str(n) for n, c in ds.coords.items() if n not in ds.dims and c.dims and set(c.dims) <= set(var.dims)]
+    if aux and var.dims[:1] == ("time",):
+        attrs["coordinates"] = " ".join(aux)
+    return attrs
 
 
 def _recover_swap(store: Path) -> None:
@@ -133,131 +175,14 @@ def _recover_swap(store: Path) -> None:
 def recover_grid_store(store: Path) -> tuple[int, int]:
     """Finish a committed transaction and discard an uncommitted one (under the store lock when there is work).
     Returns (replayed, discarded)."""
-    from oco_l3.stores import recover_store
-
     _recover_swap(store)
-    return recover_store(_local_fs(), str(store))
+    return recover_store(fsspec.filesystem("file"), str(store))
 
 
 def open_grid_store(store: Path) -> Any:
     """The daily grid store as an ``xarray.Dataset`` (lazy), after recovery."""
-    import xarray as xr
-
     recover_grid_store(store)
-    if not (store / ".zmetadata").is_file():
-        raise StoreCorrupt(f"{store}: no consolidated metadata (missing or not an oco-l3 store)")
-    return xr.open_zarr(store, consolidated=True, zarr_format=2)
-
-
-def _is_blank(store: Path) -> bool:
-    """True when ``store`` does not exist or holds nothing but hidden entries (an emptied, never-committed store)."""
-    return not store.exists() or all(p.name.startswith(".") for p in store.iterdir())
-
-
-class _DayWriter:
-    """Puts the chunks and metadata of one day's upsert into a transaction overlay (nothing touches the store)."""
-
-    def __init__(self, overlay: _txn.Overlay, store: Path, zmeta: dict[str, Any]) -> None:
-        self.overlay = overlay
-        self.store = store
-        self.zmeta = zmeta
-        self.meta: dict[str, Any] = zmeta.get("metadata", {})
-        overlay.preload(self.meta)
-
-    def doc(self, key: str) -> dict[str, Any]:
-        doc = self.meta.get(key)
-        if not isinstance(doc, dict):
-            raise StoreCorrupt(f"{self.store}: {key} missing from the consolidated metadata")
-        return doc
-
-    def spec(self, name: str) -> _zc.ArraySpec:
-        try:
-            return _zc.ArraySpec.from_zarray(self.doc(f"{name}/.zarray"))
-        except (KeyError, ValueError) as exc:
-            raise StoreCorrupt(f"{self.store}: {name}/.zarray is not usable ({exc})") from None
-
-    def times(self) -> tuple[npt.NDArray[np.datetime64], dict[str, Any]]:
-        """The stored days (datetime64[ns]) and the time attributes."""
-        from xarray.coding.times import decode_cf_datetime
-
-        attrs = self.doc("time/.zattrs")
-        raw = _zc.read_1d(self.spec("time"), "time", self.overlay.raw)
-        try:
-            days = decode_cf_datetime(raw, attrs["units"], attrs.get("calendar"))
-        except (KeyError, ValueError) as exc:
-            raise StoreCorrupt(f"{self.store}: time coordinate cannot be decoded ({exc})") from None
-        return np.asarray(days, dtype="datetime64[ns]"), attrs
-
-    def check(self, grid: PolarGrid, ds: Any, provenance: tuple[str, ...] = ()) -> None:
-        ny, nx = self.spec("y").shape[0], self.spec("x").shape[0]
-        if (ny, nx) != (grid.ny, grid.nx):
-            raise StoreCorrupt(f"{self.store}: grid {ny}x{nx} does not match {grid.name} {grid.ny}x{grid.nx}")
-        for name in day_variables(ds):
-            spec = self.spec(name)
-            if spec.chunks[0] != 1 or spec.shape[1:] != ds[name].shape[1:]:
-                raise StoreCorrupt(f"{self.store}: {name} has shape {spec.shape} chunks {spec.chunks}, "
-                                   f"expected (time, {', '.join(map(str, ds[name].shape[1:]))}) in chunks of one day")
-        conflict = provenance_conflict(self.meta.get(".zattrs", {}), ds.attrs, provenance)
-        if conflict:
-            raise StoreCorrupt(f"{self.store}: {conflict}: one store holds one selection (use another output root "
-                               "or remove the store to rebuild it)")
-
-    def put_doc(self, key: str, doc: dict[str, Any]) -> None:
-        self.meta[key] = doc
-        self.overlay.put(key, _zc.dumps(doc))
-
-    def resize(self, name: str, n_time: int) -> _zc.ArraySpec:
-        doc = dict(self.doc(f"{name}/.zarray"))
-        doc["shape"] = [n_time, *doc["shape"][1:]]
-        self.put_doc(f"{name}/.zarray", doc)
-        return _zc.ArraySpec.from_zarray(doc)
-
-    def write_day(self, spec: _zc.ArraySpec, name: str, index: int, values: npt.NDArray[Any]) -> None:
-        """Every chunk of day ``index`` of ``name``; chunks holding only the fill value are deleted (as zarr does)."""
-        pad = 0 if spec.fill is None else spec.fill
-        values = np.asarray(values, dtype=spec.dtype)
-        for inner in _inner_chunks(spec):
-            part = values[tuple(slice(j * c, (j + 1) * c) for j, c in zip(inner, spec.chunks[1:], strict=True))]
-            block = np.full((1, *spec.chunks[1:]), pad, dtype=spec.dtype)
-            block[0][tuple(slice(0, n) for n in part.shape)] = part
-            key = spec.key(name, (index, *inner))
-            if spec.is_fill(block):
-                self.overlay.drop(key)
-            else:
-                self.overlay.put(key, spec.encode(block))
-
-    def shift_days(self, spec: _zc.ArraySpec, name: str, first: int, n_old: int) -> None:
-        """Move the chunks of days ``first..n_old-1`` one day later (raw bytes, last day first)."""
-        for k in range(n_old - 1, first - 1, -1):
-            for inner in _inner_chunks(spec):
-                raw = self.overlay.raw(spec.key(name, (k, *inner)))
-                dst = spec.key(name, (k + 1, *inner))
-                if raw is None:
-                    self.overlay.drop(dst)
-                else:
-                    self.overlay.put(dst, raw)
-
-    def day_values(self, name: str, ds: Any) -> npt.NDArray[Any]:
-        """The day's values of ``name`` as stored: datetimes (``time_bnds``) encoded with the array's own units."""
-        values = np.asarray(ds[name].values[0])
-        if values.dtype.kind != "M":
-            return values
-        from xarray.coding.times import encode_cf_datetime
-
-        attrs = self.doc(f"{name}/.zattrs")
-        encoded, _, _ = encode_cf_datetime(values, attrs.get("units", TIME_UNITS), attrs.get("calendar"),
-                                           dtype=self.spec(name).dtype)
-        return np.asarray(encoded)
-
-    def write_times(self, days: npt.NDArray[np.datetime64], attrs: dict[str, Any], first: int) -> None:
-        from xarray.coding.times import encode_cf_datetime
-
-        spec = self.resize("time", days.size)
-        encoded, _, _ = encode_cf_datetime(days, attrs["units"], attrs.get("calendar"), dtype=spec.dtype)
-        _zc.write_1d(spec, "time", np.asarray(encoded, dtype=spec.dtype), first // spec.chunks[0], self.overlay.put)
-
-    def consolidate(self) -> None:
-        self.overlay.put(".zmetadata", _zc.dumps({**self.zmeta, "metadata": self.meta}))
+    return open_store(fsspec.filesystem("file"), str(store))
 
 
 def day_variables(ds: Any) -> list[str]:
@@ -265,78 +190,32 @@ def day_variables(ds: Any) -> list[str]:
     return [str(n) for n, v in ds.variables.items() if v.dims[:1] == ("time",) and n != "time"]
 
 
-def _inner_chunks(spec: _zc.ArraySpec) -> Iterator[tuple[int, ...]]:
-    """Chunk indices over every axis but the first (time)."""
-    return itertools.product(*(range(spec.n_chunks(axis)) for axis in range(1, len(spec.shape))))
-
-
-def _upsert(overlay: _txn.Overlay, store: Path, zmeta: dict[str, Any], ds: Any, grid: PolarGrid,
-            provenance: tuple[str, ...] = ()) -> str:
-    """Stage one day's change into ``overlay``; returns the action."""
-    w = _DayWriter(overlay, store, zmeta)
-    w.check(grid, ds, provenance)
-    day = np.datetime64(ds["time"].values[0], "ns")
-    times, time_attrs = w.times()
-    hits = np.flatnonzero(times == day)
-    names = day_variables(ds)
-    if hits.size:
-        i = int(hits[0])
-        for name in names:
-            w.write_day(w.spec(name), name, i, w.day_values(name, ds))
-        return "replaced"
-    n = times.size
-    i = int(np.searchsorted(times, day))
-    for name in names:
-        old = w.spec(name)
-        values = w.day_values(name, ds)
-        spec = w.resize(name, n + 1)
-        if i < n:
-            w.shift_days(old, name, i, n)
-        w.write_day(spec, name, i, values)
-    w.write_times(np.insert(times, i, day), time_attrs, i)
-    w.consolidate()
-    return "appended" if i == n else "inserted"
-
-
 def upsert_day(store: Path, ds: Any, grid: PolarGrid, provenance: tuple[str, ...] = ()) -> str:
     """Write one day into the store in one crash-safe transaction under the store lock: create the store, replace
-    the day, append it, or insert it in time order. Every variable whose first dimension is ``time`` is written.
+    the day, append it, or insert it in time order (the one store writer, :func:`oco_l3.zarr_store.upsert`).
+    Every variable whose first dimension is ``time`` is written.
 
     ``provenance`` names global attributes the store and the day must share (the product identity, beams and
     filters): a difference raises :class:`StoreCorrupt` and the store is left untouched.
 
     Returns the action (``created``, ``replaced``, ``appended``, ``inserted``).
     """
-    from oco_l3.stores import StoreLock
-
     store.parent.mkdir(parents=True, exist_ok=True)
-    fs = _local_fs()
-    with StoreLock(fs, str(store)):
-        _recover_swap(store)
-        objects = ObjectStore(fs, str(store))
-        _txn.recover(objects)
-        overlay = _txn.Overlay(objects)
-        raw = objects.read(".zmetadata")
-        if raw is None:
-            if not _is_blank(store):
-                raise StoreCorrupt(f"{store}: exists without consolidated metadata (not an oco-l3 store)")
-            for key, data in _render(ds, grid).items():
-                overlay.put(key, data)
-            action = "created"
-        else:
-            try:
-                zmeta = json.loads(raw)
-            except ValueError:
-                raise StoreCorrupt(f"{store}: consolidated metadata is not JSON") from None
-            if not isinstance(zmeta, dict) or not isinstance(zmeta.get("metadata"), dict):
-                raise StoreCorrupt(f"{store}: consolidated metadata has no 'metadata' mapping")
-            action = _upsert(overlay, store, zmeta, ds, grid, provenance)
-        try:
-            _txn.commit(objects, overlay)
-        except BaseException:
-            overlay.discard()
-            raise
-    return action
+    _recover_swap(store)
+    slab = day_slab(ds)
+
+    def slabs(writer: Writer) -> list[Slab]:
+        if not writer.meta:
+            return [slab]
+        conflict = provenance_conflict(writer.fmt.attrs(writer.meta, ""), ds.attrs, provenance)
+        if conflict:
+            raise StoreCorrupt(f"{store}: {conflict}: one store holds one selection (use another output root "
+                               "or remove the store to rebuild it)")
+        # dataset attributes are those of the day that created the store (later days add none)
+        return [Slab(slab.time, slab.variables, {})]
+
+    result = upsert(fsspec.filesystem("file"), str(store), store_layout(ds, grid), slabs)
+    return result.action
 
 
 def write_cogs(

@@ -1,8 +1,9 @@
 """A small key/value view of one folder on an fsspec filesystem (local disk, S3, memory).
 
-The transaction code needs only a few verbs: read, write (atomic per object), move, delete, list one level and
-remove a tree. Local disk gets ``os.replace`` (atomic rename, overwrite); other filesystems get put/copy/delete,
-where every single object put is atomic (S3 semantics).
+The transaction code needs only a few verbs: read, write (atomic per object), place (a staged object into the
+store), delete, list one level, remove a tree and, on local disk, rename a whole staged tree into place. Local disk
+gets ``os.replace``/``os.rename`` (atomic); other filesystems get put/copy/delete, where every single object put or
+copy is atomic (S3 semantics). On S3 a copy is one server-side ``CopyObject`` request.
 """
 
 from __future__ import annotations
@@ -129,24 +130,43 @@ class ObjectStore:
                 os.unlink(tmp)
             raise
 
-    def move(self, src: str, dst: str) -> bool:
-        """Move object ``src`` over ``dst``; False (and nothing done) when ``src`` does not exist."""
+    def place(self, staging: ObjectStore, src: str, dst: str) -> bool:
+        """Put staged object ``src`` of ``staging`` over ``dst`` of this store, atomically for readers of ``dst``;
+        False (and nothing done) when ``src`` does not exist. Local disk: a rename (the staged object is gone
+        afterwards). Object stores: a server-side copy (the staged object stays until its folder is removed)."""
         if self.local:
-            self._makedirs(os.path.dirname(self.path(dst)))
+            target = self.path(dst)
+            self._makedirs(os.path.dirname(target))
             try:
-                os.replace(self.path(src), self.path(dst))
+                os.replace(staging.path(src), target)
             except FileNotFoundError:
-                if not os.path.exists(self.path(src)):
+                if not os.path.exists(staging.path(src)):
                     return False
-                self._dirs.discard(os.path.dirname(self.path(dst)))  # the target folder went away
-                self._makedirs(os.path.dirname(self.path(dst)))
-                os.replace(self.path(src), self.path(dst))
+                self._dirs.discard(os.path.dirname(target))  # the target folder went away
+                self._makedirs(os.path.dirname(target))
+                os.replace(staging.path(src), target)
             return True
-        if not self.fs.isfile(self.path(src)):
+        try:
+            _copy_object(self.fs, staging.path(src), self.path(dst))
+        except FileNotFoundError:
             return False
-        self.fs.copy(self.path(src), self.path(dst))
-        self.fs.rm_file(self.path(src))
         return True
+
+    def rename_tree(self, staging: ObjectStore, src: str) -> None:
+        """Local disk only: rename folder ``src`` of ``staging`` to this store's root, atomically (the root must
+        not exist, or be an empty folder)."""
+        os.makedirs(os.path.dirname(self.root) or ".", exist_ok=True)
+        os.rename(staging.path(src), self.root)
+        self._dirs.clear()
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Remove objects (one batched request per 1,000 on S3); missing ones are fine."""
+        if self.local or len(keys) < 2:
+            for key in keys:
+                self.delete(key)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm([self.path(k) for k in keys])
 
     def delete(self, key: str) -> None:
         """Remove one object; missing is fine."""
@@ -173,6 +193,19 @@ class ObjectStore:
         put elsewhere is durable when it returns)."""
         if self.local and self.fsync:
             syncfs(self.root)
+
+
+def _copy_object(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
+    """One server-side copy; FileNotFoundError when ``src`` does not exist."""
+    call = getattr(fs, "call_s3", None)
+    if call is None or not hasattr(fs, "split_path"):
+        if not fs.isfile(src):
+            raise FileNotFoundError(src)
+        fs.copy(src, dst)
+        return
+    sb, sk, _ = fs.split_path(src)
+    db, dk, _ = fs.split_path(dst)
+    call("copy_object", Bucket=db, Key=dk, CopySource={"Bucket": sb, "Key": sk})
 
 
 def syncfs(path: str) -> None:
