@@ -114,3 +114,98 @@ def test_two_runs_on_s3_same_day(tmp_path: Path, days: list[Path], moto_s3: obje
     assert [p.exitcode for p in procs] == [0, 0], [c.with_suffix(".log").read_text()[-2000:] for c in cfgs]
     assert_equal_snapshots(snapshot(fs, f"s3://{bucket}/out"), reference)
     assert not fs.glob(f"s3://{bucket}/out/*/*/*.lock")  # both released their locks
+
+
+# --- the S3 lock: two (three) writers racing on the moto S3 server -------------------------------------------
+def _lock_worker(endpoint: str, path: str, seed: int, rounds: int, lease: float, out: str) -> None:
+    """Acquire and release the lock ``rounds`` times; sometimes stall past the lease without renewing (a frozen
+    writer). Writes one line per round: the interval (CLOCK_MONOTONIC, shared by all processes of the machine)
+    during which this writer believed it held the lock."""
+    import json
+    import os
+    import random
+
+    from oco_l3.remote import s3_filesystem
+
+    fs = s3_filesystem(key=None, secret=None, region="us-west-2", endpoint=endpoint)
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(rounds):
+        lock = StoreLock(fs, path, lease=lease, timeout=60, poll=0.01)
+        lock.acquire()
+        start = time.monotonic()
+        assert lock.held
+        if rng.random() < 0.3:  # stall: the heartbeat stops, the writer sleeps past its lease
+            lock._stop.set()
+            if lock._heartbeat is not None:
+                lock._heartbeat.join()
+            time.sleep(lease + lock.grace + rng.uniform(0.05, 0.3))
+            belief_end = lock._deadline
+            assert not lock.held  # its lease ran out: it must not act as the holder any more
+            if lock.renew():  # nobody broke it meanwhile: it is the holder again
+                time.sleep(rng.uniform(0, 0.02))
+                belief_end = time.monotonic()
+                kind = "stalled-kept"
+            else:
+                kind = "stalled-lost"
+            lock.release()  # a lost lock: must not delete the new holder's lease
+        else:
+            time.sleep(rng.uniform(0, 0.03))
+            lock.check()
+            belief_end = time.monotonic()
+            kind = "normal"
+            lock.release()
+        lines.append(json.dumps({"pid": os.getpid(), "start": start, "end": belief_end, "kind": kind}))
+    with open(out, "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os._exit(0)
+
+
+def test_s3_lock_is_never_held_twice(tmp_path: Path, moto_s3: object) -> None:
+    """Three processes race for one S3 lock (conditional writes on the moto server) with short leases; some holders
+    stall past their lease and are broken by the others. At no instant do two of them believe they hold it."""
+    import json
+
+    endpoint, bucket = moto_s3.endpoint, moto_s3.bucket  # type: ignore[attr-defined]
+    path = f"s3://{bucket}/race/store.zarr"
+    out = tmp_path / "intervals.jsonl"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_lock_worker, args=(endpoint, path, seed, 8, 1.0, str(out))) for seed in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    rounds = [json.loads(line) for line in out.read_text().splitlines() if line]
+    assert len(rounds) == 24
+    rounds.sort(key=lambda r: r["start"])
+    for a, b in zip(rounds, rounds[1:], strict=False):
+        assert a["end"] <= b["start"], f"two holders at once: {a} and {b}"
+    kinds = {r["kind"] for r in rounds}
+    assert "stalled-lost" in kinds, kinds  # some leases really were broken by another writer
+    assert not moto_s3.list_keys("race/"), "the last holder released its lock"  # type: ignore[attr-defined]
+
+
+def test_s3_lock_conditional_requests(moto_s3: object) -> None:
+    """Taking needs If-None-Match, renewing and releasing need the holder's etag: a writer whose lease was broken
+    can neither renew nor delete the new holder's lock."""
+    from oco_l3.remote import s3_filesystem
+
+    fs = s3_filesystem(key=None, secret=None, region="us-west-2", endpoint=moto_s3.endpoint)  # type: ignore[attr-defined]
+    path = f"s3://{moto_s3.bucket}/cond/store.zarr"  # type: ignore[attr-defined]
+    first = StoreLock(fs, path, lease=2.0, grace=0.1, timeout=5)
+    first.acquire()
+    first._stop.set()  # frozen: no heartbeat
+    with pytest.raises(StoreLocked):
+        StoreLock(fs, path, lease=2.0, grace=0.1, timeout=0.2).acquire()  # not expired yet
+    time.sleep(2.3)
+    second = StoreLock(fs, path, lease=5, timeout=5)
+    second.acquire()  # breaks the expired lease with If-Match
+    assert second.held and not first.held
+    assert not first.renew()  # If-Match on the old etag fails
+    with pytest.raises(StoreLocked, match="lost its lock"):
+        first.check()
+    first.release()  # If-Match delete fails: the new holder's lock stays
+    assert fs.exists(path + ".lock")
+    second.release()
+    assert not fs.exists(path + ".lock")

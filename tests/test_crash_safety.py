@@ -2,11 +2,12 @@
 
 Harness: the test process imports the package once, then forks one child per run (``fork`` keeps each child's
 start-up at a few milliseconds on a loaded machine). The child is exactly ``oco-l3 run -i CONFIG``
-(:func:`oco_l3.cli.main`) with one addition: every object-store operation (``ObjectStore.write/move/delete/
-remove_tree`` -- staging, manifest, apply, cleanup) counts, and at the chosen operation the child SIGKILLs
+(:func:`oco_l3.cli.main`) with one addition: every object-store operation (``ObjectStore.write/place/
+rename_tree/delete/delete_many/remove_tree`` -- staging, manifest, apply, cleanup) counts, and at the chosen operation the child SIGKILLs
 itself before the operation, after it, or -- for writes -- after writing only half of the bytes (a torn object).
-Some runs are instead killed from outside by a timer at a random delay. After every kill the checks of
-:func:`check_outputs` run, then the next run continues from whatever the kill left behind. The last run of each
+Some runs are instead killed from outside by a timer at a random delay. After every kill, BEFORE anything recovers
+the stores, a plain ``xr.open_zarr`` reads every store (:func:`plain_snapshot`, checked by :func:`check_plain`:
+no store, or a committed state); then the stores are opened with recovery and checked, then the next run continues from whatever the kill left behind. The last run of each
 chain completes and its stores must equal a reference run's stores.
 
 The state table (:mod:`oco_l3.state`) is not used by ``oco-l3 run`` (only by the Prefect flows), so there is no
@@ -35,9 +36,9 @@ import pytest
 import xarray as xr
 import yaml
 
-from oco_l3 import _objectstore
 from oco_l3.sample_data import CaptureSpec, sample_filename, write_granule
 from oco_l3.stores import open_store
+from oco_l3.zarr_store import _objectstore
 
 DAY0 = dt.date(2021, 12, 18)
 GRID = {"latitude": 50, "longitude": 50, "method": "linear"}
@@ -106,7 +107,7 @@ def _install_killer(kill: Kill | None, counter_file: str | None) -> None:
 
         setattr(store_cls, name, op)
 
-    for name in ("write", "move", "delete", "remove_tree"):
+    for name in ("write", "place", "rename_tree", "delete", "delete_many", "remove_tree"):
         wrap(name)
 
 
@@ -239,32 +240,67 @@ def snapshot(fs: fsspec.AbstractFileSystem, root: str) -> Snapshot:
     return out
 
 
-def raw_open_check(fs: fsspec.AbstractFileSystem, root: str, reference: Snapshot) -> dict[str, int]:
-    """Open every store with plain ``xr.open_zarr`` BEFORE recovery; count how that went (see guarantees.md)."""
-    with dask.config.set(scheduler="synchronous"):
-        return _raw_open_check(fs, root, reference)
+def plain_snapshot(fs: fsspec.AbstractFileSystem, root: str, stores: list[str]) -> dict[str, Any]:
+    """Every store of ``stores`` (relative to ``root``) as a PLAIN reader sees it: ``xr.open_zarr`` of the root
+    and of every group, no recovery, no lock. Per store: its content, None (no store there), or the error text
+    when the open failed in any other way. Read BEFORE anything recovers the stores."""
+    from zarr.errors import GroupNotFoundError
 
-
-def _raw_open_check(fs: fsspec.AbstractFileSystem, root: str, reference: Snapshot) -> dict[str, int]:
-    stats = {"opened": 0, "consistent": 0, "failed": 0, "no_metadata": 0}
+    out: dict[str, Any] = {}
     fs.invalidate_cache()
-    for path in store_paths(fs, root):
-        if not fs.exists(f"{path}/.zmetadata"):
-            stats["no_metadata"] += 1
+    with dask.config.set(scheduler="synchronous"):
+        for rel in stores:
+            path = f"{root}/{rel}"
+            try:
+                out[rel] = _plain_read(fs, path)
+            except (FileNotFoundError, GroupNotFoundError):
+                out[rel] = None
+            except Exception as exc:  # noqa: BLE001 - recorded, then asserted on
+                out[rel] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _plain_read(fs: fsspec.AbstractFileSystem, path: str) -> dict[int, dict[str, np.ndarray]]:
+    src = path if _is_local(fs) else fs.get_mapper(path)
+    root = xr.open_zarr(src)  # exactly what a crawler or a scientist does
+    times = root["time"].values.astype("datetime64[us]").astype(np.int64)
+    out: dict[int, dict[str, np.ndarray]] = {int(t): {} for t in times}
+    groups = sorted({k.split("/")[0] for k in _metadata_keys(fs, path) if k.count("/") == 1 and k.endswith(".zgroup")})
+    for group in [None, *groups]:
+        ds = root if group is None else xr.open_zarr(src, group=group)
+        assert np.array_equal(ds["time"].values.astype("datetime64[us]").astype(np.int64), times), group
+        for name in ds.data_vars:
+            values = ds[name].values
+            for i, t in enumerate(times):
+                out[int(t)][f"{group}/{name}" if group else str(name)] = values[i]
+    return out
+
+
+def check_plain(fs: fsspec.AbstractFileSystem, root: str, plain: dict[str, Any], recovered: Snapshot,
+                reference: Snapshot) -> dict[str, int]:
+    """What a plain reader saw after a kill is a committed state: either what recovery gives, or the state before
+    the one commit the kill interrupted (that commit's time missing, or no store at all if it was the store's
+    first). Never an error, a torn or padded slice, or a store path without a committed store in it (local
+    disk: the path does not exist until the store is complete). Returns counts for the report."""
+    stats = {"same_as_recovered": 0, "before_last_commit": 0, "no_store": 0}
+    for rel, seen in plain.items():
+        assert not isinstance(seen, str), f"{rel}: a plain xr.open_zarr failed after a kill: {seen}"
+        after = recovered.get(rel)
+        if seen is None:
+            assert after is None or len(after) == 1, f"{rel}: committed store invisible to plain readers"
+            if _is_local(fs):
+                assert not os.path.exists(f"{root}/{rel}"), f"{rel}: store path exists without a committed store"
+            stats["no_store"] += 1
             continue
-        try:
-            src = path if _is_local(fs) else fs.get_mapper(path)
-            ds = xr.open_zarr(src, consolidated=True)
-            times = ds["time"].values.astype("datetime64[us]").astype(np.int64)
-            ok = bool(np.all(np.diff(times) > 0))
-            ref = reference[_rel(root, path)]
-            for name in ds.data_vars:
-                values = ds[name].values
-                ok = ok and all(int(t) in ref and _same(values[i], ref[int(t)][str(name)]) for i, t in enumerate(times))
-            stats["opened"] += 1
-            stats["consistent"] += int(ok)
-        except Exception:  # noqa: BLE001
-            stats["failed"] += 1
+        assert after is not None, f"{rel}: plain readers see a store that recovery removed"
+        check_against({rel: seen}, reference, {})
+        if list(seen) == list(after):
+            stats["same_as_recovered"] += 1
+            continue
+        missing = set(after) - set(seen)
+        assert not set(seen) - set(after) and len(missing) == 1 and max(missing) == max(after), (
+            f"{rel}: plain readers see times {sorted(seen)}, recovery gives {sorted(after)}")
+        stats["before_last_commit"] += 1
     return stats
 
 
@@ -304,8 +340,10 @@ def no_transactions_left(fs: fsspec.AbstractFileSystem, root: str) -> None:
     """After recovery no transaction is pending (an empty ``.oco-l3-txn`` folder -- a kill between removing the
     last transaction and removing the folder -- is allowed: it holds nothing and the next commit removes it)."""
     for path in store_paths(fs, root):
-        left = _files(fs, f"{path}/.oco-l3-txn")
-        assert not left, f"{path}: transaction objects left after recovery: {left[:5]}"
+        parent, _, name = path.rpartition("/")
+        for txn in (f"{path}/.oco-l3-txn", f"{parent}/.{name}.oco-l3-txn"):
+            left = _files(fs, txn)
+            assert not left, f"{path}: transaction objects left after recovery: {left[:5]}"
 
 
 # --- the chain -----------------------------------------------------------------------------------------------
@@ -318,7 +356,9 @@ class Chain:
     ops_fresh: int
     rng: random.Random
     kills: list[str] = field(default_factory=list)
-    raw: dict[str, int] = field(default_factory=lambda: {"opened": 0, "consistent": 0, "failed": 0, "no_metadata": 0})
+    #: What plain readers saw at the kills (see check_plain).
+    raw: dict[str, int] = field(default_factory=lambda: {"same_as_recovered": 0, "before_last_commit": 0,
+                                                         "no_store": 0})
     completions: int = 0
     state: Snapshot = field(default_factory=dict)
     #: S3 only: a killed writer's lock object stays until its lease (2 min) ends, and open_store/the next run wait
@@ -343,11 +383,13 @@ class Chain:
                 for lock in self.fs.glob(f"{self.root}/*/*/*.zarr.lock"):
                     self.fs.rm_file(lock)
                     self.stale_locks += 1
-            for k, v in raw_open_check(self.fs, self.root, self.reference).items():
-                self.raw[k] += v
+            plain = plain_snapshot(self.fs, self.root, sorted(self.reference))
         else:
             assert rc == 0, f"oco-l3 run exited {rc}: {self.config.with_suffix('.log').read_text()[-3000:]}"
         snap = snapshot(self.fs, self.root)
+        if rc == KILLED:
+            for k, v in check_plain(self.fs, self.root, plain, snap, self.reference).items():
+                self.raw[k] += v
         no_transactions_left(self.fs, self.root)
         check_against(snap, self.reference, self.state)
         if rc == 0:
@@ -422,9 +464,9 @@ def test_sigkill_local_disk(tmp_path: Path, granules: list[Path]) -> None:
     assert len(chain.kills) >= 20, chain.kills
     assert any(k.startswith("timer") for k in chain.kills), chain.kills
     assert chain.completions >= 2, chain.completions
-    # plain xr.open_zarr before recovery: never fails on a store that has consolidated metadata
-    assert chain.raw["failed"] == 0, chain.raw
-    print(f"local: {len(chain.kills)} kills ({chain.kills}); raw open before recovery: {chain.raw}")
+    # plain xr.open_zarr before recovery, at every kill: a committed state (asserted in check_plain)
+    assert sum(chain.raw.values()) == len(chain.kills) * len(reference), chain.raw
+    print(f"local: {len(chain.kills)} kills ({chain.kills}); plain xr.open_zarr before recovery: {chain.raw}")
 
 
 @pytest.mark.timeout(1800)  # moto answers slowly under load; the harness itself bounds each run
@@ -449,4 +491,5 @@ def test_sigkill_s3(tmp_path: Path, granules: list[Path], moto_s3: Any) -> None:
     run_chain(chain, n_kills=20 if soak else 3, n_timer_kills=2 if soak else 1, run_seconds=seconds)
     assert len(chain.kills) >= (20 if soak else 3), chain.kills
     print(f"s3: {len(chain.kills)} kills ({chain.kills}); stale locks removed: {chain.stale_locks}; "
-          f"raw open before recovery: {chain.raw}")
+          f"plain xr.open_zarr before recovery: {chain.raw}")
+    assert sum(chain.raw.values()) == len(chain.kills) * len(reference), chain.raw

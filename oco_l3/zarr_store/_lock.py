@@ -24,6 +24,7 @@ Other filesystems (e.g. ``memory``): the same lease object, created check-then-p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -139,6 +140,11 @@ class StoreLock:
         if self._local:
             return self._try_local()
         if not self._try_object():
+            return False
+        if _time.monotonic() >= self._deadline:  # the request took longer than the lease: not ours to use
+            etag, self._etag = self._etag, None
+            with contextlib.suppress(_Conflict, FileNotFoundError, OSError):
+                self._delete(etag or "")
             return False
         self._lost = False
         self._stop.clear()
