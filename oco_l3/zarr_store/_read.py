@@ -43,6 +43,8 @@ def open_store(fs: fsspec.AbstractFileSystem, path: str, group: str | None = Non
     import xarray as xr
 
     recover_store(fs, path)
+    if not is_local(fs):
+        fs.invalidate_cache(path)  # s3fs's listing cache may predate the recovery
     if not ObjectStore(fs, path).exists(ZarrV2.consolidated):
         raise StoreCorrupt(f"store {path} has no consolidated metadata (missing or not an oco-l3 store)")
     return xr.open_zarr(zarr_source(fs, path), group=group, consolidated=True)

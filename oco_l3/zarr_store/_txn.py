@@ -71,23 +71,26 @@ def legacy_home(store: ObjectStore) -> ObjectStore:
 
 
 def apply_order(keys: Iterable[str], visible: Iterable[str] = ()) -> list[str]:
-    """Hidden data, visible data, array/group metadata (deepest first), group ``.zmetadata``, root ``.zmetadata``,
-    group ``.zgroup``, root ``.zgroup`` last. ``visible``: data keys whose change readers of the old metadata see."""
+    """Hidden data, visible data (visible time-coordinate chunks last of them), array/group metadata (deepest
+    first), group ``.zmetadata``, root ``.zmetadata``, group ``.zgroup``, root ``.zgroup`` last. ``visible``: data
+    keys whose change readers of the old metadata see."""
     shown = set(visible)
 
     def rank(key: str) -> tuple[int, int, str]:
         name = key.rsplit("/", 1)[-1]
         if not is_metadata_key(key):
-            return (1 if key in shown else 0, 0, key)
+            if key not in shown:
+                return (0, 0, key)
+            return (2 if key.rsplit("/", 2)[-2] == "time" else 1, 0, key)  # visible time labels last
         if key in (".zgroup", "zarr.json"):
-            return (7, 0, key)
+            return (8, 0, key)
         if name == ".zgroup":
-            return (6, 0, key)
+            return (7, 0, key)
         if key == ".zmetadata":
-            return (5, 0, key)
+            return (6, 0, key)
         if name == ".zmetadata":
-            return (4, 0, key)
-        return (3, -key.count("/"), key)
+            return (5, 0, key)
+        return (4, -key.count("/"), key)
 
     return sorted(keys, key=rank)
 
