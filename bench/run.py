@@ -307,6 +307,7 @@ def main() -> int:
     if not args.skip_global:
         results["global"] = _json_of([sys.executable, str(ROOT / "bench/global_day.py")])
     results["icesat2_binning"] = _json_of([sys.executable, str(ROOT / "bench/icesat2_binning.py")])
+    results["store_writer"] = _json_of([sys.executable, str(ROOT / "bench/stores.py")])  # the Zarr writer alone
     results["reference_workload_end_s"] = reference_workload()
     report(results)
     out = ROOT / "bench/results"
