@@ -16,14 +16,13 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import numpy.typing as npt
-
-import fsspec
 
 from oco_l3.errors import StoreCorrupt
 from oco_l3.icesat2.binning import STATISTICS
