@@ -116,6 +116,9 @@ _TAGS = {"path", "object", "day"}
 class InputConfig(_Model):
     files: list[FileItem] | None = None
     queue: QueueConfig | None = None
+    #: Copy each S3 object whole to a temporary file before reading it (default: read it in place, fetching only
+    #: the metadata and chunks the product needs; see oco_l3.remote).
+    staging: bool = False
 
     @model_validator(mode="after")
     def _one_of(self) -> InputConfig:

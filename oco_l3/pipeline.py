@@ -147,12 +147,18 @@ def targets_for(config: RunConfig, mission: Mission) -> dict[str, Target]:
 
 
 @contextmanager
-def _local_copy(granule: GranuleInput) -> Iterator[str]:
-    """A local path to read the granule from (S3 objects are staged by oco_l3.remote)."""
+def _local_copy(granule: GranuleInput, staging: bool = False) -> Iterator[Any]:
+    """What to read the granule from: a local path, an S3 object read in place, or (``staging``) its staged copy
+    (oco_l3.remote.open_input)."""
     from oco_l3.remote import open_input
 
-    with open_input(granule.location) as path:
-        yield path
+    with open_input(granule.location, staging=staging) as source:
+        yield source
+
+
+def input_staging(config: RunConfig) -> bool:
+    """``input.staging`` of a run config (false when the config has no input section)."""
+    return bool(config.input is not None and config.input.staging)
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ def read_and_split(config: RunConfig, granule: GranuleInput) -> SplitGranule:
     if granule.mission is None:
         raise GranuleNameUnrecognised(f"{granule.name}: file name follows no OCO Lite FP/SIF naming convention")
     t0 = time.perf_counter()
-    with _local_copy(granule) as path:
+    with _local_copy(granule, input_staging(config)) as path:
         soundings = read_granule(path, selection_from_config(config, granule.mission), granule.mission)
     t1 = time.perf_counter()
     split = split_captures(soundings, targets_for(config, granule.mission))

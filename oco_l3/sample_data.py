@@ -18,6 +18,12 @@ check a read or gridded value against the formula. Integer variables in :data:`A
 functions of the coordinates; the quality flags come from a deterministic hash of the coordinates (about 20 %
 flagged). Variables in :data:`FILLED` hold ``-999999`` where :func:`fill_mask` is true (about 3 % of soundings).
 
+Storage: as the netCDF-4 writers of the Lite files store them (:data:`LITE_STORAGE`): every numeric variable
+chunked and compressed with zlib (deflate) after the shuffle filter, netCDF4-python's default level 4 and netCDF-C's
+default chunk shapes for the variable's real shape (formats.md gives no chunking or deflate level for the Lite
+files, so the library defaults stand in); strings are variable-length (HDF5 cannot filter them). The byte counts of
+in-place reads (``bench/inplace.py``) are measured on these files.
+
 Geometry: a capture is a swath of 8 footprints across-track times frames along-track; footprints are
 1.6 x 2.1 km (OCO-2: 1.29 x 2.25 km) quadrilaterals that tile the swath exactly; SAMs are laid out as adjacent
 strips (boustrophedon), rotated by about 12 degrees, centred on the target centroid. Frames are 1/3 s apart.
@@ -521,7 +527,37 @@ def _sif_layout(day: dt.date, table: _Table, delta_time_units: str) -> _Layout:
     return _Layout(dims, groups, _global_attrs("oco3_sif", day, table))
 
 
-def _write_layout(path: Path, layout: _Layout, compress: bool) -> None:
+@dataclass(frozen=True)
+class Storage:
+    """How a granule's numeric variables are stored in HDF5: filters and chunk shapes.
+
+    ``compression`` ``None`` stores them contiguous and unfiltered. ``chunks`` maps a variable key (``name`` or
+    ``Group/name``) to a chunk shape; any other variable gets netCDF-C's default chunk shape for its shape.
+    """
+
+    compression: Literal["zlib"] | None = "zlib"
+    complevel: int = 4
+    shuffle: bool = True
+    chunks: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def options(self, key: str) -> dict[str, Any]:
+        """The ``netCDF4.Dataset.createVariable`` keywords of variable ``key``."""
+        if self.compression is None:
+            return {"contiguous": True}
+        opts: dict[str, Any] = {"compression": self.compression, "complevel": self.complevel,
+                                "shuffle": self.shuffle}
+        if key in self.chunks:
+            opts["chunksizes"] = self.chunks[key]
+        return opts
+
+
+#: The Lite files' storage as far as it is known (module docstring): zlib level 4 + shuffle, default chunks.
+LITE_STORAGE = Storage()
+#: Contiguous, unfiltered storage (the layout a subsetter or an h5repack -l CONTI would leave).
+CONTIGUOUS = Storage(compression=None)
+
+
+def _write_layout(path: Path, layout: _Layout, storage: Storage) -> None:
     tmp = path.with_name(path.name + ".part")
     try:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
@@ -531,22 +567,21 @@ def _write_layout(path: Path, layout: _Layout, compress: bool) -> None:
             for group, variables in layout.groups.items():
                 node = nc if group == "" else nc.createGroup(group)
                 for name, var in variables.items():
-                    _write_var(node, name, var, compress)
+                    _write_var(node, name, var, storage.options(f"{group}/{name}" if group else name))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
 
 
-def _write_var(node: Any, name: str, var: _Var, compress: bool) -> None:
+def _write_var(node: Any, name: str, var: _Var, options: Mapping[str, Any]) -> None:
     attrs = dict(var.attrs)
     fill = attrs.pop("_FillValue", False)
     if var.data.dtype == object:
         v = node.createVariable(name, str, var.dims)
         v[:] = var.data
     else:
-        v = node.createVariable(name, var.data.dtype, var.dims, fill_value=fill,
-                                compression="zlib" if compress else None, complevel=1)
+        v = node.createVariable(name, var.data.dtype, var.dims, fill_value=fill, **options)
         v.set_auto_maskandscale(False)
         v[:] = var.data
     if attrs:
@@ -568,6 +603,7 @@ def write_granule(
     oco2_target_vars: bool = False,
     delta_time_units: str = DEFAULT_DELTA_TIME_UNITS,
     compress: bool = True,
+    storage: Storage | None = None,
 ) -> Path:
     """Write one SYNTHETIC granule of ``mission`` for ``day`` in the real Lite layout; returns its path.
 
@@ -575,7 +611,8 @@ def write_granule(
     with target "none" start at 00:00:30 (they must not overlap a capture in time). ``bad_coordinates``
     background soundings get a fill latitude or a longitude of 400 (readers drop them). OCO-2 files carry no
     ``/Sounding/target_id``/``target_name`` unless ``oco2_target_vars``. ``delta_time_units`` sets the SIF
-    ``Delta_Time`` units attribute (the value is always seconds since 1990-01-01).
+    ``Delta_Time`` units attribute (the value is always seconds since 1990-01-01). ``storage`` sets the chunking
+    and filters (default :data:`LITE_STORAGE`; ``compress=False`` is :data:`CONTIGUOUS`).
     """
     path = Path(path)
     table = _build_table(mission, day, captures, n_background, seed, bad_coordinates)
@@ -583,7 +620,7 @@ def write_granule(
         layout = _sif_layout(day, table, delta_time_units)
     else:
         layout = _fp_layout(mission, day, table, target_vars=(mission == "oco3" or oco2_target_vars))
-    _write_layout(path, layout, compress)
+    _write_layout(path, layout, storage or (LITE_STORAGE if compress else CONTIGUOUS))
     return path
 
 
@@ -757,7 +794,7 @@ def _write_variant(path: Path, variant: str, table: _Table, day: dt.date) -> Non
         layout.groups[""]["vertex_latitude"] = _Var(("sounding_id", "three"), table.vlat[:, :3].astype(np.float32))
     elif variant == "all_fill":
         layout.groups[""]["xco2"].data = np.full(n, FILL, np.float32)
-    _write_layout(path, layout, compress=True)
+    _write_layout(path, layout, LITE_STORAGE)
     if variant == "truncated":
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])

@@ -21,4 +21,5 @@ pytest_plugins = [
     "tests.services.prefect_server",
     "tests.services.moto_s3",
     "tests.services.rabbitmq",
+    "tests.services.s3_proxy",
 ]

@@ -13,6 +13,9 @@
 * a beam whose group exists but holds no ``latitude`` dataset (NSIDC subsetter output) is skipped;
 * time: ``delta_time + ancillary_data/atlas_sdp_gps_epoch`` = GPS seconds, converted to UTC with leap seconds.
 
+``path`` is a local path, an ``s3://`` URL (read in place through :func:`oco_l3.remote.open_input`: only the
+metadata and the chunks of the datasets asked for are fetched) or an open binary file object named by its ``name``.
+
 Variable paths are relative to the product's segment group in the v006+ naming, e.g. ``heights/height_segment_type``
 (ATL07), ``heights/height_segment_length_seg`` (ATL10), ``h_li`` (ATL06), ``canopy/h_canopy`` (ATL08). For ATL10
 v005 files ``beam_fb_height`` is looked up in ``freeboard_beam_segment/beam_freeboard/`` and ``heights/...`` in
@@ -21,10 +24,11 @@ v005 files ``beam_fb_height`` is looked up in ``freeboard_beam_segment/beam_free
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -148,16 +152,35 @@ def _read_dataset(ds: Any, granule: str, name: str) -> tuple[npt.NDArray[Any], i
     raise GranuleSchemaMismatch(f"{granule}: {name} has unsupported dtype {arr.dtype}")
 
 
-def _open(path: str | Path) -> Any:
+def _open(path: str | Path | Any) -> Any:
     import h5py
 
-    p = Path(path)
+    p = path if hasattr(path, "read") else Path(path)
+    name = PurePosixPath(str(getattr(path, "name", path))).name
     try:
         return h5py.File(p, "r")
     except FileNotFoundError:
-        raise GranuleUnreadable(f"{p.name}: file not found") from None
+        raise GranuleUnreadable(f"{name}: file not found") from None
     except (OSError, ValueError) as exc:
-        raise GranuleUnreadable(f"{p.name}: not a readable HDF5 file ({type(exc).__name__})") from None
+        raise GranuleUnreadable(f"{name}: not a readable HDF5 file ({type(exc).__name__})") from None
+
+
+@contextlib.contextmanager
+def _opened(path: str | Path | Any) -> Iterator[Any]:
+    """The granule as an open h5py file: a local path, a remote URL read in place, or a binary file object."""
+    if isinstance(path, str) and path.startswith(("s3://", "https://")):
+        from oco_l3.remote import open_input
+
+        with open_input(path) as source, _open(source) as h5:
+            yield h5
+        return
+    with _open(path) as h5:
+        yield h5
+
+
+def granule_name(path: str | Path | Any) -> str:
+    """The base name a granule is reported by (of its path, URL, or file object's ``name``)."""
+    return PurePosixPath(str(getattr(path, "name", path))).name
 
 
 def _epoch(h5: Any, granule: str) -> float:
@@ -275,10 +298,10 @@ def read_beams(
     a requested variable missing in a beam that has data). Beams without data are skipped silently.
     """
     product = product.upper()
+    granule = granule_name(path)
     if product not in LAYOUTS:
-        raise GranuleSchemaMismatch(f"{Path(path).name}: unsupported product {product!r}")
-    granule = Path(path).name
-    with _open(path) as h5:
+        raise GranuleSchemaMismatch(f"{granule}: unsupported product {product!r}")
+    with _opened(path) as h5:
         short = _short_name(h5)
         if short and short.upper() != product:
             raise GranuleSchemaMismatch(f"{granule}: is {short}, expected {product}")

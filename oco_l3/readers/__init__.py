@@ -1,7 +1,9 @@
 """Readers of the OCO L2 Lite products: one granule -> one :class:`~oco_l3.soundings.Soundings`.
 
 ``read_granule(path, selection)`` opens the file with h5py, reads only the datasets the product needs plus the
-selected science variables, and returns the tidy table. The mission comes from the file name
+selected science variables, and returns the tidy table. ``path`` is a local path or an open binary file object
+(a remote granule read in place, :class:`oco_l3.remote.RemoteFile`, named by its ``name``): h5py then reads only
+the metadata and the chunks of those datasets through it. The mission comes from the file name
 (:func:`parse_granule_name`), or from the content when the name is not a Lite name.
 
 Errors are one line and name the file: :class:`GranuleUnreadable` (empty, truncated, not HDF5, not netCDF-4) and
@@ -20,7 +22,8 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import h5py
 
@@ -68,6 +71,24 @@ def _open(path: Path, name: str) -> h5py.File:
         raise GranuleUnreadable(f"{name}: {_open_problem(exc, path)}") from None
 
 
+def _open_fileobj(fileobj: Any, name: str) -> h5py.File:
+    """An open binary file object (read in place) as an h5py file; problems named like :func:`_open`'s."""
+    if getattr(fileobj, "size", None) == 0:
+        raise GranuleUnreadable(f"{name}: empty file (0 bytes)")
+    try:
+        return h5py.File(fileobj, "r")
+    except OSError as exc:
+        raise GranuleUnreadable(f"{name}: {_open_problem(exc, Path(PurePosixPath(name).name))}") from None
+
+
+def open_h5(source: str | os.PathLike[str] | Any) -> tuple[h5py.File, str]:
+    """``source`` (a local path or an open binary file object) as an h5py file, and the name to report it by."""
+    if hasattr(source, "read") and hasattr(source, "seek"):
+        name = str(getattr(source, "name", "") or repr(source))
+        return _open_fileobj(source, name), name
+    return _open(Path(source), str(source)), str(source)
+
+
 def _is_netcdf4(f: h5py.File) -> bool:
     return "_NCProperties" in f.attrs or "sounding_id" in f or "sounding_dim" in f
 
@@ -82,26 +103,26 @@ def detect_mission(f: h5py.File) -> Mission:
     return "oco3"
 
 
-def _mission_from_name(path: Path) -> Mission | None:
+def _mission_from_name(name: str) -> Mission | None:
     try:
-        return parse_granule_name(path.name).mission
+        return parse_granule_name(PurePosixPath(name).name).mission
     except GranuleNameUnrecognised:
         return None
 
 
 def read_granule(
-    path: str | os.PathLike[str], selection: Selection | None = None, mission: Mission | None = None
+    path: str | os.PathLike[str] | Any, selection: Selection | None = None, mission: Mission | None = None
 ) -> Soundings:
     """Read one Lite FP (OCO-2/OCO-3) or Lite SIF (OCO-3) granule into a :class:`Soundings`.
 
-    ``mission`` defaults to the one in the file name, else to the one the content shows. ``selection`` defaults
-    to every science variable. ``Soundings.source`` is the file's base name.
+    ``path`` is a local path or an open binary file object (see the module docstring). ``mission`` defaults to the
+    one in the file name, else to the one the content shows. ``selection`` defaults to every science variable.
+    ``Soundings.source`` is the file's base name.
     """
     selection = selection if selection is not None else Selection.default()
-    path = Path(path)
-    name = str(path)
-    mission = mission or _mission_from_name(path)
-    with _open(path, name) as f:
+    f, name = open_h5(path)
+    mission = mission or _mission_from_name(name)
+    with f:
         try:
             if not _is_netcdf4(f):
                 raise GranuleUnreadable(f"{name}: an HDF5 file but not a netCDF-4 Lite granule")
@@ -114,4 +135,4 @@ def read_granule(
             raise GranuleUnreadable(f"{name}: read error ({str(exc).splitlines()[0][:100]})") from None
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise GranuleUnreadable(f"{name}: cannot decode ({type(exc).__name__}: {str(exc)[:100]})") from None
-    return replace(soundings, source=path.name)
+    return replace(soundings, source=PurePosixPath(name).name)

@@ -1,0 +1,287 @@
+"""S3 granules read in place, against the moto S3 server behind a counting proxy (both on 127.0.0.1).
+
+Bytes are counted at the endpoint (the proxy in front of moto): what S3 would send. The Earthdata pieces run
+against a fake credentials endpoint on 127.0.0.1 that issues short-lived keys, which the proxy enforces as AWS
+does (a request signed with an expired key is refused with ``ExpiredToken``); no test contacts anything else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets as pysecrets
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pytest
+import requests
+
+from oco_l3 import _earthdata, remote
+from oco_l3.config import S3Object, parse_config
+from oco_l3.errors import ConfigInvalid, GranuleUnreadable, SourceUnavailable
+from oco_l3.icesat2.readers import read_beams
+from oco_l3.icesat2.seaice import DEFAULT_VARIABLE, needed_variables
+from oco_l3.readers import Selection, read_granule
+from oco_l3.sample_data import write_sample_day
+from tests.services.moto_s3 import MotoS3
+from tests.services.s3_proxy import S3Proxy
+
+pytestmark = pytest.mark.services
+
+DATA = Path(__file__).parent / "data" / "icesat2"
+ATL07 = DATA / "processed_ATL07-01_20190222003738_08490201_003_02.h5"
+SEAICE_VARIABLES = needed_variables("ATL07", DEFAULT_VARIABLE["ATL07"], "default")
+
+
+def _obj(moto_s3: MotoS3, proxy: S3Proxy, key: str, **kw: Any) -> S3Object:
+    return S3Object(path=f"s3://{moto_s3.bucket}/{key}", endpoint=proxy.endpoint, **kw)
+
+
+@pytest.fixture(scope="module")
+def oco_day(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sample_day(tmp_path_factory.mktemp("oco"), dt.date(2021, 12, 18), ("oco3",))["oco3"]
+
+
+# --- OCO Lite FP -------------------------------------------------------------------------------------------------
+def test_oco_granule_read_in_place_equals_local_and_skips_unneeded_bytes(
+        moto_s3: MotoS3, s3_proxy: S3Proxy, oco_day: Path) -> None:
+    moto_s3.put(oco_day.name, oco_day.read_bytes())
+    obj = _obj(moto_s3, s3_proxy, oco_day.name)
+    size = oco_day.stat().st_size
+    fetched: dict[str, int] = {}
+    for label, selection in (("default", Selection.default()), ("xco2", Selection(variables=("xco2",)))):
+        s3_proxy.reset()
+        with remote.open_input(obj) as source:
+            assert isinstance(source, remote.RemoteFile)
+            got = read_granule(source, selection, "oco3")
+        fetched[label] = s3_proxy.fetched(moto_s3.bucket, oco_day.name)
+        want = read_granule(oco_day, selection, "oco3")
+        assert got.source == want.source == oco_day.name
+        np.testing.assert_array_equal(got.latitude, want.latitude)
+        np.testing.assert_array_equal(got.target_id, want.target_id)
+        assert [v.key for v in got.variables] == [v.key for v in want.variables]
+        for a, b in zip(got.variables, want.variables, strict=True):
+            np.testing.assert_array_equal(a.values, b.values)
+    # Only what the product needs crosses the network: fewer bytes for fewer variables, less than the object.
+    assert 0 < fetched["xco2"] < fetched["default"] < size, (fetched, size)
+    s3_proxy.reset()
+    with remote.open_input(obj, staging=True) as local:
+        assert isinstance(local, str) and Path(local).read_bytes() == oco_day.read_bytes()
+    assert s3_proxy.fetched(moto_s3.bucket, oco_day.name) == size  # staging: the whole object
+
+
+def test_network_failure_during_in_place_read_is_transient(moto_s3: MotoS3, moto_s3_endpoint: str,
+                                                           oco_day: Path) -> None:
+    moto_s3.put(oco_day.name, oco_day.read_bytes())
+    calls = {"n": 0}
+
+    def fail_later(key: str, bucket: str, method: str) -> tuple[int, str] | None:
+        calls["n"] += 1
+        return (500, "InternalError") if calls["n"] > 6 else None  # the open works, a later read fails
+
+    proxy = S3Proxy(moto_s3_endpoint, gate=fail_later)
+    try:
+        obj = S3Object(path=f"s3://{moto_s3.bucket}/{oco_day.name}", endpoint=proxy.endpoint)
+        with pytest.raises(SourceUnavailable, match=rf"^s3://{moto_s3.bucket}/{oco_day.name}: "), \
+                remote.open_input(obj) as source:
+            read_granule(source, Selection.default(), "oco3")
+    finally:
+        proxy.close()
+
+
+# --- ICESat-2 ATL07 (a real granule) -------------------------------------------------------------------------------
+def test_atl07_sea_ice_read_fetches_at_most_30_percent(moto_s3: MotoS3, s3_proxy: S3Proxy) -> None:
+    moto_s3.put(ATL07.name, ATL07.read_bytes())
+    with remote.open_input(_obj(moto_s3, s3_proxy, ATL07.name)) as source:
+        got = read_beams(source, "ATL07", "strong", SEAICE_VARIABLES)
+    fraction = s3_proxy.fetched(moto_s3.bucket, ATL07.name) / ATL07.stat().st_size
+    assert fraction <= 0.30, f"{fraction:.1%} of the granule fetched"
+    want = read_beams(ATL07, "ATL07", "strong", SEAICE_VARIABLES)
+    assert [b.beam for b in got] == [b.beam for b in want] and got
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a.latitude, b.latitude)
+        for k in SEAICE_VARIABLES:
+            np.testing.assert_array_equal(a.variables[k], b.variables[k])
+
+
+def test_icesat2_reader_opens_s3_urls_in_place(moto_s3: MotoS3, s3_proxy: S3Proxy,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.endpoint)
+    url = moto_s3.put(f"atl/{ATL07.name}", ATL07.read_bytes())
+    beams = read_beams(url, "ATL07", "strong", SEAICE_VARIABLES)
+    assert beams and beams[0].granule == ATL07.name
+    assert 0 < s3_proxy.fetched(moto_s3.bucket, f"atl/{ATL07.name}") < ATL07.stat().st_size
+
+
+# --- config ---------------------------------------------------------------------------------------------------------
+def test_input_staging_is_validated() -> None:
+    base = {"output": {"local": "/tmp/x"}}
+    assert parse_config({**base, "input": {"files": ["a.nc4"]}}).input.staging is False  # type: ignore[union-attr]
+    cfg = parse_config({**base, "input": {"files": ["a.nc4"], "staging": True}})
+    assert cfg.input is not None and cfg.input.staging is True
+    with pytest.raises(ConfigInvalid, match="staging"):
+        parse_config({**base, "input": {"files": ["a.nc4"], "staging": "sometimes"}})
+
+
+# --- Earthdata temporary credentials: refreshed before they run out -----------------------------------------------
+class _Credentials:
+    """A fake DAAC ``s3credentials`` endpoint on 127.0.0.1: each GET (with the bearer token) issues new keys that
+    live ``lifetime`` seconds; :meth:`gate` refuses S3 requests signed with an unknown or expired key."""
+
+    def __init__(self, lifetime: float, token: str) -> None:
+        self.lifetime, self.token = lifetime, token
+        self.issued: dict[str, dt.datetime] = {}
+        self.used: set[str] = set()
+        self.refused: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.headers.get("Authorization") != f"Bearer {owner.token}":
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.dumps(owner.issue()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/s3credentials"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def issue(self) -> dict[str, str]:
+        key = "ASIATEST" + pysecrets.token_hex(6).upper()
+        expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.lifetime)
+        self.issued[key] = expiry
+        return {"accessKeyId": key, "secretAccessKey": pysecrets.token_hex(16), "sessionToken": pysecrets.token_hex(24),
+                "expiration": expiry.isoformat()}
+
+    def gate(self, key: str, bucket: str, method: str) -> tuple[int, str] | None:
+        expiry = self.issued.get(key)
+        if expiry is None:
+            self.refused.append(f"unknown {key[:4]}")
+            return 403, "InvalidAccessKeyId"
+        if dt.datetime.now(dt.UTC) >= expiry:
+            self.refused.append(f"expired {key[:4]}")
+            return 400, "ExpiredToken"
+        self.used.add(key)
+        return None
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _OfflineEarthaccess:
+    """Stands in for the logged-in earthaccess module (no Earthdata Login in tests): S3 credentials come from the
+    fake endpoint with the bearer token, ``open`` opens plain URLs on 127.0.0.1."""
+
+    def __init__(self, credentials_url: str, token: str) -> None:
+        self.credentials_url, self.token = credentials_url, token
+        self.opened: list[str] = []
+
+    def get_s3_credentials(self, provider: str) -> dict[str, str]:
+        r = requests.get(self.credentials_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        return dict(r.json()) if r.ok else {}
+
+    def open(self, urls: list[str], **kwargs: Any) -> list[Any]:
+        self.opened += urls
+        return [fsspec.filesystem("http").open(u, "rb", block_size=0) for u in urls]
+
+
+@pytest.fixture
+def nasa_bucket(moto_s3: MotoS3) -> Iterator[str]:
+    bucket = f"nsidc-cumulus-test-{uuid.uuid4().hex[:10]}"
+    moto_s3.client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    yield bucket
+
+
+@pytest.fixture
+def offline_earthdata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(_earthdata, "_earthdata_cache", {})
+    monkeypatch.setattr(remote, "_earthdata_sessions", {})
+    monkeypatch.setattr(remote, "_direct_refused", set())
+    yield
+
+
+def test_long_backfill_refreshes_earthdata_credentials_before_they_expire(
+        moto_s3: MotoS3, moto_s3_endpoint: str, nasa_bucket: str, offline_earthdata: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "edl-token-" + pysecrets.token_hex(8)
+    creds = _Credentials(lifetime=4.0, token=token)
+    proxy = S3Proxy(moto_s3_endpoint, gate=creds.gate)
+    fake = _OfflineEarthaccess(creds.url, token)
+    monkeypatch.setattr(remote, "_ensure_earthdata_login", lambda: fake)
+    try:
+        moto_s3.client.put_object(Bucket=nasa_bucket, Key=ATL07.name, Body=ATL07.read_bytes())
+        obj = S3Object(path=f"s3://{nasa_bucket}/{ATL07.name}", endpoint=proxy.endpoint)
+        want = read_beams(ATL07, "ATL07", "all", SEAICE_VARIABLES)
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)  # 2.5 key lifetimes
+        n = 0
+        while dt.datetime.now(dt.UTC) < deadline:
+            with remote.open_input(obj) as source:  # one granule of the backfill
+                got = read_beams(source, "ATL07", "all", SEAICE_VARIABLES)
+            assert [b.n for b in got] == [b.n for b in want]
+            n += 1
+        assert creds.refused == [], creds.refused  # no request was ever signed with an expired key
+        assert len(creds.used) >= 3, (n, len(creds.issued))  # keys were replaced as they aged
+        assert all(k in creds.issued for k in creds.used)
+    finally:
+        proxy.close()
+        creds.close()
+
+
+def test_nasa_bucket_refusing_direct_access_is_read_over_https(
+        moto_s3: MotoS3, moto_s3_endpoint: str, nasa_bucket: str, offline_earthdata: None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "edl-token-" + pysecrets.token_hex(8)
+    creds = _Credentials(lifetime=3600, token=token)
+    outside_region = S3Proxy(moto_s3_endpoint, gate=lambda key, bucket, method: (403, "AccessDenied"))
+    fake = _OfflineEarthaccess(creds.url, token)
+    monkeypatch.setattr(remote, "_ensure_earthdata_login", lambda: fake)
+    served = tmp_path / "https" / "ATLAS"
+    served.mkdir(parents=True)
+    (served / ATL07.name).write_bytes(ATL07.read_bytes())
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, directory=str(tmp_path / "https"), **kw)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    https = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=https.serve_forever, daemon=True).start()
+    monkeypatch.setitem(_earthdata.NASA_HTTPS_BASES, nasa_bucket, f"http://127.0.0.1:{https.server_address[1]}/")
+    try:
+        moto_s3.client.put_object(Bucket=nasa_bucket, Key=f"ATLAS/{ATL07.name}", Body=ATL07.read_bytes())
+        obj = S3Object(path=f"s3://{nasa_bucket}/ATLAS/{ATL07.name}", endpoint=outside_region.endpoint)
+        for _ in range(2):
+            with remote.open_input(obj) as source:
+                assert isinstance(source, str)  # staged over HTTPS
+                got = read_beams(source, "ATL07", "strong", SEAICE_VARIABLES)
+            assert got and got[0].granule == ATL07.name
+        assert fake.opened == [f"http://127.0.0.1:{https.server_address[1]}/ATLAS/{ATL07.name}"] * 2
+        assert outside_region.count("REFUSED") == 1  # refused once; the second granule went straight to HTTPS
+        # A bucket without a known HTTPS link: the refusal is the error.
+        monkeypatch.delitem(_earthdata.NASA_HTTPS_BASES, nasa_bucket)
+        with pytest.raises(GranuleUnreadable, match="direct S3 access refused and no HTTPS link"), \
+                remote.open_input(obj):
+            pass
+    finally:
+        outside_region.close()
+        https.shutdown()
+        https.server_close()
+        creds.close()
