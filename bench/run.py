@@ -308,6 +308,7 @@ def main() -> int:
         results["global"] = _json_of([sys.executable, str(ROOT / "bench/global_day.py")])
     results["icesat2_binning"] = _json_of([sys.executable, str(ROOT / "bench/icesat2_binning.py")])
     results["store_writer"] = _json_of([sys.executable, str(ROOT / "bench/stores.py")])  # the Zarr writer alone
+    results["inplace"] = _json_of([sys.executable, str(ROOT / "bench/inplace.py")])  # S3 in place vs staged
     results["reference_workload_end_s"] = reference_workload()
     report(results)
     out = ROOT / "bench/results"
@@ -329,7 +330,18 @@ def _json_of(cmd: list[str]) -> Any:
     return {"output": text, "error": proc.stderr[-2000:], "returncode": proc.returncode}
 
 
+def report_inplace(cases: dict[str, Any]) -> None:
+    print("\nS3 reads on the moto endpoint (bench/inplace.py): fetched / object size, wall (best)")
+    for name, c in cases.items():
+        if "in_place" in c:
+            i, s = c["in_place"], c["staged"]
+            print(f"| {name} | in place {i['fetched_fraction']:.1%}, {i['wall_s']:.2f} s, {i['requests']} requests "
+                  f"| staged {s['fetched_fraction']:.1%}, {s['wall_s']:.2f} s |")
+
+
 def report(r: dict[str, Any]) -> None:
+    if isinstance(r.get("inplace"), dict):
+        report_inplace(r["inplace"])
     print(f"oco-l3 benchmark on {r['machine']} ({r['date']}); SYNTHETIC days")
     print(f"reference workload (fixed Python loop + NumPy sort, best of 3): {r['reference_workload_s']:.3f} s at "
           f"the start, {r.get('reference_workload_end_s', float('nan')):.3f} s at the end (the VM's speed drifts; "

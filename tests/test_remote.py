@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib.util
 import os
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from oco_l3 import remote, secrets
+from oco_l3 import _earthdata, remote, secrets
 from oco_l3.config import OutputLocation, S3Object, S3Output, parse_config
 from oco_l3.errors import ConfigInvalid, GranuleUnreadable, SourceThrottled, SourceUnavailable
 from tests.services.moto_s3 import MOTO_KEY, MOTO_SECRET, MotoS3, free_port
@@ -47,7 +48,7 @@ def test_s3_object_with_keys_staged_verified_and_removed(
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv(remote.STAGING_DIR_ENV, str(tmp_path))
     obj = S3Object(path=url, accessKeyID=MOTO_KEY, secretAccessKey=MOTO_SECRET, region="us-west-2")
-    with remote.open_input(obj) as local:
+    with remote.open_input(obj, staging=True) as local:
         assert Path(local).name == "oco3_LtCO2_211218_B11072Ar_221014123400s.nc4"
         assert Path(local).read_bytes() == PAYLOAD
         assert Path(local).is_relative_to(tmp_path)
@@ -59,7 +60,7 @@ def test_s3_url_string_uses_aws_environment_chain(moto_s3: MotoS3, tmp_path: Pat
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     url = moto_s3.put("a/b.nc4", b"hello")
     monkeypatch.setenv(remote.STAGING_DIR_ENV, str(tmp_path))
-    with remote.open_input(url) as local:
+    with remote.open_input(url, staging=True) as local:
         assert Path(local).read_bytes() == b"hello"
     assert _staging_entries(tmp_path) == []
 
@@ -68,7 +69,7 @@ def test_staged_copy_removed_when_the_reader_fails(moto_s3: MotoS3, tmp_path: Pa
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     url = moto_s3.put("a/c.nc4", b"data")
     monkeypatch.setenv(remote.STAGING_DIR_ENV, str(tmp_path))
-    with pytest.raises(RuntimeError, match="reader broke"), remote.open_input(url) as local:
+    with pytest.raises(RuntimeError, match="reader broke"), remote.open_input(url, staging=True) as local:
         assert os.path.exists(local)
         raise RuntimeError("reader broke")
     assert _staging_entries(tmp_path) == []
@@ -97,7 +98,8 @@ def test_short_read_is_transient(moto_s3: MotoS3, tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(remote, "input_filesystem", lying_fs)
     monkeypatch.setenv(remote.STAGING_DIR_ENV, str(tmp_path))
-    with pytest.raises(SourceUnavailable, match=r"short read \(10 of 11 bytes\)"), remote.open_input(url):
+    with pytest.raises(SourceUnavailable, match=r"short read \(10 of 11 bytes\)"), \
+            remote.open_input(url, staging=True):
         pass
     assert _staging_entries(tmp_path) == []
 
@@ -150,11 +152,16 @@ def test_nasa_bucket_without_keys_uses_earthdata_credentials(monkeypatch: pytest
 
     fake = types.SimpleNamespace(get_s3_credentials=get_s3_credentials)
     monkeypatch.setattr(remote, "_ensure_earthdata_login", lambda: fake)
-    monkeypatch.setattr(remote, "_earthdata_cache", {})
+    monkeypatch.setattr(_earthdata, "_earthdata_cache", {})
+    monkeypatch.setattr(remote, "_earthdata_sessions", {})
     obj = S3Object(path="s3://gesdisc-cumulus-prod-protected/OCO3_DATA/x.nc4")
     fs = remote.input_filesystem(obj)
-    assert (fs.key, fs.secret, fs.token) == ("ASIATEMPKEY0001", "tempSecret-abcdef", "tempToken-0123456789")
-    remote.input_filesystem(obj)
+    assert fs.key is None and fs.session is not None  # the provider's refreshing session signs the requests
+    creds = asyncio.run(fs.session.get_credentials())
+    frozen = asyncio.run(creds.get_frozen_credentials())
+    assert (frozen.access_key, frozen.secret_key, frozen.token) == \
+        ("ASIATEMPKEY0001", "tempSecret-abcdef", "tempToken-0123456789")
+    assert remote.input_filesystem(obj).session is fs.session
     assert calls == ["GES_DISC"]  # cached until shortly before expiry
     assert secrets.redact("tempToken-0123456789 tempSecret-abcdef") == "*** ***"
     # Explicit keys win; other buckets use the AWS chain.
@@ -173,7 +180,7 @@ def test_earthdata_expired_credentials_refreshed(monkeypatch: pytest.MonkeyPatch
         return {"accessKeyId": "ASIAK", "secretAccessKey": "s-1234", "sessionToken": "t-1234", "expiration": past}
 
     monkeypatch.setattr(remote, "_ensure_earthdata_login", lambda: types.SimpleNamespace(get_s3_credentials=get))
-    monkeypatch.setattr(remote, "_earthdata_cache", {})
+    monkeypatch.setattr(_earthdata, "_earthdata_cache", {})
     remote.earthdata_s3_credentials("NSIDC_CPRD")
     remote.earthdata_s3_credentials("NSIDC_CPRD")
     assert calls == ["NSIDC_CPRD", "NSIDC_CPRD"]
@@ -182,7 +189,7 @@ def test_earthdata_expired_credentials_refreshed(monkeypatch: pytest.MonkeyPatch
 def test_earthdata_empty_answer_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(remote, "_ensure_earthdata_login",
                         lambda: types.SimpleNamespace(get_s3_credentials=lambda provider: {}))
-    monkeypatch.setattr(remote, "_earthdata_cache", {})
+    monkeypatch.setattr(_earthdata, "_earthdata_cache", {})
     with pytest.raises(SourceUnavailable, match="Earthdata S3 credentials for POCLOUD: none returned"):
         remote.earthdata_s3_credentials("POCLOUD")
 
