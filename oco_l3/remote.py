@@ -64,6 +64,8 @@ S3_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 60, "
 #: requests.
 INPLACE_BLOCK = 8 * 1024
 INPLACE_MAX_BLOCKS = 1024
+#: Largest read-ahead window (see :meth:`RemoteFile._read_ahead`).
+INPLACE_READAHEAD = 512 * 1024
 #: S3 error codes that mean "these credentials ran out": transient (the next attempt signs with fresh ones).
 EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "RequestExpired"})
 ensure_earthdata_login = _earthdata.ensure_earthdata_login
@@ -273,8 +275,9 @@ class RemoteFile:
     """A remote object opened for reading in place, the binary file object h5py reads through.
 
     A read of :data:`INPLACE_BLOCK` bytes or more (a data chunk, a heap collection) is one ranged GET of exactly
-    those bytes, kept in case HDF5 reads it again; a smaller read (HDF5 metadata) goes through fsspec's LRU block
-    cache of :data:`INPLACE_BLOCK`-byte blocks. ``name`` is the URL (readers name the granule by it).
+    those bytes, kept in case HDF5 reads it again; a read that continues right after a large one reads ahead
+    (:meth:`_read_ahead`); a smaller read (HDF5 metadata) goes through fsspec's LRU block cache of
+    :data:`INPLACE_BLOCK`-byte blocks. ``name`` is the URL (readers name the granule by it).
 
     The first remote failure is kept in ``failure``: h5py reports any failed read as a generic ``OSError``, and
     :func:`open_input` turns it back into what it was (a network error is not a corrupt granule).
@@ -288,6 +291,7 @@ class RemoteFile:
                                cache_options={"maxblocks": INPLACE_MAX_BLOCKS})
         self._starts: list[int] = []
         self._ranges: dict[int, bytes] = {}
+        self._last_end, self._after_large, self._window = -1, False, 0  # for the read-ahead
 
     def _guard(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -317,13 +321,25 @@ class RemoteFile:
         if end <= start:
             return b""
         data = self._held(start, end)
-        if data is None and end - start >= INPLACE_BLOCK:
+        if data is None and self._after_large and self._last_end <= start <= self._last_end + INPLACE_BLOCK:
+            data = self._read_ahead(start, end)
+        elif data is None and end - start >= INPLACE_BLOCK:
             data = self._fetch(start, end)
         elif data is None:
+            self._window = 0
             self._blocks.seek(start)
             data = bytes(self._guard(self._blocks.read, end - start))
         self.pos = start + len(data)
+        self._last_end, self._after_large = self.pos, len(data) >= INPLACE_BLOCK
         return data
+
+    def _read_ahead(self, start: int, end: int) -> bytes:
+        """A read right after a large one (HDF5 walking a global heap of strings, collection by collection):
+        fetch a window ahead, doubling it each time up to :data:`INPLACE_READAHEAD`, never into bytes held."""
+        self._window = min(max(2 * self._window, 4 * INPLACE_BLOCK), INPLACE_READAHEAD)
+        j = bisect.bisect_right(self._starts, start)
+        stop = min(self.size, start + self._window, self._starts[j] if j < len(self._starts) else self.size)
+        return self._fetch(start, max(end, stop))[:end - start]
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

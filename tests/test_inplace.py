@@ -228,7 +228,7 @@ def test_long_backfill_refreshes_earthdata_credentials_before_they_expire(
         moto_s3.client.put_object(Bucket=nasa_bucket, Key=ATL07.name, Body=ATL07.read_bytes())
         obj = S3Object(path=f"s3://{nasa_bucket}/{ATL07.name}", endpoint=proxy.endpoint)
         want = read_beams(ATL07, "ATL07", "all", SEAICE_VARIABLES)
-        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)  # 2.5 key lifetimes
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=9)  # over two key lifetimes
         n = 0
         while dt.datetime.now(dt.UTC) < deadline:
             with remote.open_input(obj) as source:  # one granule of the backfill
@@ -285,3 +285,48 @@ def test_nasa_bucket_refusing_direct_access_is_read_over_https(
         https.shutdown()
         https.server_close()
         creds.close()
+
+
+def test_bad_granules_read_in_place_fail_like_local_ones(moto_s3: MotoS3, s3_proxy: S3Proxy,
+                                                        tmp_path: Path) -> None:
+    """Every corrupt variant gives the same error leaf in place as on disk, one line naming the s3:// URL."""
+    from oco_l3.sample_data import CORRUPT_EXPECTED, write_corrupt_variants
+
+    for variant, path in write_corrupt_variants(tmp_path).items():
+        key = f"bad/{variant}/{path.name}"
+        moto_s3.put(key, path.read_bytes())
+        expected = CORRUPT_EXPECTED[variant]
+        with remote.open_input(_obj(moto_s3, s3_proxy, key)) as source:
+            if expected is None:
+                assert len(read_granule(source, Selection.default(), "oco3")) > 0
+                continue
+            with pytest.raises(expected) as info:
+                read_granule(source, Selection.default(), "oco3")
+        message = str(info.value)
+        assert message.startswith(f"s3://{moto_s3.bucket}/{key}: ") and "\n" not in message, (variant, message)
+        with pytest.raises(expected):
+            read_granule(path, Selection.default(), "oco3")
+
+
+def test_icesat2_run_reads_s3_granules_in_place_or_staged(moto_s3: MotoS3, s3_proxy: S3Proxy, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from oco_l3.icesat2.run import extract_granule, load_icesat2_config
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_proxy.endpoint)
+    url = moto_s3.put(f"is2/{ATL07.name}", ATL07.read_bytes())
+    size = ATL07.stat().st_size
+    kept = []
+    for staging in (False, True):
+        cfg = load_icesat2_config({"product": "icesat2-seaice", "grid": "ease2-north-25km",
+                                   "input": {"files": [url], "staging": staging},
+                                   "output": {"local": str(tmp_path / f"out{staging}")}})
+        s3_proxy.reset()
+        extract = extract_granule(cfg, url)
+        assert extract.result.ok and extract.result.input == url, extract.result
+        kept.append(extract.result.message)
+        fetched = s3_proxy.fetched(moto_s3.bucket, f"is2/{ATL07.name}")
+        assert (fetched == size) if staging else (0 < fetched <= 0.3 * size), (staging, fetched, size)
+    assert kept[0] == kept[1]  # the same segments either way
+    with pytest.raises(ConfigInvalid, match="staging"):
+        load_icesat2_config({"product": "icesat2-seaice", "input": {"files": [url], "staging": "yes please"},
+                             "output": {"local": str(tmp_path)}})

@@ -70,6 +70,9 @@ def _check_grid(v: Any) -> Any:
 
 class Icesat2Input(_Model):
     files: list[str] = Field(default_factory=list)  # may be empty only when the config has a search: section
+    #: Copy each s3:// or https:// granule whole to a temporary file before reading it (default: s3:// granules
+    #: are read in place, see oco_l3.remote).
+    staging: bool = False
 
     @field_validator("files")
     @classmethod

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -86,14 +88,31 @@ def extract_granule(config: Icesat2Config, path: str) -> GranuleExtract:
     """Stage 1 for one input granule (see the module doc)."""
     product = config.product
     try:
-        return _extract(config, path)
+        with _readable(config, path) as source:
+            return _extract(config, path, source)
     except PermanentError as exc:
         log.warning("%s: skipped: %s", path, one_line(exc))
         return GranuleExtract(Icesat2Result(path, product, False, one_line(exc)))
 
 
-def _extract(config: Icesat2Config, path: str) -> GranuleExtract:
+@contextlib.contextmanager
+def _readable(config: Icesat2Config, path: str) -> Iterator[str]:
+    """What the readers open: ``path`` itself (local, or a remote URL they read in place), or with
+    ``input.staging`` a staged copy of a remote granule (same base name, removed afterwards)."""
+    from oco_l3.remote import is_remote, open_input
+
+    if not (config.input.staging and is_remote(path)):
+        yield path
+        return
+    with open_input(path, staging=True) as local:
+        yield str(local)
+
+
+def _extract(config: Icesat2Config, path: str, source: str | None = None) -> GranuleExtract:
+    """Stage 1 of ``path``, read from ``source`` (its staged copy) when given."""
     from oco_l3.icesat2.tables import write_table
+
+    result_path, path = path, source or path
 
     root = config.output_root / config.product
     if isinstance(config, SeaIceConfig):
@@ -104,7 +123,7 @@ def _extract(config: Icesat2Config, path: str) -> GranuleExtract:
         if not len(s.value):
             msg += " (every segment filtered out: empty day)"
         days, counts = _seen_day_counts(s)
-        return GranuleExtract(Icesat2Result(path, config.product, True, msg, len(s.value), days,
+        return GranuleExtract(Icesat2Result(result_path, config.product, True, msg, len(s.value), days,
                                             day_segments=counts), s)
     if isinstance(config, LandIceConfig):
         from oco_l3.icesat2.landice import landice_samples, reduce_granule
@@ -113,7 +132,7 @@ def _extract(config: Icesat2Config, path: str) -> GranuleExtract:
         gdf, n_read = reduce_granule(path, config, area)
         written = write_table(gdf, root / f"{Path(path).stem}.parquet", config.csv)
         days, counts = _day_counts(gdf["time"].values)
-        result = Icesat2Result(path, config.product, True, f"{len(gdf)} of {n_read} segments kept", len(gdf),
+        result = Icesat2Result(result_path, config.product, True, f"{len(gdf)} of {n_read} segments kept", len(gdf),
                                days, tuple(str(p) for p in written), counts)
         return GranuleExtract(result, landice_samples(path, gdf))
     from oco_l3.icesat2.canopy import subset_granule
@@ -121,7 +140,7 @@ def _extract(config: Icesat2Config, path: str) -> GranuleExtract:
     gdf, n_read = subset_granule(path, config, _polygon(config.polygon))
     written = write_table(gdf, root / f"{Path(path).stem}.parquet", config.csv)
     days, counts = _day_counts(gdf["time"].values) if len(gdf) else ((), ())
-    return GranuleExtract(Icesat2Result(path, config.product, True, f"{len(gdf)} of {n_read} segments inside the "
+    return GranuleExtract(Icesat2Result(result_path, config.product, True, f"{len(gdf)} of {n_read} segments inside the "
                                         "polygon", len(gdf), days, tuple(str(p) for p in written), counts))
 
 

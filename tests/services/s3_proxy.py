@@ -30,6 +30,7 @@ _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connecti
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
