@@ -98,6 +98,7 @@ def main() -> int:
                 out[name] = {"object_bytes": size,
                              "in_place": _measure(proxy, obj, path.name, size, read, False, args.repeat),
                              "staged": _measure(proxy, obj, path.name, size, read, True, args.repeat)}
+            out["h5coro"] = _h5coro(proxy, client, busy, variables, args.repeat)
             old = write_sample_day(Path(tmp) / "before", dt.date(2021, 6, 1), ("oco3",), profile="busy")["oco3"]
             Path(old).unlink()
             from oco_l3.sample_data import day_plan, write_granule
@@ -117,6 +118,47 @@ def main() -> int:
         proc.wait(10)
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _h5coro(proxy: S3Proxy, client: Any, busy: Path, variables: list[str], repeat: int) -> dict[str, Any]:
+    """The same ATL07 read with h5coro (what NSIDC's notebook uses) at two cache-line sizes, and whether it can read
+    the OCO granule's ``/Sounding/target_id`` (variable-length strings)."""
+    import os
+
+    try:
+        from h5coro import h5coro, s3driver
+    except ImportError:
+        return {"skipped": "h5coro not installed"}
+    os.environ["AWS_ENDPOINT_URL"] = proxy.endpoint
+    creds = {"aws_access_key_id": MOTO_KEY, "aws_secret_access_key": MOTO_SECRET, "aws_session_token": ""}
+    out: dict[str, Any] = {}
+    for path in ATL07:
+        beams = [b for b in ("gt1l", "gt2l", "gt3l") if f"{b}/sea_ice_segments/latitude" in _names(path)]
+        dsets = [f"{b}/sea_ice_segments/{v}" for b in beams for v in ("latitude", "longitude", "delta_time", *variables)]
+        for line in (16 * 1024, 4 * 1024 * 1024):
+            times, fraction = [], 0.0
+            for _ in range(repeat):
+                proxy.reset()
+                t0 = time.perf_counter()
+                h5 = h5coro.H5Coro(f"{BUCKET}/{path.name}", s3driver.S3Driver, credentials=creds, cacheLineSize=line)
+                h5.readDatasets(dsets, block=True)
+                times.append(time.perf_counter() - t0)
+                fraction = proxy.fetched(BUCKET, path.name) / path.stat().st_size
+            out[f"atl07_{path.name[18:32]}_line_{line // 1024}K"] = {
+                "fetched_fraction": round(fraction, 4), "wall_s": round(min(times), 3)}
+    h5 = h5coro.H5Coro(f"{BUCKET}/{busy.name}", s3driver.S3Driver, credentials=creds)
+    promise = h5.readDatasets(["Sounding/target_id"], block=True)
+    out["oco_target_id_readable"] = promise["Sounding/target_id"] is not None
+    return out
+
+
+def _names(path: Path) -> set[str]:
+    import h5py
+
+    names: set[str] = set()
+    with h5py.File(path, "r") as f:
+        f.visit(names.add)
+    return names
 
 
 def _timed(fn: Callable[[], Any]) -> float:

@@ -337,6 +337,7 @@ def report_inplace(cases: dict[str, Any]) -> None:
             i, s = c["in_place"], c["staged"]
             print(f"| {name} | in place {i['fetched_fraction']:.1%}, {i['wall_s']:.2f} s, {i['requests']} requests "
                   f"| staged {s['fetched_fraction']:.1%}, {s['wall_s']:.2f} s |")
+    print(f"h5coro: {cases.get('h5coro')}; busy granule local read: {cases.get('busy_day_local_read_s')}")
 
 
 def report(r: dict[str, Any]) -> None:
