@@ -77,8 +77,17 @@ def test_oco_granule_read_in_place_equals_local_and_skips_unneeded_bytes(
 
 
 def test_network_failure_during_in_place_read_is_transient(moto_s3: MotoS3, moto_s3_endpoint: str,
-                                                           oco_day: Path) -> None:
+                                                           oco_day: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     moto_s3.put(oco_day.name, oco_day.read_bytes())
+    monkeypatch.setattr(remote, "S3_CLIENT_CONFIG", {"connect_timeout": 2, "retries": {"max_attempts": 1}})
+    make = remote.s3_filesystem
+
+    def no_retries(**kw: Any) -> Any:  # fail fast: the retries are the orchestration's business here
+        fs = make(**kw)
+        fs.retries = 1
+        return fs
+
+    monkeypatch.setattr(remote, "s3_filesystem", no_retries)
     calls = {"n": 0}
 
     def fail_later(key: str, bucket: str, method: str) -> tuple[int, str] | None:
