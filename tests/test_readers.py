@@ -286,3 +286,30 @@ def test_granule_with_no_soundings(tmp_path: Path) -> None:
     s = read_granule(path)
     assert len(s) == 0 and s.time.dtype == np.dtype("datetime64[ns]") and s.target_id.shape == (0,)
     assert {v.key for v in s.variables} == {"xco2_quality_flag", "xco2"}
+
+
+def test_target_strings_read_only_for_target_and_sam_soundings(day_files: dict[str, Path], tmp_path: Path) -> None:
+    """Only capture-mode soundings' ids and names are read (the heap of the others is never touched); others are
+    ``none`` even where the file holds an id, and the captures are those of a full read."""
+    from oco_l3.captures import split_captures
+    from oco_l3.readers._hdf import Source, read_strings, read_strings_where
+    from oco_l3.targets import load_targets
+
+    path = tmp_path / day_files["oco3"].name
+    shutil.copy(day_files["oco3"], path)
+    with h5py.File(path, "r+") as f:
+        mode = f["Sounding/operation_mode"][()]
+        other = int(np.flatnonzero(~np.isin(mode, (MODE_SAM, MODE_TARGET)))[5])
+        f["Sounding/target_id"][other] = "fossil0005"  # an id on a nadir/glint sounding: never used
+        full = read_strings(Source(f, "x"), f["Sounding/target_id"], "Sounding/target_id", mode.size)
+        wanted = np.isin(mode, (MODE_SAM, MODE_TARGET))
+        part = read_strings_where(Source(f, "x"), f["Sounding/target_id"], "Sounding/target_id", wanted, "none")
+    assert full[other] == "fossil0005" and part[other] == "none"
+    np.testing.assert_array_equal(part[wanted], full[wanted])
+    assert set(part[~wanted]) == {"none"}
+    s = read_granule(path, Selection(variables=("xco2",)))
+    assert set(s.target_id[~np.isin(s.mode, (MODE_SAM, MODE_TARGET))]) == {"none"}
+    caps = split_captures(s, load_targets()).captures
+    ref = split_captures(read_granule(day_files["oco3"], Selection(variables=("xco2",))), load_targets()).captures
+    assert [(c.target.id, c.start_time, c.n_soundings) for c in caps] == \
+        [(c.target.id, c.start_time, c.n_soundings) for c in ref] and caps

@@ -136,21 +136,52 @@ def _decode(raw: np.ndarray) -> np.ndarray:
 
 def read_strings(src: Source, ds: h5py.Dataset, key: str, n: int | None = None) -> np.ndarray:
     """A 1-D unicode array from variable-length strings, fixed-length bytes or an ``(n, len)`` char array."""
-    if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":
-        raw = np.asarray(ds[()])
-        out = _decode(raw.astype("S") if raw.size else np.zeros(raw.shape, dtype="S1"))
-    elif ds.dtype.kind == "S":
-        raw = np.asarray(ds[()])
-        if raw.ndim == 2:
-            raw = np.ascontiguousarray(raw).view(f"S{raw.shape[1] * raw.dtype.itemsize}").reshape(raw.shape[0])
-        out = _decode(raw)
-    elif ds.dtype.kind == "U":
-        out = np.asarray(ds[()])
-    else:
-        raise src.mismatch(f"/{key} has dtype {ds.dtype}, expected strings")
+    out = _strings(src, ds, key, np.asarray(ds[()]))
     out = out.reshape(-1) if out.ndim == 0 else out
     if out.ndim != 1 or (n is not None and out.shape[0] != n):
         raise src.mismatch(f"/{key} has shape {tuple(ds.shape)}, expected ({n},)")
+    return out
+
+
+def _strings(src: Source, ds: h5py.Dataset, key: str, raw: np.ndarray) -> np.ndarray:
+    """Decoded strings of ``raw`` (read from ``ds``: variable-length, fixed-length bytes or a char array)."""
+    if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":
+        return _decode(raw.astype("S") if raw.size else np.zeros(raw.shape, dtype="S1"))
+    if ds.dtype.kind == "S":
+        if raw.ndim == 2:
+            raw = np.ascontiguousarray(raw).view(f"S{raw.shape[1] * raw.dtype.itemsize}").reshape(raw.shape[0])
+        return _decode(raw)
+    if ds.dtype.kind == "U":
+        return raw
+    raise src.mismatch(f"/{key} has dtype {ds.dtype}, expected strings")
+
+
+#: Runs of wanted rows this close together are read as one slice (fewer reads; the rows between are decoded too).
+STRING_RUN_GAP = 256
+
+
+def read_strings_where(src: Source, ds: h5py.Dataset, key: str, wanted: np.ndarray, fill: str) -> np.ndarray:
+    """Like :func:`read_strings` for ``len(wanted)`` rows, but only the rows where ``wanted`` is true are read
+    (in slices of nearby rows); the others are ``fill``. Variable-length strings live in the file's global heap,
+    one object per row: reading only the rows a product uses skips most of a granule's bytes when it is read in
+    place."""
+    n = int(wanted.shape[0])
+    if tuple(ds.shape[:1]) != (n,) or ds.ndim > 2 or (ds.ndim == 2 and ds.dtype.kind != "S"):
+        raise src.mismatch(f"/{key} has shape {tuple(ds.shape)}, expected ({n},)")
+    rows = np.flatnonzero(wanted)
+    parts: list[tuple[int, np.ndarray]] = []
+    if rows.size:
+        cuts = np.flatnonzero(np.diff(rows) > STRING_RUN_GAP) + 1
+        for run in np.split(rows, cuts):
+            start, stop = int(run[0]), int(run[-1]) + 1
+            parts.append((start, _strings(src, ds, key, np.asarray(ds[start:stop]))))
+    width = max([len(fill), 1, *(int(values.dtype.itemsize // 4) for _, values in parts)])
+    out = np.full(n, fill, dtype=f"U{width}")
+    for start, values in parts:
+        out[start:start + values.shape[0]] = values
+    keep = np.zeros(n, dtype=bool)
+    keep[rows] = True
+    out[~keep] = fill
     return out
 
 

@@ -15,13 +15,13 @@ from oco_l3.readers._hdf import (
     normalise_ids,
     read_float,
     read_int,
-    read_strings,
+    read_strings_where,
     read_vertices,
     require,
 )
 from oco_l3.readers.science import drop_bad_geolocation, read_science, seconds_to_datetime64
 from oco_l3.readers.selection import FP_REQUIRED, Selection
-from oco_l3.soundings import Mission, Soundings
+from oco_l3.soundings import MODE_SAM, MODE_TARGET, Mission, Soundings
 
 #: Root and /Sounding datasets that are bookkeeping, never science outputs.
 FP_BOOKKEEPING = frozenset({
@@ -32,12 +32,18 @@ FP_BOOKKEEPING = frozenset({
 UNIX_EPOCH = np.datetime64("1970-01-01T00:00:00", "ns")
 
 
-def _targets(src: Source, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _targets(src: Source, n: int, mode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Target ids and names; read only for target- and SAM-mode soundings, the only ones a capture (or the global
+    product) takes an id from: ``"none"`` for the others. The strings are a large part of a Lite file (one heap
+    object per sounding), so a granule read in place skips those of the nadir and glint soundings."""
     ids_ds = get_dataset(src, "Sounding/target_id")
     names_ds = get_dataset(src, "Sounding/target_name")
+    wanted = np.isin(mode, (MODE_SAM, MODE_TARGET))
     none = np.full(n, "none")
-    ids = normalise_ids(read_strings(src, ids_ds, "Sounding/target_id", n)) if ids_ds is not None else none
-    names = normalise_ids(read_strings(src, names_ds, "Sounding/target_name", n)) if names_ds is not None else ids
+    ids = normalise_ids(read_strings_where(src, ids_ds, "Sounding/target_id", wanted, "none")) \
+        if ids_ds is not None else none
+    names = normalise_ids(read_strings_where(src, names_ds, "Sounding/target_name", wanted, "none")) \
+        if names_ds is not None else ids
     return ids, names
 
 
@@ -54,7 +60,7 @@ def read_fp(src: Source, mission: Mission, selection: Selection) -> Soundings:
     mode = read_int(src, require(src, "Sounding/operation_mode"), "Sounding/operation_mode", (n,))
     if mission == "oco3":
         require(src, "Sounding/target_id")
-    target_id, target_name = _targets(src, n)
+    target_id, target_name = _targets(src, n, mode)
     soundings = Soundings(
         mission=mission,
         latitude=lat,
