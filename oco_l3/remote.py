@@ -68,7 +68,6 @@ INPLACE_MAX_BLOCKS = 1024
 INPLACE_READAHEAD = 512 * 1024
 #: S3 error codes that mean "these credentials ran out": transient (the next attempt signs with fresh ones).
 EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "RequestExpired"})
-ensure_earthdata_login = _earthdata.ensure_earthdata_login
 _ensure_earthdata_login = _earthdata.ensure_earthdata_login  # the seam tests replace with an offline stand-in
 _direct_refused: set[str] = set()  # providers whose buckets refused direct access in this process
 _direct_lock = threading.Lock()
