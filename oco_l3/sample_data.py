@@ -12,11 +12,15 @@ Nothing here is a real measurement. Every file written by this module says so in
   with ``_FillValue = missing_value = -999999``; ``Delta_Time`` in seconds since 1990-01-01; SIF mode codes
   (3 = SAM, 4 = transition) in ``/Metadata/MeasurementMode``; targets in ``/Sequences``.
 
-Values: every float science variable is a LINEAR function of latitude and longitude, given in :data:`ANALYTIC`
+Values: every float science variable is an analytic function of latitude and longitude, given in :data:`ANALYTIC`
 (evaluated in float64 on the float32 coordinates stored in the file, then stored as float32), so a test can
-check a read or gridded value against the formula. Integer variables in :data:`ANALYTIC` are piecewise-constant
-functions of the coordinates; the quality flags come from a deterministic hash of the coordinates (about 20 %
-flagged). Variables in :data:`FILLED` hold ``-999999`` where :func:`fill_mask` is true (about 3 % of soundings).
+check a read or gridded value against the formula. Most are LINEAR (``linear`` and ``cubic`` gridding must give
+them back exactly); the ones in :data:`CURVED` are not, to measure interpolation errors: ``Retrieval/tcwv`` is a
+sine/cosine pattern (:func:`_wave`), ``Retrieval/aod_total`` a field of Gaussian plumes (:func:`_plume`), and
+``Sounding/solar_azimuth_angle`` an azimuth that wraps around 360 degrees several times across any capture
+(:func:`_azimuth`). Integer variables in :data:`ANALYTIC` are piecewise-constant functions of the coordinates; the
+quality flags come from a deterministic hash of the coordinates (about 20 % flagged). Variables in :data:`FILLED`
+hold ``-999999`` where :func:`fill_mask` is true (about 3 % of soundings).
 
 Storage: as the netCDF-4 writers of the Lite files store them (:data:`LITE_STORAGE`): every numeric variable
 chunked and compressed with zlib (deflate) after the shuffle filter, netCDF4-python's default level 4 and netCDF-C's
@@ -107,6 +111,50 @@ def _lin(c: float, a: float, b: float) -> Field:
     return f
 
 
+def _wave(c: float, amplitude: float, wavelength_lat: float, wavelength_lon: float) -> Field:
+    """A sine/cosine pattern (SYNTHETIC): ``c + amplitude sin(2 pi lat / wl_lat) cos(2 pi lon / wl_lon)``."""
+
+    def f(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        la, lo = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+        return c + amplitude * np.sin(2 * np.pi * la / wavelength_lat) * np.cos(2 * np.pi * lo / wavelength_lon)
+
+    f.__doc__ = f"{c} + {amplitude} * sin(2 pi lat / {wavelength_lat}) * cos(2 pi lon / {wavelength_lon})"
+    return f
+
+
+def _plume(c: float, amplitude: float, sigma_along: float, sigma_across: float, wind_deg: float,
+           period: float = 1.0) -> Field:
+    """Gaussian plumes (SYNTHETIC), one every ``period`` degrees along and across a wind direction ``wind_deg``
+    (anticlockwise from east): ``c + amplitude exp(k_a (cos(2 pi a / P) - 1) + k_c (cos(2 pi x / P) - 1))`` with
+    ``a``, ``x`` the along- and across-wind coordinates in degrees. Near each plume's centre this is the Gaussian
+    with standard deviations ``sigma_along``/``sigma_across`` (``k = (P / (2 pi sigma))^2``); the periodic form keeps
+    the field smooth everywhere, so every capture sees a plume whatever its target."""
+    theta = math.radians(wind_deg)
+    k_along = (period / (2 * math.pi * sigma_along)) ** 2
+    k_across = (period / (2 * math.pi * sigma_across)) ** 2
+
+    def f(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        la, lo = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+        along = lo * math.cos(theta) + la * math.sin(theta)
+        across = -lo * math.sin(theta) + la * math.cos(theta)
+        w = 2 * np.pi / period
+        return c + amplitude * np.exp(k_along * (np.cos(w * along) - 1) + k_across * (np.cos(w * across) - 1))
+
+    f.__doc__ = (f"{c} + {amplitude} * Gaussian plumes (sigma {sigma_along} x {sigma_across} degrees, wind "
+                 f"{wind_deg} degrees, one every {period} degree)")
+    return f
+
+
+def _azimuth(c: float, a: float, b: float) -> Field:
+    """An azimuth in ``[0, 360)`` that wraps (SYNTHETIC): ``(c + a lat + b lon) mod 360``."""
+
+    def f(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        return np.mod(c + a * np.asarray(lat, np.float64) + b * np.asarray(lon, np.float64), 360.0)
+
+    f.__doc__ = f"({c} + {a} * lat + {b} * lon) mod 360"
+    return f
+
+
 def _checker(scale_lat: float, scale_lon: float, modulo: int, offset: int = 0) -> Field:
     def f(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         cells = np.floor(np.asarray(lat, np.float64) * scale_lat) + np.floor(np.asarray(lon, np.float64) * scale_lon)
@@ -116,7 +164,8 @@ def _checker(scale_lat: float, scale_lon: float, modulo: int, offset: int = 0) -
     return f
 
 
-#: Lite FP science variables: key -> function of (lat, lon). Floats are linear; ints piecewise constant.
+#: Lite FP science variables: key -> function of (lat, lon). Floats are linear except :data:`CURVED`; ints
+#: piecewise constant.
 ANALYTIC_FP: dict[str, Field] = {
     "xco2": _lin(410.0, 0.05, 0.02),
     "xco2_uncertainty": _lin(0.5, 0.002, 0.001),
@@ -126,7 +175,7 @@ ANALYTIC_FP: dict[str, Field] = {
     "xco2_quality_flag": fp_quality_flag,
     "Sounding/land_fraction": _lin(50.0, 0.2, 0.1),
     "Sounding/altitude": _lin(200.0, 5.0, 2.0),
-    "Sounding/solar_azimuth_angle": _lin(180.0, 0.5, 0.25),
+    "Sounding/solar_azimuth_angle": _azimuth(180.0, 300.0, 200.0),
     "Sounding/sensor_azimuth_angle": _lin(90.0, 0.2, -0.1),
     "Sounding/land_water_indicator": _checker(0.0, 2.0, 2),
     "Retrieval/psurf": _lin(1000.0, -0.5, 0.1),
@@ -134,8 +183,8 @@ ANALYTIC_FP: dict[str, Field] = {
     "Retrieval/xco2_raw": _lin(411.0, 0.05, 0.02),
     "Retrieval/dp": _lin(1.0, 0.1, -0.05),
     "Retrieval/windspeed": _lin(5.0, 0.03, 0.01),
-    "Retrieval/aod_total": _lin(0.1, 0.001, 0.0005),
-    "Retrieval/tcwv": _lin(20.0, -0.1, 0.02),
+    "Retrieval/aod_total": _plume(0.05, 0.5, 0.12, 0.05, 30.0),
+    "Retrieval/tcwv": _wave(20.0, 5.0, 0.45, 0.35),
     "Retrieval/surface_type": _checker(4.0, 4.0, 2, offset=1),
     "Meteorology/psurf_apriori_o2a": _lin(1002.0, -0.5, 0.1),
     "Meteorology/windspeed_u_met": _lin(2.0, 0.04, -0.03),
@@ -170,6 +219,8 @@ ANALYTIC_SIF: dict[str, Field] = {
 
 #: Every analytic field of both products (keys are distinct between FP and SIF).
 ANALYTIC: dict[str, Field] = {**ANALYTIC_FP, **ANALYTIC_SIF}
+#: Float variables that are not linear in latitude and longitude (see the module docstring).
+CURVED: frozenset[str] = frozenset({"Retrieval/tcwv", "Retrieval/aod_total", "Sounding/solar_azimuth_angle"})
 #: Float variables that hold -999999 where :func:`fill_mask` is true.
 FILLED: frozenset[str] = frozenset({
     "xco2_uncertainty", "Sounding/altitude", "Retrieval/windspeed", "Meteorology/windspeed_u_met",
@@ -205,7 +256,9 @@ class CaptureSpec:
 
     ``center`` is ``(lat, lon)``; by default the target's centroid from the mission's bundled target file (give
     it for ids that are not in the file, such as ``"Missing"``). ``interruption`` (0..2) soundings in the middle
-    of the run get the transition mode and target ``"none"`` (a run interrupted by one or two soundings).
+    of the run get the transition mode and target ``"none"`` (a run interrupted by one or two soundings);
+    ``unidentified`` soundings a third of the way into the run keep its mode but have target ``"none"`` (SIF:
+    a negative sequence index).
     """
 
     target_id: str
@@ -216,6 +269,7 @@ class CaptureSpec:
     target_name: str | None = None
     angle_deg: float = 12.0
     interruption: int = 0
+    unidentified: int = 0
 
 
 @dataclass
@@ -351,6 +405,9 @@ def _capture_part(spec: CaptureSpec, mission: Mission, targets: Mapping[str, Tar
     if spec.interruption:
         cut = slice(n // 2, n // 2 + min(spec.interruption, 2))
         mode[cut], tid[cut], tname[cut], seq[cut] = MODE_TRANSITION, "none", "none", -1
+    if spec.unidentified:
+        cut = slice(n // 3, n // 3 + spec.unidentified)
+        tid[cut], tname[cut], seq[cut] = "none", "none", -1
     unix = _seconds(spec.start) + frame * FRAME_SECONDS
     return dict(lat=lat, lon=lon, vlat=vlat, vlon=vlon, unix=unix, mode=mode, tid=tid, tname=tname, seq=seq,
                 foot=foot)
@@ -652,7 +709,7 @@ def day_plan(day: dt.date, profile: str = "default") -> DayPlan:
     if profile == "default":
         oco3: tuple[CaptureSpec, ...] = (
             CaptureSpec("fossil0005", "sam", 3000, _at(day, 3, 10), interruption=2),
-            CaptureSpec("fossil0036", "sam", 3200, _at(day, 9, 20), interruption=1),
+            CaptureSpec("fossil0036", "sam", 3200, _at(day, 9, 20), interruption=1, unidentified=3),
             CaptureSpec("tccon105", "target", 800, _at(day, 14, 0), angle_deg=-20.0),
             CaptureSpec("Missing", "sam", 400, _at(day, 17, 0), center=(10.0, 20.0), target_name="Missing"),
             CaptureSpec("fossil9999", "sam", 400, _at(day, 19, 0), center=(-20.0, 30.0),
