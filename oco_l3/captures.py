@@ -4,6 +4,12 @@ Rules (issue 2):
 
 * A capture is a run of consecutive soundings in SAM mode (normalised code 4) or target mode (2) with one target id.
   The run ends where the mode or the target id changes.
+* Soundings without a target id (``none``, ``Missing``, empty: :data:`~oco_l3.soundings.NO_TARGET`) in SAM or target
+  mode belong to the run of one target they touch (issue 13): a run of them between two runs of the same mode and
+  the same target (no time gap) joins the two into one capture, whatever its length; one at the start or the end of
+  a target's run (next to another mode, a time gap or the file's edge) joins that run. Between runs of two
+  *different* targets they belong to neither and are skipped as target ``none``. A run with no target id at all
+  is skipped.
 * A run interrupted by one or two soundings of another mode, after which the same mode and target resume, is one
   capture; the interrupting soundings are not part of it.
 * Captures whose target is ``none``/``Missing`` or absent from the target file are skipped with a warning naming the
@@ -72,7 +78,7 @@ class SplitResult:
     skipped: tuple[str, ...]
 
 
-def _segments(time: np.ndarray) -> np.ndarray:
+def time_segments(time: np.ndarray) -> np.ndarray:
     """A segment number per sounding that increases after every time gap longer than :data:`MAX_GAP`."""
     if time.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -90,7 +96,7 @@ def capture_runs(soundings: Soundings) -> list[Run]:
     oco2 = soundings.mission == "oco2"
     capture = mode == MODE_TARGET if oco2 else np.isin(mode, (MODE_SAM, MODE_TARGET))
     tid = np.asarray(soundings.target_id)
-    seg = _segments(soundings.time)
+    seg = time_segments(soundings.time)
     kind = np.where(capture, mode, -1)  # every other mode is one key (None)
     change = kind[1:] != kind[:-1]
     same_kind = capture[1:] & ~change
@@ -103,6 +109,44 @@ def capture_runs(soundings: Soundings) -> list[Run]:
         Run((int(mode[i]), "" if oco2 else str(tid[i]), int(seg[i])) if capture[i] else None, int(i), int(j))
         for i, j in zip(starts, stops, strict=True)
     ]
+
+
+def _unidentified(key: AnyKey | None) -> bool:
+    """A SAM/target-mode key without a target id (OCO-2 keys, which never have one, count too)."""
+    return key is not None and str(key[1]).strip() in NO_TARGET
+
+
+def _owner(runs: Sequence[Run], j: int, key: AnyKey) -> AnyKey | None:
+    """The key of ``runs[j]`` when it is a run of one identified target in the mode (and the time segment, for keys
+    that carry one) of ``key``."""
+    if not 0 <= j < len(runs):
+        return None
+    other = runs[j].key
+    if other is None or _unidentified(other) or other[0] != key[0] or other[2:] != key[2:]:
+        return None
+    return other
+
+
+def absorb_unidentified(runs: Sequence[Run]) -> list[Run]:
+    """Runs of soundings without a target id given to the target run they belong to (see the module docstring),
+    then consecutive runs of one key merged."""
+    keys: list[AnyKey | None] = [r.key for r in runs]
+    for i, run in enumerate(runs):
+        if run.key is None or not _unidentified(run.key):
+            continue
+        before, after = _owner(runs, i - 1, run.key), _owner(runs, i + 1, run.key)
+        if before is not None and after is not None and before != after:
+            continue  # between two different targets: neither's
+        owner = before if before is not None else after
+        if owner is not None:
+            keys[i] = owner
+    merged: list[Run] = []
+    for run, key in zip(runs, keys, strict=True):
+        if merged and merged[-1].key == key and merged[-1].stop == run.start:
+            merged[-1] = Run(key, merged[-1].start, run.stop)
+        else:
+            merged.append(Run(key, run.start, run.stop))
+    return merged
 
 
 def find_runs(keys: Sequence[AnyKey | None]) -> list[Run]:
@@ -127,16 +171,14 @@ def group_runs(runs: list[Run]) -> list[tuple[AnyKey, list[Run]]]:
     for i, run in enumerate(runs):
         if run.key is None:
             continue
-        if (
-            groups
-            and i >= 2
-            and groups[-1][0] == run.key
-            and groups[-1][1][-1] is runs[i - 2]
-            and _is_interruption(runs[i - 1], run.key)
-        ):
-            groups[-1][1].append(run)
-        else:
-            groups.append((run.key, [run]))
+        if i >= 2 and _is_interruption(runs[i - 1], run.key):
+            # The interruption may be a (short) SAM/target run of its own, so the run it interrupts is one of the
+            # last two groups.
+            resumed = next((g for g in reversed(groups[-2:]) if g[0] == run.key and g[1][-1] is runs[i - 2]), None)
+            if resumed is not None:
+                resumed[1].append(run)
+                continue
+        groups.append((run.key, [run]))
     return groups
 
 
@@ -187,7 +229,7 @@ def split_captures(soundings: Soundings, targets: Mapping[str, Target]) -> Split
     """Captures of one granule's soundings (which must be in acquisition order), and the skip reasons."""
     captures: list[Capture] = []
     skipped: list[str] = []
-    for key, parts in group_runs(capture_runs(soundings)):
+    for key, parts in group_runs(absorb_unidentified(capture_runs(soundings))):
         index = _indices(parts)
         mode: CaptureMode = "sam" if key[0] == MODE_SAM else "target"
         target, reason = _resolve_target(soundings, key, index, targets)

@@ -390,22 +390,24 @@ class GlobalCaptureRef:
 def global_captures(soundings: Soundings, targets: Mapping[str, Target]) -> list[GlobalCaptureRef]:
     """Every SAM and target-mode capture of the granule, as the reference's global mode takes them.
 
-    Runs are split and merged across short interruptions exactly as in :mod:`oco_l3.captures`, but no capture is
-    skipped for its target: an id missing from the target file becomes an ad-hoc target (its type from the id
-    prefix), ``none``/``Missing`` ids give no target (target-id layer -1, type ``other``). OCO-2 captures carry no
-    target (the files have no ids; OCO-2 has no target layers).
+    Runs are split (also at time gaps), given their soundings without a target id and merged across short
+    interruptions exactly as in :mod:`oco_l3.captures`, but no capture is skipped for its target: an id missing
+    from the target file becomes an ad-hoc target (its type from the id prefix), ``none``/``Missing`` ids give no
+    target (target-id layer -1, type ``other``). OCO-2 captures carry no target (the files have no ids; OCO-2 has
+    no target layers).
     """
-    from oco_l3.captures import find_runs, group_runs
+    from oco_l3.captures import absorb_unidentified, find_runs, group_runs, time_segments
 
     ids = soundings.target_id.tolist()
-    keys: list[tuple[int, str] | None] = []
-    for m, t in zip(soundings.mode.tolist(), ids, strict=True):
+    segments = time_segments(soundings.time).tolist()
+    keys: list[tuple[int, str, int] | None] = []
+    for m, t, seg in zip(soundings.mode.tolist(), ids, segments, strict=True):
         if m not in (MODE_SAM, MODE_TARGET) or (soundings.mission == "oco2" and m != MODE_TARGET):
             keys.append(None)
         else:
-            keys.append((int(m), "" if soundings.mission == "oco2" else str(t)))
+            keys.append((int(m), "" if soundings.mission == "oco2" else str(t), seg))
     out = []
-    for (mode, tid), parts in group_runs(find_runs(keys)):
+    for (mode, tid, _), parts in group_runs(absorb_unidentified(find_runs(keys))):
         index = np.concatenate([np.arange(r.start, r.stop) for r in parts])
         for piece in _split_at_gaps(index, soundings.time):
             out.append(GlobalCaptureRef(_adhoc_target(tid, targets), "sam" if mode == MODE_SAM else "target",
