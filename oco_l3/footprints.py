@@ -52,26 +52,65 @@ class FootprintIntervals:
         row = self.row[keep]
         return (int(row.min()), int(row.max()) + 1, int(self.col0[keep].min()), int(self.col1[keep].max()) + 1)
 
-    def mask(self, select: np.ndarray | None = None) -> tuple[np.ndarray, Window]:
-        """The window-shaped boolean mask and its window, for all footprints or the ``select`` subset."""
+    def mask(self, select: np.ndarray | None = None, window: Window | None = None) -> tuple[np.ndarray, Window]:
+        """The window-shaped boolean mask and its window, for all footprints or the ``select`` subset; in ``window``
+        when given (which must hold every inside cell of the subset), else in the subset's own window."""
+        counts, window = self.coverage(select, window, exact=False)
+        return counts > 0, window
+
+    def coverage(
+        self, select: np.ndarray | None = None, window: Window | None = None, exact: bool = True
+    ) -> tuple[np.ndarray, Window]:
+        """How many footprints (all, or the ``select`` subset) cover each cell centre of ``window`` (default: the
+        subset's window), as a window-shaped int32 array, and the window.
+
+        A footprint is two triangles (see the module docstring): a centre on the diagonal they share lies in both,
+        and is counted once when ``exact`` (the default; ``exact=False`` only promises the right zeros, for masks).
+        Counted with a difference array along each row: the cost grows with the runs and the window, not with the
+        number of covered cells.
+        """
         keep = self._keep(select)
-        window = self.window(select)
+        window = self.window(select) if window is None else window
         r0, r1, c0, c1 = window
-        width = c1 - c0
-        mask = np.zeros((r1 - r0, width), dtype=bool)
-        if mask.size == 0:
-            return mask, window
-        start = (self.row[keep] - r0) * width + (self.col0[keep] - c0)
-        length = self.col1[keep] - self.col0[keep] + 1
-        offsets = np.cumsum(length) - length
-        flat = np.repeat(start - offsets, length) + np.arange(int(length.sum()), dtype=np.int64)
-        mask.reshape(-1)[flat] = True
-        return mask, window
+        width = c1 - c0 + 1  # one spare column for the ends of the runs
+        if r1 <= r0 or c1 <= c0:
+            return np.zeros((max(r1 - r0, 0), max(c1 - c0, 0)), dtype=np.int32), window
+        index, row, col0, col1 = self.index[keep], self.row[keep] - r0, self.col0[keep] - c0, self.col1[keep] - c0
+        if row.size and (row.min() < 0 or row.max() >= r1 - r0 or col0.min() < 0 or col1.max() >= c1 - c0):
+            raise ValueError(f"window {window} does not hold every footprint of the selection")
+        size = (r1 - r0) * width
+        diff = np.bincount(row * width + col0, minlength=size) - np.bincount(row * width + col1 + 1, minlength=size)
+        if exact and row.size:
+            diff += _shared_diagonal_counts(index, row, col0, col1, width, size)
+        counts = np.cumsum(diff.reshape(r1 - r0, width), axis=1, dtype=np.int32)
+        return counts[:, :-1], window
 
     def _keep(self, select: np.ndarray | None) -> np.ndarray:
         if select is None:
             return np.ones(self.index.shape[0], dtype=bool)
         return np.asarray(select, dtype=bool)[self.index]
+
+
+def _shared_diagonal_counts(
+    index: np.ndarray, row: np.ndarray, col0: np.ndarray, col1: np.ndarray, width: int, size: int
+) -> np.ndarray:
+    """The difference-array correction that counts once the cells two runs of one footprint on one row share.
+
+    Runs come grouped by footprint (``index`` non-decreasing), so the two runs of a footprint's two triangles on
+    one row are neighbours once sorted by ``(footprint, row)``.
+    """
+    key = index.astype(np.int64) * (int(row.max()) + 1) + row
+    order = np.argsort(key, kind="stable")
+    same = np.flatnonzero(key[order[1:]] == key[order[:-1]])
+    a, b = order[same], order[same + 1]
+    lo, hi = np.maximum(col0[a], col0[b]), np.minimum(col1[a], col1[b])
+    both = hi >= lo
+    fix = np.zeros(size, dtype=np.int64)
+    if both.any():
+        r, lo, hi = row[a][both], lo[both], hi[both]
+        fix -= np.bincount(r * width + lo, minlength=size)
+        fix += np.bincount(r * width + hi + 1, minlength=size)
+    return fix
 
 
 def footprint_mask(
@@ -109,13 +148,15 @@ def rasterise_triangles(
 
     ``tx``/``ty`` are ``(T, 3)`` vertex coordinates in fractional grid-index space (column, row; cell centres at
     integers), see :func:`to_index_space`; only cells of an array of ``shape`` (rows, cols) count. Zero-area
-    triangles are dropped; edges count as inside.
+    triangles and triangles with a non-finite corner are dropped; edges count as inside.
     """
     tx = np.asarray(tx, dtype=float)
     ty = np.asarray(ty, dtype=float)
+    finite = np.flatnonzero(np.isfinite(tx).all(axis=1) & np.isfinite(ty).all(axis=1))
+    tx, ty = tx[finite], ty[finite]
     area = _cross(tx[:, 0], ty[:, 0], tx[:, 1], ty[:, 1], tx[:, 2], ty[:, 2])
-    keep = np.flatnonzero(np.isfinite(area) & (area != 0))
-    return _scanline(keep, tx[keep], ty[keep], shape)
+    keep = np.flatnonzero(np.isfinite(area) & (area != 0))  # an area can overflow to inf - inf
+    return _scanline(finite[keep], tx[keep], ty[keep], shape)
 
 
 def to_index_space(lat: np.ndarray, lon: np.ndarray, grid: GridSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -483,7 +483,8 @@ def _voronoi_fans(tri: Triangulation) -> tuple[np.ndarray, np.ndarray, np.ndarra
     A Delaunay edge ``a-b`` between triangles ``t`` and ``u`` is the Voronoi edge between the circumcentres of
     ``t`` and ``u``: it gives the fan triangles ``(a, c_t, c_u)`` and ``(b, c_t, c_u)``. A hull edge gives a ray
     from ``c_t`` outward, cut at a far point ``f``: ``(a, c_t, f)``, ``(b, c_t, f)``; and each hull vertex closes its
-    cell with ``(h, f_1, f_2)`` between its two rays. Zero-area and non-finite triangles are left to the caller.
+    cell with ``(h, f_1, f_2)`` between its two rays. Triangles with a corner at infinity (the circumcentre of a
+    sliver) are dropped; zero-area ones are left to the caller.
     """
     p = tri.points
     s = tri.simplices
@@ -515,7 +516,10 @@ def _voronoi_fans(tri: Triangulation) -> tuple[np.ndarray, np.ndarray, np.ndarra
     sites.append(hs[pair])
     corners.append(np.stack([p[hs[pair]], hf[pair], hf[pair + 1]], axis=1))
     tri_xy = np.concatenate(corners)
-    return np.concatenate(sites), tri_xy[..., 0], tri_xy[..., 1]
+    # A sliver on the hull (three nearly collinear soundings along a swath edge) can have no finite circumcentre:
+    # its Voronoi vertex is at infinity. Its fan triangles are left out; the cells they would cover are searched.
+    finite = np.isfinite(tri_xy).all(axis=(1, 2))
+    return np.concatenate(sites)[finite], tri_xy[finite, :, 0], tri_xy[finite, :, 1]
 
 
 def _circumcentres(p: np.ndarray) -> np.ndarray:

@@ -191,3 +191,49 @@ def test_rejects_bad_shapes_and_scaling() -> None:
         footprint_mask(np.zeros((2, 3)), np.zeros((2, 3)), GRID)
     with pytest.raises(ValueError):
         footprint_mask(np.zeros((2, 4)), np.zeros((2, 4)), GRID, scaling=0.0)
+
+
+def reference_counts(vlat: np.ndarray, vlon: np.ndarray, grid: GridSpec) -> np.ndarray:
+    """Slow reference: how many footprints (shapely ``contains``) hold each cell centre."""
+    lon, lat = np.meshgrid(grid.longitude, grid.latitude)
+    out = np.zeros(grid.shape, dtype=np.int64)
+    for la, lo in zip(vlat, vlon, strict=True):
+        out += shapely.contains_xy(shapely.Polygon(np.column_stack([lo, la])), lon, lat)
+    return out
+
+
+def test_coverage_counts_overlapping_footprints_like_shapely() -> None:
+    rng = np.random.default_rng(11)
+    vlat, vlon = random_convex_quads(rng, 60, GRID)
+    if near_edge(vlat, vlon, GRID):
+        pytest.skip("a cell centre on a footprint edge: contains() and the rasteriser may differ")
+    counts, window = footprint_intervals(vlat, vlon, GRID).coverage()
+    want = reference_counts(vlat, vlon, GRID)
+    assert want.max() >= 2  # footprints overlap
+    r0, r1, c0, c1 = window
+    np.testing.assert_array_equal(counts, want[r0:r1, c0:c1])
+    assert want.sum() == counts.sum()  # nothing outside the window
+    select = np.arange(60) % 3 == 0
+    sub, sub_window = footprint_intervals(vlat, vlon, GRID).coverage(select, window)
+    assert sub_window == window
+    np.testing.assert_array_equal(sub, reference_counts(vlat[select], vlon[select], GRID)[r0:r1, c0:c1])
+
+
+def test_coverage_counts_a_cell_on_a_footprints_diagonal_once() -> None:
+    # A footprint is rasterised as two triangles; cell centres on the diagonal they share lie in both.
+    grid = GridSpec(BBox(0.0, 0.0, 10.0, 10.0), 10, 10)  # cell centres at 0.5, 1.5, ...
+    square = np.array([[0.5, 0.5, 4.5, 4.5], [2.5, 2.5, 6.5, 6.5]])  # lat of corners 0..3, counterclockwise
+    vlat = square
+    vlon = np.array([[0.5, 4.5, 4.5, 0.5], [2.5, 6.5, 6.5, 2.5]])
+    counts, window = footprint_intervals(vlat, vlon, grid).coverage()
+    r0, r1, c0, c1 = window
+    full_counts = np.zeros(grid.shape, dtype=int)
+    full_counts[r0:r1, c0:c1] = counts
+    want = np.zeros(grid.shape, dtype=int)
+    want[0:5, 0:5] += 1  # edges count as inside: 5 x 5 centres per square
+    want[2:7, 2:7] += 1
+    np.testing.assert_array_equal(full_counts, want)
+    mask, _ = footprint_intervals(vlat, vlon, grid).mask()
+    np.testing.assert_array_equal(mask, counts > 0)
+    with pytest.raises(ValueError, match="does not hold"):
+        footprint_intervals(vlat, vlon, grid).coverage(window=(0, 3, 0, 3))
