@@ -284,9 +284,9 @@ def _slice_to_write(config: RunConfig, cap: CaptureProduct, qf: QF) -> GriddedSl
 
 
 def _is_empty(gslice: GriddedSlice) -> bool:
-    """No float variable has a finite value (integer layers alone do not make a slice worth writing)."""
-    floats = [a for a in gslice.data.values() if a.dtype.kind == "f"]
-    return gslice.empty or not any(bool(np.isfinite(a).any()) for a in floats)
+    """No float science variable has a finite value (integer and quality layers alone do not make a slice worth
+    writing)."""
+    return gslice.empty or not gslice.has_values
 
 
 def naming(config: RunConfig, qf: QF) -> str:

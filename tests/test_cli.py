@@ -109,7 +109,8 @@ def test_integer_variable_stays_integer_valued(run_once: Path) -> None:
 def test_cogs_valid_north_up_with_nodata(run_once: Path) -> None:
     cogs = sorted((run_once / "cog").glob("oco3-co2_fossil0005_2020-03-03T031000Z_unfiltered_*.tif"))
     names = {p.name.split("_unfiltered_")[1] for p in cogs}
-    assert names == {"xco2.tif", "Retrieval.psurf.tif", "Retrieval.surface_type.tif"}
+    assert names == {"xco2.tif", "Retrieval.psurf.tif", "Retrieval.surface_type.tif", "n_footprints.tif",
+                     "nearest_sounding_distance.tif"}
     path = run_once / "cog/oco3-co2_fossil0005_2020-03-03T031000Z_unfiltered_xco2.tif"
     ok, errors, _ = cog_validate(str(path))
     assert ok, errors

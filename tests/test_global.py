@@ -168,7 +168,7 @@ def test_antimeridian_capture_both_sides(store: str) -> None:
 
 
 def test_pole_capture_is_clipped(store: str) -> None:
-    s = make_soundings("oco3", 40.0, 87.5, n=6, size=0.8)  # top footprints reach 90.3 before clipping
+    s = make_soundings("oco3", 40.0, 87.9, n=6, size=0.8)  # top centres at 89.9, footprints reach 90.3 before clipping
     s = Soundings(**{**s.__dict__, "vertex_latitude": np.minimum(s.vertex_latitude, 90.0)})
     commit(store, [product(s)])
     got = xr.open_zarr(store, consolidated=True)["OCO3_global_xco2"].isel(time=0).values
