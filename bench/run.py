@@ -309,6 +309,7 @@ def main() -> int:
     results["icesat2_binning"] = _json_of([sys.executable, str(ROOT / "bench/icesat2_binning.py")])
     results["store_writer"] = _json_of([sys.executable, str(ROOT / "bench/stores.py")])  # the Zarr writer alone
     results["inplace"] = _json_of([sys.executable, str(ROOT / "bench/inplace.py")])  # S3 in place vs staged
+    results["science"] = _json_of([sys.executable, str(ROOT / "bench/science.py")])  # issue 13: cubic vs SciPy
     results["reference_workload_end_s"] = reference_workload()
     report(results)
     out = ROOT / "bench/results"
@@ -386,6 +387,7 @@ def report(r: dict[str, Any]) -> None:
               "| < 1 s |")
         print(f"\n{ib.get('output', json.dumps(ib))}")
     print(f"\nOptimised vs unoptimised gridding (linear, 300x300): max |diff| = {r['unoptimised_max_abs_diff']:.2e}")
+    print(f"\n{r['science'].get('output', json.dumps(r['science']))}" if "science" in r else "")
 
 
 if __name__ == "__main__":
