@@ -25,10 +25,12 @@ triangles and the nearest-neighbour distances closer to those on the ground.
 Policies.
 
 * Outside the convex hull of the points ``linear`` and ``cubic`` return NaN; ``nearest`` returns a value anywhere.
-* Missing values (NaN) never become numbers, and never poison values elsewhere: a result is NaN for a variable when
-  the triangle that contains it has a vertex whose value is missing (``linear`` and ``cubic``), or when the nearest
-  point's value is missing (``nearest``). For ``cubic``, a vertex's gradient is fitted on its neighbours with a
-  finite value only (one operator per distinct missing pattern, cached), so a NaN never reaches a gradient.
+* Missing values (NaN) never become numbers, and never poison values elsewhere (:func:`oco_l3.gridding.grid_capture`
+  avoids them altogether: it builds one interpolator per set of points where the variables have values): a result
+  is NaN for a variable when the triangle that contains it has a vertex whose value is missing (``linear`` and
+  ``cubic``), or when the nearest point's value is missing (``nearest``). For ``cubic``, a vertex's gradient is
+  fitted on its neighbours with a finite value only (one operator per distinct missing pattern, cached), so a NaN
+  never reaches a gradient.
 * Degenerate point sets -- fewer than 3 points, all collinear, all duplicates -- cannot be triangulated: every
   method then falls back to nearest neighbour (logged) instead of raising. Points with non-finite coordinates are
   ignored. No finite point at all raises :class:`~oco_l3.errors.CaptureDegenerate`.
