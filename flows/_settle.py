@@ -7,7 +7,20 @@ from typing import Any
 
 from prefect.futures import PrefectFuture, wait
 
-from oco_l3.errors import one_line
+from oco_l3.errors import SourceUnavailable, one_line
+
+
+def outcome_of(future: PrefectFuture[Any]) -> tuple[Any, BaseException | None]:
+    """A finished future's result, or the exception it ended with (a crashed task run, e.g. a worker process that
+    died, counts as transient: :class:`SourceUnavailable`)."""
+    future.wait()  # a finished future's final state (without it, ``state`` may ask the API, which can lag)
+    state = future.state
+    if state.is_completed():
+        return future.result(), None
+    if state.is_crashed():
+        return None, SourceUnavailable(f"task run crashed: {state.message or state.name}")
+    exc = state.result(raise_on_failure=False)
+    return None, exc if isinstance(exc, BaseException) else RuntimeError(state.message or state.name)
 
 
 def settle(futures: Sequence[PrefectFuture[Any]]) -> tuple[dict[int, Any], dict[int, BaseException]]:
@@ -16,12 +29,11 @@ def settle(futures: Sequence[PrefectFuture[Any]]) -> tuple[dict[int, Any], dict[
     ok: dict[int, Any] = {}
     bad: dict[int, BaseException] = {}
     for i, future in enumerate(futures):
-        state = future.state
-        if state.is_completed():
-            ok[i] = future.result()
-            continue
-        exc = state.result(raise_on_failure=False)
-        bad[i] = exc if isinstance(exc, BaseException) else RuntimeError(state.message or state.name)
+        result, exc = outcome_of(future)
+        if exc is None:
+            ok[i] = result
+        else:
+            bad[i] = exc
     return ok, bad
 
 

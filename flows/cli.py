@@ -25,17 +25,33 @@ def _date(text: str) -> dt.date:
 
 def _quiet_prefect() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # The temporary (ephemeral) server's telemetry service ignores DO_NOT_TRACK and fails offline.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "oco_l3")
 
 
+def _totals_of(state: Any) -> dict[str, Any]:
+    """The totals a range flow's final state carries; an exception it ended with (a bad parameter) is raised."""
+    from flows._report import RunFailed
+
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, RunFailed):
+        return result.totals
+    if isinstance(result, BaseException):
+        raise result
+    return dict(result)
+
+
 def _print_totals(totals: dict[str, Any]) -> int:
+    """The one-line summary, then every failure, transient failure and skipped day; exit 1 unless all went."""
     print(f"{totals['days']} days, {totals['granules']} granules: {totals['done']} done, {totals['failed']} failed, "
           f"{totals['waiting']} waiting; {totals['captures']} captures on {totals['targets']} targets "
           f"({totals['seconds']:.1f} s)", flush=True)
-    for line in totals["failures"]:
-        print(f"  {line}", file=sys.stderr)
-    return 1 if totals["failed"] else 0
+    for key, label in (("failures", "failed"), ("retrying", "waiting"), ("skipped", "skipped")):
+        for line in totals.get(key, ()):
+            print(f"  {label}: {line}", file=sys.stderr)
+    return 1 if totals["failed"] or totals["waiting"] else 0
 
 
 def _day_arg(value: dt.date | str | None) -> dt.date | None:
@@ -56,19 +72,22 @@ def _flow(name: str, args: argparse.Namespace) -> Any:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     flow = _flow("oco_backfill", args)
-    return _print_totals(flow(config=os.path.abspath(args.input), start=_day_arg(args.start),
-                              end=_day_arg(args.end), reprocess=bool(getattr(args, "reprocess", False))))
+    return _print_totals(_totals_of(flow(config=os.path.abspath(args.input), start=_day_arg(args.start),
+                                         end=_day_arg(args.end), reprocess=bool(getattr(args, "reprocess", False)),
+                                         return_state=True)))
 
 
 def cmd_daily(args: argparse.Namespace) -> int:
     flow = _flow("oco_daily", args)
-    return _print_totals(flow(config=os.path.abspath(args.input), today=_day_arg(getattr(args, "today", None)),
-                              lookback_days=getattr(args, "lookback_days", 30)))
+    return _print_totals(_totals_of(flow(config=os.path.abspath(args.input),
+                                         today=_day_arg(getattr(args, "today", None)),
+                                         lookback_days=getattr(args, "lookback_days", 30),
+                                         max_retry_days=getattr(args, "max_retry_days", 60), return_state=True)))
 
 
 def cmd_process_files(args: argparse.Namespace) -> int:
     flow = _flow("oco_process_files", args)
-    return _print_totals(flow(config=os.path.abspath(args.input)))
+    return _print_totals(_totals_of(flow(config=os.path.abspath(args.input), return_state=True)))
 
 
 def _icesat2_flow(name: str, args: argparse.Namespace) -> Any:
@@ -140,6 +159,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("-i", "--input", required=True)
     p.add_argument("--today", type=_date, default=None, help="pretend today is this day (default: UTC today)")
     p.add_argument("--lookback-days", type=int, default=30, help="how far back an empty state looks")
+    p.add_argument("--max-retry-days", type=int, default=60,
+                   help="at most this many old waiting days are retried, oldest first (default 60)")
     p.add_argument("--dask-address", default=None)
     p.add_argument("--quicklooks", default=None)
     p.set_defaults(func=cmd_daily)

@@ -23,6 +23,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from oco_l3.errors import ConfigInvalid
 from oco_l3.listen_cli import pipeline_handler
 from oco_l3.secrets import redact, register_secret
 from tasks.config import load_run_config
@@ -69,19 +70,27 @@ def _summary(queue: str, stats: dict[str, Any]) -> str:
 
 
 @flow(name="oco-listen")
-def oco_listen(config_path: str, secret_env: dict[str, str] | None = None, max_messages: int | None = None,
+def oco_listen(config: str, secret_env: dict[str, str] | None = None, max_messages: int | None = None,
                idle_timeout: float | None = None, retry_delay: float = 2.0) -> dict[str, Any]:
-    """Consume the run config's ``input.queue`` until stopped (or ``max_messages`` / ``idle_timeout``)."""
+    """Consume the run config's input.queue until stopped (or max_messages / idle_timeout).
+
+    Args:
+        config: Path of the run-config YAML on the worker, with an input.queue section.
+        secret_env: Environment variable name -> Prefect Secret block name, loaded before the config is read.
+        max_messages: Stop after handling this many messages (default: run until cancelled).
+        idle_timeout: Stop after this many seconds without a message (default: never).
+        retry_delay: Seconds between reconnection attempts when the broker is unreachable.
+    """
     inject_secret_blocks(secret_env or {})
-    config = load_run_config(config_path)
-    if config.input is None or config.input.queue is None:
-        raise ValueError(f"{config_path}: input.queue is required for oco-listen")
+    run_config = load_run_config(config)
+    if run_config.input is None or run_config.input.queue is None:
+        raise ConfigInvalid(f"{config}: input.queue is required for oco-listen")
     stop = threading.Event()
     with _stop_on_signals(stop):
-        stats = consume(config.input.queue, pipeline_handler(config), max_messages=max_messages,
+        stats = consume(run_config.input.queue, pipeline_handler(run_config), max_messages=max_messages,
                         idle_timeout=idle_timeout, stop=stop, retry_delay=retry_delay)
     result = dataclasses.asdict(stats)
     result["reasons"] = [redact(r) for r in result["reasons"]]
-    create_markdown_artifact(_summary(config.input.queue.queue, result), key="oco-l3-listen",
+    create_markdown_artifact(_summary(run_config.input.queue.queue, result), key="oco-l3-listen",
                              description="oco-l3 queue consumer summary")
     return result

@@ -1,5 +1,7 @@
-"""The OCO flows: ``oco_backfill`` (a day range), ``oco_daily`` (everything new since the last done day) and
-``oco_process_files`` (the ``input.files`` of a run config). Each reads like a recipe, one task call a line.
+"""The OCO flows: ``oco_backfill`` (a day range), ``oco_daily`` (waiting days and everything new since the last done
+day) and ``oco_process_files`` (the ``input.files`` of a run config). Each is the same recipe: plan the days, claim
+the work, run ONE task per granule over the whole range (:func:`tasks.granule.process_granule`, the step that
+``oco-l3 run`` loops over), record each (mission, day) as its task finishes, report.
 
 Flow parameters name a run-config file on the worker (never secrets); credentials come from the environment,
 a netrc file or a Prefect Secret block (see :mod:`flows.earthdata`).
@@ -8,120 +10,140 @@ a netrc file or a Prefect Secret block (see :mod:`flows.earthdata`).
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from prefect import flow
+from prefect.states import State
 
-from flows._day import process_global_granules, process_granules
+from flows._range import (
+    RangeRun,
+    Row,
+    Unit,
+    claim_units,
+    open_run,
+    parse_day,
+    plan_windows,
+    process_units,
+    still_waiting,
+    units_of,
+)
+from flows._report import Progress, final_state, publish, totals
 from flows.earthdata import earthdata_login
 from flows.runners import task_runner
+from oco_l3 import state as st
 from oco_l3.errors import ConfigInvalid
-from oco_l3.gaps import load_gaps
-from oco_l3.pipeline import GranuleInput
+from oco_l3.pipeline import batches_from_files
 from oco_l3.sources import GranuleRef, missions_of
-from oco_l3.state import State, daily_window, default_state_url
 from tasks.config import load_run_config
-from tasks.discover import search_granules
-from tasks.report import publish_run_summary
-from tasks.state import finish_run, open_state, plan_ready_days, record_gaps, record_granules, start_run
+from tasks.state import finish_run
 
 RUNNER = task_runner()
 
 
-def _quicklook_dir(config: Any) -> str:
-    if os.environ.get("OCO_L3_QUICKLOOK_DIR"):
-        return os.environ["OCO_L3_QUICKLOOK_DIR"]
-    if config.output.local:
-        return os.path.join(config.output.local, "quicklooks")
-    return tempfile.mkdtemp(prefix="oco-l3-quicklooks-")
+def _finish(run: RangeRun, rows: list[Row], notes: Sequence[str]) -> State[Any]:
+    t = totals(rows, time.perf_counter() - run.started)
+    finish_run(run.state, run.run_id, t)
+    publish(run.kind, rows, t, notes)
+    return final_state(run.kind, t)
 
 
-def _totals(days: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    keys = ("granules", "done", "failed", "waiting", "captures")
-    totals: dict[str, Any] = {k: sum(d[k] for d in days) for k in keys}
-    totals.update(days=len(days), targets=len({t for d in days for t in d["targets"]}), seconds=seconds,
-                  failures=[f for d in days for f in d["failures"]])
-    return totals
+def _run_units(run: RangeRun, units: Sequence[Unit]) -> list[Row]:
+    mine, busy = claim_units(run, units)
+    return process_units(run, mine, Progress(run.kind, sum(len(u.refs) for u in mine))) + busy
 
 
-def _process_range(kind: str, config_path: str, start: dt.date, end: dt.date, reprocess: bool) -> dict[str, Any]:
-    if end < start:
-        raise ConfigInvalid(f"{kind}: end {end} is before start {start}")
-    t0 = dt.datetime.now(dt.UTC)
-    config = load_run_config(config_path)
-    state: State = open_state(default_state_url(config))
-    gaps = load_gaps(config.gaps)
-    record_gaps(state, gaps)
-    run_id = start_run(state, kind, {"config": config_path, "start": start, "end": end, "reprocess": reprocess})
-    earthdata_login(config)
-    refs = search_granules(config, start, end)
-    record_granules(state, refs)
-    plans = plan_ready_days(state, refs, missions_of(config), gaps, start, end, reprocess)
-    with tempfile.TemporaryDirectory(prefix="oco-l3-staging-") as staging:
-        days = [_process_plan(config, state, plan, run_id, staging) for plan in plans]
-    totals = _totals(days, (dt.datetime.now(dt.UTC) - t0).total_seconds())
-    finish_run(state, run_id, totals)
-    publish_run_summary(kind, days, totals)
-    state.close()
-    return totals
+def _run_windows(kind: str, config: str, windows: Sequence[tuple[dt.date, dt.date]], reprocess: bool,
+                 parameters: dict[str, Any], notes: Sequence[str] = ()) -> State[Any]:
+    """The recipe of backfill and daily: plan, claim, fan out over every window at once, record, report."""
+    run = open_run(kind, config, parameters)
+    try:
+        earthdata_login(run.config)
+        with st.held_claims(run.state, run.owner):
+            plans, skipped = plan_windows(run, windows, reprocess)
+            rows = _run_units(run, units_of(run, plans)) + skipped
+        rows += still_waiting(run, windows, {(r.mission, r.day) for r in rows})
+        return _finish(run, rows, notes)
+    finally:
+        run.state.close()
 
 
-def _process_plan(config: Any, state: State, plan: Any, run_id: int, staging: str) -> dict[str, Any]:
-    if config.output.global_:  # the global day slice is replaced whole: process every granule of the day
-        refs = sorted(plan.granules + plan.skipped, key=lambda r: r.mission)
-        return process_global_granules(config, state, refs, run_id=run_id, staging=staging)
-    return process_granules(config, state, plan.granules, run_id=run_id, staging=staging,
-                            quicklook_dir=_quicklook_dir(config))
+@flow(name="oco-backfill", task_runner=RUNNER, validate_parameters=False)
+def oco_backfill(config: str, start: dt.date, end: dt.date, reprocess: bool = False) -> State[Any]:
+    """Process every ready day in start..end that is not done yet: one task per granule over the whole range.
+
+    Args:
+        config: Path of the run-config YAML on the worker (e.g. deployments/oco-l3.yaml).
+        start: First day, YYYY-MM-DD.
+        end: Last day, YYYY-MM-DD (inclusive).
+        reprocess: Process days again even when done or failed (their slices are replaced).
+    """
+    first, last = parse_day("start", start), parse_day("end", end)
+    if last < first:
+        raise ConfigInvalid(f"end: {last} is before start {first}")
+    return _run_windows("backfill", config, [(first, last)], reprocess,
+                        {"config": config, "start": first, "end": last, "reprocess": reprocess})
 
 
-@flow(name="oco-backfill", task_runner=RUNNER)
-def oco_backfill(config: str, start: dt.date, end: dt.date, reprocess: bool = False) -> dict[str, Any]:
-    """Process every ready day in ``start..end`` that is not done yet (all of them with ``reprocess``)."""
-    return _process_range("backfill", config, start, end, reprocess)
+@flow(name="oco-daily", task_runner=RUNNER, validate_parameters=False)
+def oco_daily(config: str, today: dt.date | None = None, lookback_days: int = 30,
+              max_retry_days: int = 60) -> State[Any]:
+    """The scheduled run: every day still waiting (oldest first, whatever its age) plus the new days since the
+    last done day, through the backfill's steps.
 
-
-@flow(name="oco-daily", task_runner=RUNNER)
-def oco_daily(config: str, today: dt.date | None = None, lookback_days: int = 30) -> dict[str, Any]:
-    """Discover since the last done (or first waiting) day and process every ready day not yet done, in order."""
+    Args:
+        config: Path of the run-config YAML on the worker (e.g. deployments/oco-l3.yaml).
+        today: Pretend today is this day, YYYY-MM-DD (default: today, UTC).
+        lookback_days: How far back a run looks when nothing is done yet.
+        max_retry_days: At most this many waiting days older than the new ones are retried per run, oldest first.
+    """
+    day = parse_day("today", today) if today else dt.datetime.now(dt.UTC).date()
     run_config = load_run_config(config)
-    state = open_state(default_state_url(run_config))
-    start, end = daily_window(state, missions_of(run_config), today or dt.datetime.now(dt.UTC).date(), lookback_days)
-    state.close()
-    return _process_range("daily", config, start, end, False)
+    state = st.open_state(st.default_state_url(run_config))
+    try:
+        days = st.daily_days(state, missions_of(run_config), day, int(lookback_days), int(max_retry_days))
+    finally:
+        state.close()
+    retry = ", ".join(d.isoformat() for d in days.retry) or "none"
+    notes = [f"new days: {days.new[0]}..{days.new[1]}", f"waiting days retried ({len(days.retry)}): {retry}"]
+    return _run_windows("daily", config, days.windows(), False,
+                        {"config": config, "today": day, "lookback_days": lookback_days}, notes)
 
 
-def _file_refs(batch: Any) -> list[tuple[GranuleRef, GranuleInput]]:
-    pairs = []
-    for g in batch.granules:
-        if g.mission is not None and (g.day or batch.day) is not None:
-            pairs.append((GranuleRef(g.mission, g.day or batch.day, g.path, None, None, g.name), g))
-    return pairs
+def _file_units(run: RangeRun) -> tuple[list[Unit], list[Row]]:
+    """One unit per granule of ``input.files`` (per day for the global product); files whose name gives no
+    mission or day cannot be recorded and are reported as failed."""
+    units: list[Unit] = []
+    unknown: list[Row] = []
+    for batch in batches_from_files(run.config):
+        pairs = []
+        for g in batch.granules:
+            day = g.day or batch.day
+            if g.mission is None or day is None:
+                unknown.append(Row("?", "?", "failed", f"{g.name}: file name follows no OCO naming convention",
+                                   g.name, tried=True))
+                continue
+            pairs.append((GranuleRef(g.mission, day, g.path, None, None, g.name), g))
+        if run.config.output.global_ and pairs and batch.day is not None:
+            units.append(Unit(batch.day, tuple(r for r, _ in pairs), tuple(g for _, g in pairs)))
+        else:
+            units += [Unit(r.day, (r,), (g,)) for r, g in pairs]
+    return units, unknown
 
 
-@flow(name="oco-process-files", task_runner=RUNNER)
-def oco_process_files(config: str) -> dict[str, Any]:
-    """Process the ``input.files`` of a run config, day by day, and record them in the state table."""
-    from oco_l3.pipeline import batches_from_files
+@flow(name="oco-process-files", task_runner=RUNNER, validate_parameters=False)
+def oco_process_files(config: str) -> State[Any]:
+    """Process the input.files of a run config (one task per granule) and record them in the state table.
 
-    t0 = dt.datetime.now(dt.UTC)
-    run_config = load_run_config(config)
-    state: State = open_state(default_state_url(run_config))
-    run_id = start_run(state, "files", {"config": config})
-    days = []
-    for batch in batches_from_files(run_config):
-        pairs = _file_refs(batch)
-        unknown = [f"{g.name}: file name follows no OCO naming convention" for g in batch.granules
-                   if all(g is not p for _, p in pairs)]
-        refs, inputs = [r for r, _ in pairs], [g for _, g in pairs]
-        day = process_global_granules(run_config, state, refs, run_id=run_id, staging="", inputs=inputs) \
-            if run_config.output.global_ else process_granules(run_config, state, refs, run_id=run_id, staging="",
-                                                               quicklook_dir=_quicklook_dir(run_config), inputs=inputs)
-        days.append({**day, "failed": day["failed"] + len(unknown), "failures": day["failures"] + unknown})
-    totals = _totals(days, (dt.datetime.now(dt.UTC) - t0).total_seconds())
-    finish_run(state, run_id, totals)
-    publish_run_summary("files", days, totals)
-    state.close()
-    return totals
+    Args:
+        config: Path of the run-config YAML on the worker; its input.files are processed.
+    """
+    run = open_run("files", config, {"config": config})
+    try:
+        units, unknown = _file_units(run)
+        with st.held_claims(run.state, run.owner):
+            rows = _run_units(run, units) + unknown
+        return _finish(run, rows, ())
+    finally:
+        run.state.close()

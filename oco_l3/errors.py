@@ -80,6 +80,11 @@ class SegmentsOffGrid(PermanentError):
     """ICESat-2: every segment a granule kept after filtering falls outside the output grid(s)."""
 
 
+class CaptureUnwritten(PermanentError):
+    """A gridded capture's stores or COGs could not be written for a reason a retry will not cure (the granule's
+    other captures were written). Raised once per granule, after every capture was tried."""
+
+
 # --- transient leaves ------------------------------------------------------------------------------------
 class SourceUnavailable(TransientError):
     """A remote source (CMR, S3, HTTP) did not answer or answered with a server error."""
@@ -91,6 +96,11 @@ class SourceThrottled(TransientError):
 
 class StoreLocked(TransientError):
     """Another writer holds the store lock and did not release it in time."""
+
+
+class CaptureWriteBlocked(TransientError):
+    """A gridded capture's stores or COGs were not written because of something a retry may cure (a busy store
+    lock, the network); the granule's other captures were written. Raised once per granule."""
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,12 +1,16 @@
 """The target-focused product, one step per function: read -> split -> grid -> commit -> export.
 
-Each step takes and returns plain values, so the CLI runs them in sequence (:func:`process_day`) and the Prefect
-flows fan them out (one :func:`grid_granule` per granule, one :func:`commit_store` per store, then
-:func:`export_cogs`). A bad granule or capture is recorded with a one-line reason and never stops the others.
+The unit of work is one granule, :func:`process_granule`: read and split it, then grid each capture, commit it to
+its two stores (under each store's lock) and export its COGs and quick-look as soon as it is gridded, so at most
+two captures are in memory; a small picklable :class:`GranuleResult` comes back. ``oco-l3 run`` loops over it
+(:func:`process_day`); the Prefect flows run it as one task per granule over a whole day range. The stores on the
+output filesystem are the hand-off between steps: gridded slices never leave the process that gridded them.
+A bad capture is skipped with a one-line reason; a granule that cannot be read raises.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import os
@@ -24,12 +28,21 @@ import numpy as np
 import oco_l3
 from oco_l3.captures import Capture, CaptureMode, split_captures
 from oco_l3.config import DayInputs, InputItem, RunConfig, S3Object
-from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, TransientError, one_line
+from oco_l3.errors import (
+    CaptureUnwritten,
+    CaptureWriteBlocked,
+    GranuleNameUnrecognised,
+    OcoL3Error,
+    PermanentError,
+    TransientError,
+    one_line,
+)
 from oco_l3.soundings import Mission, Soundings
 from oco_l3.targets import Target, load_targets
 
 if TYPE_CHECKING:
     from oco_l3.gridding import GriddedSlice
+    from oco_l3.sources import GranuleRef
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +114,13 @@ def batches_from_files(config: RunConfig) -> list[DayBatch]:
     if config.input is None or config.input.files is None:
         return []
     return batches_from_items(config.input.files)
+
+
+def granule_from_ref(ref: GranuleRef) -> GranuleInput:
+    """The input for a discovered granule: read in place (local path), staged (``s3://``) or downloaded
+    (``https://``, CMR) by the process that reads it, so any worker can take it."""
+    location: InputItem = S3Object(path=ref.url) if ref.url.startswith("s3://") else ref.url
+    return GranuleInput(ref.mission, location, ref.day)
 
 
 # --- grid --------------------------------------------------------------------------------------------------
@@ -218,28 +238,6 @@ def grid_one(config: RunConfig, split: SplitGranule, cap: Capture, parallel: boo
         n_soundings=cap.n_soundings, n_good=int(subset.good.sum()), method=config.grid.method,
         granule=split.granule.name, pre=gridded.pre, post=gridded.post,
     )
-
-
-def iter_captures(config: RunConfig, split: SplitGranule) -> Iterator[CaptureProduct | str]:
-    """Each capture gridded in turn, or the one-line reason it was skipped (the others go on)."""
-    for cap in split.captures:
-        gridded = _grid_capture(config, split, cap)
-        yield gridded.product if isinstance(gridded, _Gridded) else str(gridded.skipped)
-
-
-def grid_granule(config: RunConfig, granule: GranuleInput) -> GranuleProducts:
-    """Read one granule, split it into captures and grid each on its target grid (both QF passes).
-
-    Raises :class:`PermanentError` for a granule that can never be read, :class:`TransientError` when a remote
-    read may succeed later. A capture that cannot be gridded is skipped with a warning; the others go on.
-    """
-    split = read_and_split(config, granule)
-    t0 = time.perf_counter()
-    items = list(iter_captures(config, split))
-    timings = {**split.timings, "grid": time.perf_counter() - t0}
-    products = tuple(i for i in items if isinstance(i, CaptureProduct))
-    warnings = split.warnings + tuple(i for i in items if isinstance(i, str))
-    return GranuleProducts(granule, products, warnings, split.n_read, timings)
 
 
 # --- commit ------------------------------------------------------------------------------------------------
@@ -457,33 +455,6 @@ class DayResult:
         }
 
 
-class _Failures(dict[GranuleInput, str]):
-    """One-line failure reasons per granule, and which of them are transient."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.transient: set[GranuleInput] = set()
-
-    def record(self, g: GranuleInput, message: str, exc: BaseException) -> None:
-        if g not in self:
-            self[g] = message
-            if isinstance(exc, TransientError):
-                self.transient.add(g)
-
-
-@dataclass
-class _DayWork:
-    """What one day has written so far (the CLI path commits each capture as soon as it is gridded)."""
-
-    failed: _Failures = field(default_factory=_Failures)
-    captures: dict[GranuleInput, list[str]] = field(default_factory=lambda: defaultdict(list))
-    warnings: dict[GranuleInput, list[str]] = field(default_factory=lambda: defaultdict(list))
-    stores: list[str] = field(default_factory=list)
-    cogs: list[str] = field(default_factory=list)
-    quicklooks: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class CaptureWritten:
     """What gridding and writing one capture did (small and picklable: it comes back from a worker process)."""
@@ -560,7 +531,7 @@ def _commit_stores(config: RunConfig, commits: Sequence[StoreCommit], side_by_si
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="oco-l3-commit") as pool:
-        futures = [pool.submit(commit_store, config, c) for c in commits]
+        futures = [pool.submit(contextvars.copy_context().run, commit_store, config, c) for c in commits]
     return [str(f.result().store_path) for f in futures]
 
 
@@ -584,7 +555,8 @@ def _pipelined_captures(config: RunConfig, split: SplitGranule, quicklook_dir: s
             if isinstance(gridded, CaptureWritten):
                 done[i] = gridded
             else:  # the last capture is written alone: its two stores side by side
-                writing = (i, writer.submit(_write_capture, config, split, gridded, quicklook_dir, i == order[-1]))
+                writing = (i, writer.submit(contextvars.copy_context().run, _write_capture, config, split, gridded,
+                                            quicklook_dir, i == order[-1]))
             del gridded
         if writing is not None:
             done[writing[0]] = writing[1].result()
@@ -628,51 +600,92 @@ def _write_captures(config: RunConfig, split: SplitGranule, quicklook_dir: str |
     return [done[i] for i in range(n)]
 
 
-def _process_granule(config: RunConfig, g: GranuleInput, work: _DayWork, quicklook_dir: str | None,
-                     capture_workers: int = 1) -> None:
-    try:
-        split = read_and_split(config, g)
-    except Exception as exc:  # noqa: BLE001 - an unreadable granule must not stop the others
-        log.debug("error on %s", g.name, exc_info=True)
-        unexpected = "" if isinstance(exc, OcoL3Error) else "unexpected "
-        work.failed.record(g, f"{g.name}: {unexpected}{one_line(exc)}", exc)
-        return
-    for k, v in split.timings.items():
-        work.timings[k] = work.timings.get(k, 0.0) + v
-    work.warnings[g] += split.warnings
-    for done in _write_captures(config, split, quicklook_dir, capture_workers):
-        for k, v in done.timings.items():
-            work.timings[k] = work.timings.get(k, 0.0) + v
-        work.stores += done.stores
-        work.cogs += done.cogs
-        work.quicklooks += done.quicklooks
-        if done.skipped:
-            work.warnings[g].append(done.skipped)
-        elif done.error:
-            work.failed.record(g, done.error, TransientError(done.error) if done.transient else Exception())
-        else:
-            work.captures[g].append(done.target_id)
+@dataclass(frozen=True)
+class GranuleResult:
+    """What processing one granule did (small and picklable: it comes back from a worker process or machine)."""
+
+    granule: str
+    captures: int = 0
+    targets: tuple[str, ...] = ()
+    stores: tuple[str, ...] = ()
+    cogs: tuple[str, ...] = ()
+    quicklooks: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def message(self) -> str:
+        skipped = len(self.warnings)
+        return f"{self.granule}: {self.captures} captures ({', '.join(self.targets) or 'none'}), {skipped} skipped"
+
+
+def process_granule(config: RunConfig, granule: GranuleInput, quicklook_dir: str | None = None,
+                    capture_workers: int = 1) -> GranuleResult:
+    """Read and split one granule, then grid each capture, commit it to its two stores and export its COGs and
+    quick-look as soon as it is gridded (``capture_workers`` > 1: in that many forked processes).
+
+    Raises :class:`PermanentError` for a granule that can never be read, :class:`TransientError` when a read may
+    succeed later; after every capture was tried, :class:`CaptureWriteBlocked` (retry) or :class:`CaptureUnwritten`
+    when a capture could not be written (the others were). A capture that cannot be gridded is skipped with a
+    warning. Re-running a granule replaces its slices (the upsert is keyed by capture time).
+    """
+    t0 = time.perf_counter()
+    split = read_and_split(config, granule)
+    written = _write_captures(config, split, quicklook_dir, capture_workers)
+    errors = [w for w in written if w.error]
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        permanent = [w for w in errors if not w.transient]
+        raise (CaptureUnwritten(f"{permanent[0].error}{more}") if permanent
+               else CaptureWriteBlocked(f"{errors[0].error}{more}"))
+    timings = dict(split.timings)
+    for w in written:
+        for k, v in w.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+    done = [w for w in written if not w.skipped]
+    result = GranuleResult(
+        granule.name, len(done), tuple(dict.fromkeys(w.target_id for w in done)),
+        tuple(dict.fromkeys(s for w in written for s in w.stores)), tuple(c for w in written for c in w.cogs),
+        tuple(q for w in written for q in w.quicklooks), split.warnings + tuple(str(w.skipped) for w in written
+                                                                               if w.skipped),
+        timings, time.perf_counter() - t0)
+    log.info("%s in %.2f s", result.message, result.seconds)
+    return result
 
 
 def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = None,
                 capture_workers: int = 1) -> DayResult:
-    """Grid every granule of the day, committing each capture's two stores and exporting its COGs as soon as it
-    is gridded (memory stays at one capture's slices per process); ``capture_workers`` > 1 grids and writes the
-    captures of a granule in that many forked processes. Each granule's outcome is one line."""
-    work = _DayWork()
+    """:func:`process_granule` for every granule of the day, one after the other (memory stays at two captures'
+    slices per process); each granule's outcome is one line and a failed granule never stops the others."""
+    results: dict[GranuleInput, GranuleResult] = {}
+    failed: dict[GranuleInput, tuple[str, bool]] = {}
     for g in batch.granules:
-        _process_granule(config, g, work, quicklook_dir, capture_workers)
-    outcomes = tuple(_outcome(g, work) for g in batch.granules)
-    warnings = tuple(w for g in batch.granules for w in work.warnings.get(g, ()))
-    return DayResult(batch.day, outcomes, tuple(dict.fromkeys(work.stores)), tuple(work.cogs),
-                     tuple(work.quicklooks), warnings, work.timings)
+        try:
+            results[g] = process_granule(config, g, quicklook_dir, capture_workers)
+        except Exception as exc:  # noqa: BLE001 - an unreadable granule must not stop the others
+            log.debug("error on %s", g.name, exc_info=True)
+            failed[g] = (granule_failure(g.name, exc), isinstance(exc, TransientError))
+    outcomes = tuple(_outcome(g, results.get(g), failed.get(g)) for g in batch.granules)
+    timings: dict[str, float] = {}
+    for r in results.values():
+        for k, v in r.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+    rs = [results[g] for g in batch.granules if g in results]
+    return DayResult(batch.day, outcomes, tuple(dict.fromkeys(s for r in rs for s in r.stores)),
+                     tuple(c for r in rs for c in r.cogs), tuple(q for r in rs for q in r.quicklooks),
+                     tuple(w for r in rs for w in r.warnings), timings)
 
 
-def _outcome(g: GranuleInput, work: _DayWork) -> InputOutcome:
-    if g in work.failed:
-        return InputOutcome(g, False, work.failed[g], transient=g in work.failed.transient)
-    captures = work.captures.get(g, [])
-    targets = tuple(dict.fromkeys(captures))
-    skipped = len(work.warnings.get(g, ()))
-    msg = f"{g.name}: {len(captures)} captures ({', '.join(targets) or 'none'}), {skipped} skipped"
-    return InputOutcome(g, True, msg, len(captures), targets)
+def granule_failure(name: str, exc: BaseException) -> str:
+    """The one-line reason a granule failed, starting with its name (``unexpected`` for a non-oco_l3 error)."""
+    if isinstance(exc, CaptureUnwritten | CaptureWriteBlocked):  # already "<granule>: writing ... failed: ..."
+        return str(exc).strip().splitlines()[0]
+    return f"{name}: {'' if isinstance(exc, OcoL3Error) else 'unexpected '}{one_line(exc)}"
+
+
+def _outcome(g: GranuleInput, result: GranuleResult | None, failure: tuple[str, bool] | None) -> InputOutcome:
+    if result is None:
+        message, transient = failure or (f"{g.name}: not processed", True)
+        return InputOutcome(g, False, message, transient=transient)
+    return InputOutcome(g, True, result.message, result.captures, result.targets)

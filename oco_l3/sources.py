@@ -278,15 +278,36 @@ class CmrSource:
 
     def fetch(self, ref: GranuleRef, directory: str) -> str:
         """Download one granule with earthaccess (the caller has logged in); the local path."""
-        import earthaccess
+        return download_granule(ref.url, directory)
 
-        try:
-            paths = earthaccess.download([ref.url], local_path=directory, show_progress=False)
-        except (requests.RequestException, OSError) as exc:
-            raise SourceUnavailable(f"{ref.name}: download failed: {exc.__class__.__name__}") from None
-        if len(paths) != 1:
-            raise SourceUnavailable(f"{ref.name}: download returned nothing (not logged in to Earthdata?)")
-        return str(paths[0])
+
+def _earthdata_login_here() -> None:
+    """On a worker that has not logged in (a Dask worker on another machine): log in from its own environment
+    (``EARTHDATA_TOKEN`` / ``EARTHDATA_USERNAME``+``PASSWORD``) or ``~/.netrc``, if it has either."""
+    import earthaccess
+
+    auth = getattr(earthaccess, "__auth__", None)
+    if auth is not None and getattr(auth, "authenticated", False):
+        return
+    if os.environ.get("EARTHDATA_TOKEN") or os.environ.get("EARTHDATA_USERNAME"):
+        earthaccess.login(strategy="environment")
+    elif (Path.home() / ".netrc").exists():
+        earthaccess.login(strategy="netrc")
+
+
+def download_granule(url: str, directory: str) -> str:
+    """Download one granule (an Earthdata ``https://`` URL) into ``directory`` with earthaccess; the local path."""
+    import earthaccess
+
+    name = url.rsplit("/", 1)[-1]
+    try:
+        _earthdata_login_here()
+        paths = earthaccess.download([url], local_path=directory, show_progress=False)
+    except (requests.RequestException, OSError) as exc:
+        raise SourceUnavailable(f"{name}: download failed: {exc.__class__.__name__}") from None
+    if len(paths) != 1:
+        raise SourceUnavailable(f"{name}: download returned nothing (not logged in to Earthdata?)")
+    return str(paths[0])
 
 
 def source_from_config(search: Any) -> GranuleSource:
@@ -312,14 +333,3 @@ def search_granules(config: Any, start: dt.date, end: dt.date) -> list[GranuleRe
     if config.search is None:
         raise ConfigInvalid("search: a run config needs a search section (source: cmr | local | s3)")
     return source_from_config(config.search).search(missions_of(config), start, end)
-
-
-def fetch_granule(config: Any, ref: GranuleRef, directory: str) -> Any:
-    """A pipeline :class:`~oco_l3.pipeline.GranuleInput` for ``ref`` (downloaded first for CMR granules)."""
-    from oco_l3.config import S3Object
-    from oco_l3.pipeline import GranuleInput
-
-    if ref.url.startswith("s3://"):
-        return GranuleInput(ref.mission, S3Object(path=ref.url), ref.day)
-    location = source_from_config(config.search).fetch(ref, directory) if config.search else ref.url
-    return GranuleInput(ref.mission, location, ref.day)

@@ -8,6 +8,10 @@ A (mission, day) row has status ``waiting | done | failed | gap``. A day is *rea
 has a granule or is expected absent (:func:`oco_l3.gaps.expected_absent`). Rows become ``done`` only after the
 caller has committed the outputs and read them back; every status change is its own transaction. No secret is
 ever stored: run parameters are saved only after :func:`_scrub`.
+
+Table ``claims`` keeps two runs on the same outputs from doing the same work at once: a run takes a lease on each
+unit of work (a (mission, day) granule, or a global day) before it starts it, renews its leases while it runs
+(:func:`held_claims`) and releases each when it is recorded. A killed run's leases lapse after ``lease_s``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +42,9 @@ Status = Literal["waiting", "done", "failed", "gap", "empty"]
 #: ``empty``: an ICESat-2 (product, day) processed whose segments were all filtered out (no data, not "not done").
 STATUSES: tuple[Status, ...] = ("waiting", "done", "failed", "gap", "empty")
 STATE_FILE = "oco-l3-state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Default lease of a claim (seconds); a holder renews it every third of that.
+CLAIM_LEASE_S = float(os.environ.get("OCO_L3_CLAIM_LEASE_SECONDS", "300"))
 
 metadata = sa.MetaData()
 
@@ -90,6 +98,15 @@ runs = sa.Table(
 )
 
 
+claims = sa.Table(
+    "claims", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -99,8 +116,12 @@ def _migrate_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[granules, day_status, gaps_table, runs])
 
 
+def _migrate_v2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[claims])
+
+
 #: version -> the step that brings a database from version-1 to version. Append, never edit.
-MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {1: _migrate_v1}
+MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {1: _migrate_v1, 2: _migrate_v2}
 
 
 def _current_version(conn: Connection) -> int:
@@ -436,9 +457,9 @@ def format_status(rows: Sequence[Mapping[str, Any]]) -> str:
     """A plain-text table of status rows (for ``oco-l3 status``)."""
     head = ("day", "mission", "status", "captures", "targets", "attempts", "note")
     lines = [(r["day"], r["mission"], r["status"], str(r["captures"]), str(r["targets"]), str(r["attempts"]),
-              (r["last_error"] or "")[:80]) for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=False)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+              r["last_error"] or "") for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=False)][:-1]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"  # the note, whole, last
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     footer = ", ".join(f"{n} {s}" for s, n in counts.items())
     return "\n".join([fmt.format(*head), *(fmt.format(*line) for line in lines), footer])
@@ -456,7 +477,7 @@ def status_command(config: Any, as_json: bool = False) -> str:
 
 def daily_window(state: State, missions: Sequence[Mission], today: dt.date,
                  lookback_days: int = 30) -> tuple[dt.date, dt.date]:
-    """The days a daily run looks at: from the first waiting day (or the day after the last done day) to today.
+    """The ICESat-2 daily window: from the first waiting day (or the day after the last done day) to today.
 
     An empty state looks back ``lookback_days``; the window never starts more than a year before ``today``.
     """
@@ -464,6 +485,131 @@ def daily_window(state: State, missions: Sequence[Mission], today: dt.date,
     candidates = [d for d in (waiting, done + dt.timedelta(days=1) if done else None) if d is not None]
     start = min(candidates) if candidates else today - dt.timedelta(days=lookback_days)
     return max(start, today - dt.timedelta(days=366)), today
+
+
+@dataclass(frozen=True)
+class DailyDays:
+    """The days an OCO daily run looks at: ``retry`` (waiting days before ``new``, oldest first, whatever their
+    age) and ``new`` (the day after the last done day, or ``today - lookback_days`` for an empty state, to today)."""
+
+    retry: tuple[dt.date, ...]
+    new: tuple[dt.date, dt.date]
+
+    def windows(self) -> list[tuple[dt.date, dt.date]]:
+        """Contiguous (start, end) ranges covering every day, in order."""
+        days = sorted(set(self.retry))
+        out: list[tuple[dt.date, dt.date]] = []
+        for day in days:
+            if out and day == out[-1][1] + dt.timedelta(days=1):
+                out[-1] = (out[-1][0], day)
+            else:
+                out.append((day, day))
+        return out + [self.new]
+
+
+def waiting_days(state: State, missions: Sequence[Mission], before: dt.date | None = None,
+                 limit: int | None = None) -> list[dt.date]:
+    """Days with a ``waiting`` (mission, day) row, oldest first (``before``: only earlier days)."""
+    query = (sa.select(day_status.c.day).where(day_status.c.status == "waiting",
+                                               day_status.c.mission.in_(list(missions)))
+             .group_by(day_status.c.day).order_by(day_status.c.day))
+    if before is not None:
+        query = query.where(day_status.c.day < before)
+    if limit is not None:
+        query = query.limit(limit)
+    with state.engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def daily_days(state: State, missions: Sequence[Mission], today: dt.date, lookback_days: int = 30,
+               max_retry_days: int = 60) -> DailyDays:
+    """What an OCO daily run covers: every waiting day older than the new days (at most ``max_retry_days``,
+    oldest first) and the new days since the last done day."""
+    done = last_done_day(state, missions)
+    start = done + dt.timedelta(days=1) if done else today - dt.timedelta(days=lookback_days)
+    start = min(start, today)
+    return DailyDays(tuple(waiting_days(state, missions, before=start, limit=max_retry_days)), (start, today))
+
+
+def failed_rows(state: State, missions: Sequence[str], start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+    """The ``failed`` (mission, day) rows in ``start..end`` (what a run skips unless reprocessing)."""
+    query = (sa.select(day_status).where(day_status.c.status == "failed", day_status.c.day.between(start, end),
+                                         day_status.c.mission.in_(list(missions)))
+             .order_by(day_status.c.day, day_status.c.mission))
+    with state.engine.connect() as conn:
+        return [_row_dict(r) for r in conn.execute(query)]
+
+
+# --- claims ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClaimHolder:
+    key: str
+    run_id: int | None
+    expires_at: dt.datetime
+
+
+def claim(state: State, keys: Sequence[str], owner: str, run_id: int | None = None,
+          lease_s: float = CLAIM_LEASE_S) -> dict[str, ClaimHolder]:
+    """Take a lease on each key that no other owner holds (or whose lease ended); one transaction.
+
+    Returns the keys held by someone else, with their holder; every other key is now ``owner``'s.
+    """
+    if not keys:
+        return {}
+    now = _now()
+    until = now + dt.timedelta(seconds=lease_s)
+    busy: dict[str, ClaimHolder] = {}
+    with state.engine.begin() as conn:
+        for key in keys:
+            stmt = _insert(conn, claims).values(key=key, owner=owner, run_id=run_id, expires_at=until)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"owner": stmt.excluded.owner, "run_id": stmt.excluded.run_id,
+                      "expires_at": stmt.excluded.expires_at},
+                where=sa.or_(claims.c.expires_at < now, claims.c.owner == owner)))
+        for i in range(0, len(keys), 500):
+            rows = conn.execute(sa.select(claims).where(claims.c.key.in_(list(keys[i:i + 500]))))
+            busy.update({r.key: ClaimHolder(r.key, r.run_id, r.expires_at) for r in rows if r.owner != owner})
+    return busy
+
+
+def renew_claims(state: State, owner: str, lease_s: float = CLAIM_LEASE_S) -> int:
+    """Extend every lease ``owner`` holds; the number renewed."""
+    with state.engine.begin() as conn:
+        result = conn.execute(sa.update(claims).where(claims.c.owner == owner)
+                              .values(expires_at=_now() + dt.timedelta(seconds=lease_s)))
+        return int(result.rowcount or 0)
+
+
+def release_claims(state: State, owner: str, keys: Sequence[str] | None = None) -> None:
+    """Drop ``owner``'s leases (only ``keys`` when given)."""
+    query = sa.delete(claims).where(claims.c.owner == owner)
+    if keys is not None:
+        query = query.where(claims.c.key.in_(list(keys)))
+    with state.engine.begin() as conn:
+        conn.execute(query)
+
+
+@contextmanager
+def held_claims(state: State, owner: str, lease_s: float = CLAIM_LEASE_S) -> Iterator[None]:
+    """Renew ``owner``'s leases every third of ``lease_s`` while the block runs; release them all at the end."""
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(lease_s / 3):
+            try:
+                renew_claims(state, owner, lease_s)
+            except sa.exc.SQLAlchemyError as exc:  # the next beat tries again; a lapsed lease is only lost work
+                log.warning("claim renewal failed: %s", type(exc).__name__)
+
+    beat = threading.Thread(target=heartbeat, name="oco-l3-claims", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join(timeout=10)
+        release_claims(state, owner)
 
 
 # --- product results (ICESat-2) --------------------------------------------------------------------------

@@ -1,9 +1,8 @@
-"""Discovery tasks: search the configured granule source, fetch (stage) one granule."""
+"""Discovery: search the configured granule source (the granules themselves are read by the task that grids them)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -14,11 +13,6 @@ from oco_l3.sources import GranuleRef
 from tasks._policy import transient_retries
 
 
-@task(name="search-granules", cache_policy=NO_CACHE, **transient_retries())
+@task(name="search-granules", cache_policy=NO_CACHE, task_run_name="search {start}..{end}", **transient_retries())
 def search_granules(config: RunConfig, start: dt.date, end: dt.date) -> list[GranuleRef]:
     return sources.search_granules(config, start, end)
-
-
-@task(name="fetch-granule", cache_policy=NO_CACHE, task_run_name="fetch {ref.name}", **transient_retries())
-def fetch_granule(config: RunConfig, ref: GranuleRef, directory: str) -> Any:
-    return sources.fetch_granule(config, ref, directory)

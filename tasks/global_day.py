@@ -9,9 +9,11 @@ from oco_l3 import global_product
 from oco_l3.config import RunConfig
 from oco_l3.global_product import GlobalDayResult
 from oco_l3.pipeline import DayBatch
+from tasks._logs import library_logs_to_prefect
 from tasks._policy import transient_retries
 
 
 @task(name="process-global-day", cache_policy=NO_CACHE, task_run_name="global {batch.day}", **transient_retries())
 def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
-    return global_product.process_global_day(config, batch)
+    with library_logs_to_prefect():
+        return global_product.process_global_day(config, batch)

@@ -1,4 +1,8 @@
-"""State-table tasks (run inline in the flow's process: they hold a database engine)."""
+"""State-table tasks of a run's start and end (run inline in the flow's process: they hold a database engine).
+
+The per-granule bookkeeping (attempt started, outcome recorded, claim released) calls :mod:`oco_l3.state`
+directly, as each task finishes: one task run per granule is the granule itself.
+"""
 
 from __future__ import annotations
 
@@ -34,17 +38,6 @@ def record_gaps(state: st.State, gaps: Iterable[Gap]) -> None:
 def plan_ready_days(state: st.State, refs: Sequence[GranuleRef], missions: Sequence[Mission], gaps: Sequence[Gap],
                     start: dt.date, end: dt.date, reprocess: bool = False) -> list[st.DayPlan]:
     return st.plan_ready_days(state, refs, missions, gaps, start, end, reprocess)
-
-
-@task(name="mark-running", cache_policy=NO_CACHE)
-def mark_running(state: st.State, refs: Iterable[GranuleRef], run_id: int | None) -> None:
-    for ref in refs:
-        st.mark_running(state, ref, run_id)
-
-
-@task(name="record-outcomes", cache_policy=NO_CACHE)
-def record_outcomes(state: st.State, outcomes: Iterable[st.GranuleOutcome]) -> None:
-    st.record_outcomes(state, outcomes)
 
 
 @task(name="start-run", cache_policy=NO_CACHE)

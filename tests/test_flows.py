@@ -107,13 +107,19 @@ def test_backfill_scenario_then_rerun_reprocess_and_daily(scenario: dict[str, An
     done = [r for r in rows.values() if r["status"] == "done"]
     assert all(r["captures"] >= 1 and r["outputs"] for r in done)
 
-    # 2. a second backfill reprocesses nothing
-    again = oco_backfill(config=str(config), start=D1, end=D3)
-    assert again["granules"] == 0 and again["failed"] == 0
+    # 2. a second backfill reprocesses nothing, and says which failed day it skipped and why
+    state = oco_backfill(config=str(config), start=D1, end=D3, return_state=True)
+    again = state.result()
+    assert state.is_completed() and again["granules"] == 0 and again["failed"] == 0
+    assert [s for s in again["skipped"] if s.startswith(f"oco2 {D3}: skipped: failed earlier")]
+    assert "GranuleUnreadable" in again["skipped"][0] and "GranuleUnreadable" in (state.message or "")
     before = store_times(scenario["tmp"] / "out")
 
-    # 3. --reprocess processes every ready day again; stores still hold one slice per capture
-    redo = oco_backfill(config=str(config), start=D1, end=D3, reprocess=True)
+    # 3. --reprocess processes every ready day again; stores still hold one slice per capture; the corrupt
+    # granule turns the run red, its message naming the (mission, day) and the reason
+    state = oco_backfill(config=str(config), start=D1, end=D3, reprocess=True, return_state=True)
+    redo = state.result(raise_on_failure=False).totals
+    assert state.is_failed() and f"oco2 {D3}: " in state.message and "GranuleUnreadable" in state.message
     assert redo["granules"] == 3 and redo["failed"] == 1
     after = store_times(scenario["tmp"] / "out")
     assert after == before and after
@@ -133,16 +139,32 @@ def test_backfill_scenario_then_rerun_reprocess_and_daily(scenario: dict[str, An
     assert rows[("oco2", str(D3))]["status"] == "failed"  # the same corrupt granule is not retried
 
 
-def test_run_summary_artifact_published(scenario: dict[str, Any]) -> None:
+def artifacts(key: str) -> list[dict[str, Any]]:
     import httpx
     from prefect.settings import PREFECT_API_URL
 
     # The client's read_artifacts sends explicit nulls that this server/fastapi pair rejects: ask the API directly.
-    body = {"artifacts": {"key": {"any_": ["oco-l3-backfill"]}}, "limit": 50, "offset": 0, "sort": "CREATED_DESC"}
-    artifacts = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30).json()
-    assert artifacts, "the backfill runs publish a markdown artifact"
-    text = "\n".join(str(a["data"]) for a in artifacts)
-    assert "GranuleUnreadable" in text and "| day |" in text and "data:image/png;base64," in text
+    body = {"artifacts": {"key": {"any_": [key]}}, "limit": 50, "offset": 0, "sort": "CREATED_DESC"}
+    return list(httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30).json())
+
+
+def test_run_artifacts_table_summary_and_quicklook_paths(scenario: dict[str, Any]) -> None:
+    summaries = artifacts("oco-l3-backfill")
+    assert summaries, "the backfill runs publish a markdown summary"
+    text = "\n".join(str(a["data"]) for a in summaries)
+    assert "## Failed" in text and "GranuleUnreadable" in text and "## Quick-looks" in text
+    assert "base64" not in text, "quick-looks are listed by path, never stored in Prefect's database"
+    assert any(line.startswith("- `") and line.endswith(".png`") and Path(line[3:-1]).is_file()
+               for line in text.splitlines())
+    tables = artifacts("oco-l3-backfill-days")
+    assert tables and all(a["type"] == "table" for a in tables)
+    rows = json.loads(tables[-1]["data"])  # the first run's table: every (mission, day) it saw
+    by_key = {(r["mission"], r["day"]): r for r in rows}
+    assert by_key[("oco2", str(D3))]["status"] == "failed" and "GranuleUnreadable" in by_key[("oco2", str(D3))]["reason"]
+    assert by_key[("oco2", str(D1))]["status"] == "done"
+    assert by_key[("oco2", str(D2))]["status"] == "waiting" and by_key[("oco2", str(D2))]["reason"]
+    progress = artifacts("oco-l3-backfill-progress")
+    assert progress and progress[-1]["type"] == "progress" and float(progress[-1]["data"]) == 100.0
 
 
 def test_transient_errors_retry_permanent_do_not() -> None:
@@ -171,27 +193,6 @@ def test_transient_errors_retry_permanent_do_not() -> None:
     assert isinstance(exc, GranuleUnreadable) and calls["permanent"] == 1
 
 
-def test_process_files_on_dask_local_cluster(tmp_path: Path) -> None:
-    from distributed import LocalCluster
-
-    from flows.oco import oco_process_files
-    from flows.runners import task_runner
-    from oco_l3.sample_data import write_sample_tree
-    from oco_l3.state import open_state, status_rows
-
-    days = write_sample_tree(tmp_path / "granules", D1, D1, missions=("oco2",))
-    config = write_config(tmp_path, tmp_path / "granules")
-    text = config.read_text().replace("files: []", f"files: ['{days[D1]['oco2']}']")
-    config.write_text(text)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
-        totals = oco_process_files.with_options(task_runner=task_runner(cluster.scheduler_address))(config=str(config))
-    assert totals["done"] == 1 and totals["captures"] >= 1
-    state = open_state(f"sqlite:///{tmp_path / 'out' / 'oco-l3-state.db'}")
-    rows = status_rows(state)
-    state.close()
-    assert [(r["mission"], r["day"], r["status"]) for r in rows] == [("oco2", str(D1), "done")]
-
-
 def test_global_product_backfill_records_every_granule(tmp_path: Path) -> None:
     import yaml
 
@@ -214,35 +215,3 @@ def test_global_product_backfill_records_every_granule(tmp_path: Path) -> None:
     assert [(r["mission"], r["status"]) for r in rows] == [("oco2", "done")]
     assert len(rows[0]["outputs"]) == 2 and all(Path(p).is_dir() for p in rows[0]["outputs"])  # pre- and post-QF
     assert oco_backfill(config=str(config), start=D1, end=D1)["granules"] == 0
-
-
-def test_day_ledger_maps_every_step_back_to_its_granule() -> None:
-    # The bookkeeping of the day recipe, without Prefect: each step's results come back by position in the list it
-    # was given; failures stick to the granule that caused them; a failed store commit fails every granule in it.
-    from types import SimpleNamespace as NS
-
-    from flows._day import _Ledger
-    from oco_l3.errors import GranuleUnreadable, StoreLocked
-    from oco_l3.sources import GranuleRef
-
-    refs = [GranuleRef("oco3", dt.date(2021, 6, 1), f"u{i}", name=f"g{i}.nc4") for i in range(5)]
-
-    def product(i: int) -> NS:
-        return NS(granule=NS(name=f"g{i}.nc4"), captures=[NS(target_id=f"t{i}")])
-
-    day = _Ledger(refs)
-    day.fetched({0: "in0", 2: "in2", 3: "in3", 4: "in4"}, {1: GranuleUnreadable("g1: download failed")})
-    assert day.inputs() == ["in0", "in2", "in3", "in4"]
-    day.gridded({0: product(0), 2: product(3), 3: product(4)}, {1: GranuleUnreadable("g2.nc4: corrupt")})
-    assert [p.granule.name for p in day.products()] == ["g0.nc4", "g3.nc4", "g4.nc4"]
-    commits = [NS(granules=("g0.nc4", "g3.nc4")), NS(granules=("g3.nc4",)), NS(granules=("g4.nc4",))]
-    day.committed(commits, {0: NS(store_path="s/a"), 2: NS(store_path="s/c")}, {1: StoreLocked("s/b: locked")})
-    good = day.to_export()
-    assert [p.granule.name for p in good] == ["g0.nc4", "g4.nc4"]
-    day.exported({1: ["c/g4.tif"]}, {0: RuntimeError("cog failed")})
-    outcomes = day.outcomes()
-    assert [o.status for o in outcomes] == ["failed", "failed", "failed", "waiting", "done"]
-    assert "download failed" in (outcomes[1].error or "") and "corrupt" in (outcomes[2].error or "")
-    assert "locked" in (outcomes[3].error or "") and "cog failed" in (outcomes[0].error or "")
-    assert outcomes[4].outputs == ("s/c", "c/g4.tif")
-    assert day.targets() == {"t0", "t4"}

@@ -213,6 +213,7 @@ def test_no_secret_in_state_table_or_prefect_records(moto_s3: Any, tmp_path: Any
     pytest.importorskip("flows.oco")
     from prefect.client.orchestration import get_client
 
+    from flows._report import RunFailed
     from flows.oco import oco_process_files
     from oco_l3.sample_data import write_sample_day
 
@@ -233,7 +234,10 @@ def test_no_secret_in_state_table_or_prefect_records(moto_s3: Any, tmp_path: Any
     }
     path = tmp_path / "files.yaml"
     path.write_text(yaml.safe_dump(config))
-    totals = oco_process_files(str(path))
+    with pytest.raises(RunFailed) as failed:  # one granule failed: the flow run ends Failed
+        oco_process_files(str(path))
+    totals = failed.value.totals
+    assert _leaks(str(failed.value)) == []
     assert totals["done"] == 1 and totals["failed"] == 1, totals
     assert _leaks(str(totals)) == []
     assert db.exists() and MSG_KEY_ID not in db.read_text(errors="replace")
