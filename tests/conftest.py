@@ -22,4 +22,5 @@ pytest_plugins = [
     "tests.services.moto_s3",
     "tests.services.rabbitmq",
     "tests.services.s3_proxy",
+    "tests.services.dask_cluster",
 ]

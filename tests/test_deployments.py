@@ -1,6 +1,10 @@
-"""prefect.yaml against a real `prefect server start` on 127.0.0.1: `prefect deploy --all` succeeds, the deployments
-carry their schedule, concurrency limit and parameters, and the backfill deployment runs on a process worker with
-its state on a real PostgreSQL (the docker-compose topology, without Docker)."""
+"""prefect.yaml against a real `prefect server start` on 127.0.0.1 (its scheduler running), as an operator runs it:
+`prefect deploy --all` from a folder holding only prefect.yaml and the deployed run configs (the flows come from
+the installed package), the scheduler creates the scheduled runs with no error in the server log, and deployment
+runs execute on a real process worker: with state on a real PostgreSQL; on a real `dask scheduler` with two
+`dask worker` processes (job variable OCO_L3_DASK_ADDRESS), writing the same stores as the thread runner, with the
+library's log records reaching the API; and two deployments started at once on the same outputs never process the
+same (mission, day) (the claims in the state table)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +21,14 @@ import httpx
 import pytest
 import yaml
 
-from deployments import DEPLOYMENTS, WORK_POOL
+from deployments import DEPLOYMENTS, ICESAT2_DEPLOYMENTS, SCHEDULED, WORK_POOL
 
 pytestmark = pytest.mark.services
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 DAY = dt.date(2021, 12, 18)
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def _env(api_url: str, home: Path, project: Path) -> dict[str, str]:
@@ -37,11 +43,11 @@ def prefect(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30
 
 
 def copy_project(project: Path) -> Path:
-    """What a worker needs of the project (prefect.yaml, flows, tasks, deployments), copied to ``project``."""
+    """What an operator's deploy folder holds: prefect.yaml and the deployed run configs (no code: the flows and
+    tasks are imported from the installed package)."""
     project.mkdir()
     shutil.copy(ROOT / "prefect.yaml", project)
-    for folder in ("flows", "tasks", "deployments"):
-        shutil.copytree(ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "deployments", project / "deployments", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     return project
 
 
@@ -64,46 +70,162 @@ def api(deployed: dict[str, Any], path: str, body: dict[str, Any] | None = None)
     return response.json()
 
 
-def test_deploy_all_registers_the_deployments(deployed: dict[str, Any]) -> None:
-    found = {d["name"]: d for d in api(deployed, "/deployments/filter", {"limit": 50, "offset": 0})}
+def deployments(deployed: dict[str, Any]) -> dict[str, Any]:
+    return {d["name"]: d for d in api(deployed, "/deployments/filter", {"limit": 50, "offset": 0})}
+
+
+def create_run(deployed: dict[str, Any], name: str, parameters: dict[str, Any],
+               env: dict[str, str] | None = None) -> str:
+    deployment = deployments(deployed)[name]
+    body: dict[str, Any] = {"parameters": parameters, "state": {"type": "SCHEDULED"}}
+    if env is not None:
+        body["job_variables"] = {"env": {**deployment["job_variables"].get("env", {}), **env}}
+    return str(api(deployed, f"/deployments/{deployment['id']}/create_flow_run", body)["id"])
+
+
+def run_worker(deployed: dict[str, Any], env: dict[str, str], run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """A process worker (`--run-once`: it starts every due run, concurrently, and waits for them); the runs."""
+    worker = prefect(["worker", "start", "--pool", WORK_POOL, "--run-once", "--limit", str(len(run_ids))], env,
+                     deployed["project"], timeout=500)
+    runs = {i: api(deployed, f"/flow_runs/{i}") for i in run_ids}
+    assert all(r["state"]["type"] in TERMINAL for r in runs.values()), worker.stdout[-3000:] + worker.stderr[-3000:]
+    return runs
+
+
+def sample_config(tmp: Path, name: str, days: int = 1, missions: tuple[str, ...] = ("oco2",), cells: int = 30,
+                  state: str = "sqlite") -> Path:
+    from oco_l3.sample_data import write_sample_tree
+
+    granules = tmp / f"granules-{name}"
+    write_sample_tree(granules, DAY, DAY + dt.timedelta(days=days - 1), missions=missions)
+    config = tmp / f"{name}.yaml"
+    config.write_text(yaml.safe_dump({
+        "output": {"local": str(tmp / f"out-{name}")},
+        "grid": {"latitude": cells, "longitude": cells, "method": "cubic"},
+        "search": {"source": "local", "local": str(granules), "missions": list(missions)},
+        "state": {"url": "${OCO_L3_TEST_STATE_URL}" if state == "postgres" else f"sqlite:///{tmp / f'{name}.db'}"},
+    }))
+    return config
+
+
+def rows_of(state_url: str) -> list[dict[str, Any]]:
+    from oco_l3.state import open_state, status_rows
+
+    state = open_state(state_url)
+    try:
+        return status_rows(state)
+    finally:
+        state.close()
+
+
+def test_deploy_all_registers_the_oco_deployments_only(deployed: dict[str, Any]) -> None:
+    found = deployments(deployed)
     assert set(DEPLOYMENTS) <= set(found)
+    assert not set(ICESAT2_DEPLOYMENTS) & set(found), "prefect deploy --all must not add ICESat-2 deployments"
     daily, backfill = found["oco-daily"], found["oco-backfill"]
     assert [s["schedule"]["cron"] for s in daily["schedules"]] == ["30 6 * * *"]
     assert daily["global_concurrency_limit"]["limit"] == 1 and backfill["global_concurrency_limit"]["limit"] == 1
     assert daily["work_pool_name"] == backfill["work_pool_name"] == WORK_POOL
-    assert set(backfill["parameter_openapi_schema"]["properties"]) == {"config", "start", "end", "reprocess"}
+    assert daily["entrypoint"] == "flows.oco:oco_daily", "a module path: Dask workers import it by that name"
+    properties = backfill["parameter_openapi_schema"]["properties"]
+    assert set(properties) == {"config", "start", "end", "reprocess"}
+    assert all(p.get("description") for p in properties.values()), "the UI form explains every parameter"
     assert backfill["parameters"]["config"] == "deployments/oco-l3.yaml"
     listen = found["oco-listen"]
     assert listen["parameters"]["secret_env"] == {"OCO_L3_RABBITMQ_PASSWORD": "rabbitmq-password"}
-    assert set(listen["parameter_openapi_schema"]["properties"]) >= {"config_path", "secret_env"}
+    assert {"config", "secret_env"} <= set(listen["parameter_openapi_schema"]["properties"])
     steps = daily["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
     assert steps["directory"] == str(deployed["project"])
 
 
+def test_scheduler_creates_the_scheduled_runs_without_errors(deployed: dict[str, Any], prefect_server_log: Path) -> None:
+    found = deployments(deployed)
+    ids = {name: found[name]["id"] for name in DEPLOYMENTS}
+    body = {"flow_runs": {"deployment_id": {"any_": list(ids.values())}, "state": {"type": {"any_": ["SCHEDULED"]}}},
+            "limit": 200, "offset": 0}
+    deadline = time.monotonic() + 90
+    while True:
+        scheduled = [r for r in api(deployed, "/flow_runs/filter", body) if r["auto_scheduled"]]
+        by_deployment = {name: [r for r in scheduled if r["deployment_id"] == i] for name, i in ids.items()}
+        if all(by_deployment[name] for name in SCHEDULED) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert all(by_deployment[name] for name in SCHEDULED), "the scheduler created no run for the daily deployment"
+    assert not any(by_deployment[name] for name in DEPLOYMENTS if name not in SCHEDULED)
+    first = min(dt.datetime.fromisoformat(r["next_scheduled_start_time"]) for r in by_deployment["oco-daily"])
+    assert (first.hour, first.minute) == (6, 30)
+    log = prefect_server_log.read_text(errors="replace")
+    assert "Traceback" not in log and " ERROR " not in log and "InvalidRequestError" not in log, log[-3000:]
+
+
 def test_backfill_deployment_runs_on_a_process_worker_with_postgres_state(deployed: dict[str, Any],
                                                                           postgres_db: str) -> None:
-    from oco_l3.sample_data import write_sample_tree
-    from oco_l3.state import open_state, status_rows
-
-    tmp: Path = deployed["tmp"]
-    write_sample_tree(tmp / "granules", DAY, DAY, missions=("oco2",))
-    config = tmp / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "output": {"local": str(tmp / "out")},
-        "grid": {"latitude": 30, "longitude": 30, "method": "linear"},
-        "search": {"source": "local", "local": str(tmp / "granules"), "missions": ["oco2"]},
-        "state": {"url": "${OCO_L3_TEST_STATE_URL}"},
-    }))
+    config = sample_config(deployed["tmp"], "pg", state="postgres")
     env = {**deployed["env"], "OCO_L3_TEST_STATE_URL": postgres_db}
-    run = prefect(["deployment", "run", "oco-backfill/oco-backfill", "--param", f"config={config}",
-                   "--param", f"start={DAY}", "--param", f"end={DAY}"], env, deployed["project"])
-    assert run.returncode == 0, run.stdout + run.stderr
-    worker = prefect(["worker", "start", "--pool", WORK_POOL, "--run-once"], env, deployed["project"], timeout=400)
-    runs = api(deployed, "/flow_runs/filter", {"limit": 10, "offset": 0})
-    states = [r["state"]["type"] for r in runs if r["deployment_id"]]
-    assert states == ["COMPLETED"], worker.stdout[-3000:] + worker.stderr[-3000:]
-    state = open_state(postgres_db)
-    rows = status_rows(state)
-    state.close()
+    run_id = create_run(deployed, "oco-backfill", {"config": str(config), "start": str(DAY), "end": str(DAY)})
+    runs = run_worker(deployed, env, [run_id])
+    assert runs[run_id]["state"]["type"] == "COMPLETED", runs[run_id]["state"]
+    rows = rows_of(postgres_db)
     assert [(r["mission"], r["day"], r["status"]) for r in rows] == [("oco2", str(DAY), "done")]
     assert rows[0]["captures"] >= 1
+
+
+def test_bad_date_fails_the_run_with_one_line(deployed: dict[str, Any]) -> None:
+    config = sample_config(deployed["tmp"], "baddate")
+    run_id = create_run(deployed, "oco-backfill", {"config": str(config), "start": "2020-13-05", "end": str(DAY)})
+    run = run_worker(deployed, deployed["env"], [run_id])[run_id]
+    message = run["state"]["message"]
+    assert run["state"]["type"] == "FAILED" and "start: not a date YYYY-MM-DD: '2020-13-05'" in message, message
+
+
+def store_values(out: Path) -> dict[str, Any]:
+    import xarray as xr
+
+    found = {}
+    for store in sorted(out.glob("*/*/*.zarr")):
+        with xr.open_zarr(store, consolidated=True) as ds:
+            found[str(store.relative_to(out))] = ds.load()
+    return found
+
+
+def test_backfill_on_dask_workers_matches_the_thread_runner(deployed: dict[str, Any], dask_cluster: str) -> None:
+    import xarray as xr
+
+    tmp: Path = deployed["tmp"]
+    configs = {k: sample_config(tmp, k, days=2, missions=("oco2", "oco3_sif")) for k in ("threads", "dask")}
+    params = {"start": str(DAY), "end": str(DAY + dt.timedelta(days=1))}
+    threads = create_run(deployed, "oco-backfill", {"config": str(configs["threads"]), **params})
+    runs = run_worker(deployed, deployed["env"], [threads])  # one at a time: the deployment's concurrency limit
+    dask = create_run(deployed, "oco-backfill", {"config": str(configs["dask"]), **params},
+                      env={"OCO_L3_DASK_ADDRESS": dask_cluster})
+    runs |= run_worker(deployed, deployed["env"], [dask])
+    assert runs[dask]["state"]["type"] == "COMPLETED", runs[dask]["state"]
+    assert runs[threads]["state"]["type"] == "COMPLETED", runs[threads]["state"]
+    a, b = store_values(tmp / "out-threads"), store_values(tmp / "out-dask")
+    assert a and set(a) == set(b)
+    for name in a:
+        xr.testing.assert_equal(a[name], b[name])
+    # the library's own log records reach the API from the Dask worker processes, tagged with their task run
+    body = {"logs": {"flow_run_id": {"any_": [dask]}}, "limit": 200, "offset": 0}
+    logs = api(deployed, "/logs/filter", body)
+    library = [lg for lg in logs if lg["name"].startswith("oco_l3") and lg["task_run_id"]]
+    assert any("captures" in lg["message"] for lg in library), [lg["name"] for lg in logs]
+    tasks = api(deployed, "/task_runs/filter", {"flow_runs": {"id": {"any_": [dask]}}, "limit": 50, "offset": 0})
+    names = {t["name"] for t in tasks}
+    assert {n for n in names if n.endswith(".nc4")}, names  # task runs are named by their granule
+
+
+def test_two_deployments_at_once_never_process_the_same_day(deployed: dict[str, Any]) -> None:
+    tmp: Path = deployed["tmp"]
+    config = sample_config(tmp, "twice", days=6, missions=("oco2", "oco3_sif"), cells=200)
+    end = DAY + dt.timedelta(days=5)
+    backfill = create_run(deployed, "oco-backfill", {"config": str(config), "start": str(DAY), "end": str(end)})
+    daily = create_run(deployed, "oco-daily", {"config": str(config), "today": str(end), "lookback_days": 5})
+    runs = run_worker(deployed, deployed["env"], [backfill, daily])
+    assert {r["state"]["type"] for r in runs.values()} == {"COMPLETED"}, [r["state"] for r in runs.values()]
+    rows = rows_of(f"sqlite:///{tmp / 'twice.db'}")
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"done"}
+    assert [r for r in rows if r["attempts"] != 1] == [], "a (mission, day) was processed by both runs"
+    messages = [r["state"]["message"] for r in runs.values()]
+    done = [int(m.split(" granules")[0].rsplit(" ", 1)[1]) for m in messages]
+    assert sum(done) == 12, messages  # between them every granule once

@@ -215,3 +215,47 @@ def test_global_product_backfill_records_every_granule(tmp_path: Path) -> None:
     assert [(r["mission"], r["status"]) for r in rows] == [("oco2", "done")]
     assert len(rows[0]["outputs"]) == 2 and all(Path(p).is_dir() for p in rows[0]["outputs"])  # pre- and post-QF
     assert oco_backfill(config=str(config), start=D1, end=D1)["granules"] == 0
+
+
+def test_a_day_another_run_holds_is_left_to_it_until_its_lease_ends(tmp_path: Path) -> None:
+    from flows.oco import oco_backfill
+    from oco_l3 import state as st
+    from oco_l3.sample_data import write_sample_tree
+
+    write_sample_tree(tmp_path / "granules", D1, D1, missions=("oco2",))
+    config = write_config(tmp_path, tmp_path / "granules", search={
+        "source": "local", "local": str(tmp_path / "granules"), "missions": ["oco2"]})
+    state = st.open_state(f"sqlite:///{tmp_path / 'out' / 'oco-l3-state.db'}")
+    try:
+        assert st.claim(state, [f"oco2/{D1}"], "another-run", 7, lease_s=60) == {}
+        held = oco_backfill(config=str(config), start=D1, end=D1)
+        assert held["granules"] == 0 and held["skipped"] == [
+            f"oco2 {D1}: busy: being processed by run 7 (lease until {held['skipped'][0].split('until ')[1]}"]
+        assert st.status_rows(state) == []  # not attempted by this run
+        st.release_claims(state, "another-run")  # (or its lease ends)
+        assert oco_backfill(config=str(config), start=D1, end=D1)["done"] == 1
+    finally:
+        state.close()
+
+
+def test_daily_retries_a_waiting_day_whatever_its_age(tmp_path: Path) -> None:
+    from flows.oco import oco_daily
+    from oco_l3 import state as st
+    from oco_l3.sample_data import write_sample_tree
+    from oco_l3.sources import GranuleRef
+
+    old, recent = D1, D1 + dt.timedelta(days=700)
+    write_sample_tree(tmp_path / "granules", old, old, missions=("oco2",))  # the late granule is there now
+    config = write_config(tmp_path, tmp_path / "granules", search={
+        "source": "local", "local": str(tmp_path / "granules"), "missions": ["oco2"]})
+    state = st.open_state(f"sqlite:///{tmp_path / 'out' / 'oco-l3-state.db'}")
+    try:
+        st.mark_waiting(state, GranuleRef("oco2", old, "x", name="x"), "no granule yet")
+        st.mark_done(state, GranuleRef("oco2", recent, "y", name="y"), captures=1, targets=1, outputs=[])
+        totals = oco_daily(config=str(config), today=recent + dt.timedelta(days=2))
+        rows = {r["day"]: r for r in st.status_rows(state)}
+    finally:
+        state.close()
+    assert totals["done"] == 1 and rows[str(old)]["status"] == "done"
+    summary = artifacts("oco-l3-daily")[0]["data"]
+    assert f"waiting days retried (1): {old}" in summary and f"new days: {recent + dt.timedelta(days=1)}" in summary

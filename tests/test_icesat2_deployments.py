@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from deployments import DEPLOYMENTS, ICESAT2_DEPLOYMENTS, ICESAT2_RUN_CONFIG, RUN_CONFIG_ENV, WORK_POOL
+from deployments import (
+    DEPLOYMENTS,
+    ICESAT2_DEPLOYMENTS,
+    ICESAT2_PREFECT_FILE,
+    ICESAT2_RUN_CONFIG,
+    RUN_CONFIG_ENV,
+    WORK_POOL,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "icesat2"
@@ -20,17 +27,19 @@ ATL07_B = DATA / "processed_ATL07-01_20190225115500_09020201_003_02.h5"
 
 
 def _spec() -> dict[str, Any]:
-    return {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+    return {d["name"]: d for d in yaml.safe_load((ROOT / ICESAT2_PREFECT_FILE).read_text())["deployments"]}
 
 
 def test_icesat2_entries_match_the_flows() -> None:
     spec = _spec()
-    assert set(ICESAT2_DEPLOYMENTS) <= set(DEPLOYMENTS) and set(ICESAT2_DEPLOYMENTS) <= set(spec)
+    assert set(ICESAT2_DEPLOYMENTS) == set(spec) and not set(ICESAT2_DEPLOYMENTS) & set(DEPLOYMENTS)
+    oco = {d["name"] for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+    assert not oco & set(ICESAT2_DEPLOYMENTS), "`prefect deploy --all` must not add the ICESat-2 schedule"
     for name in ICESAT2_DEPLOYMENTS:
         d = spec[name]
         path, func = d["entrypoint"].split(":")
-        assert path == "flows/icesat2.py"
-        flow = getattr(import_module("flows.icesat2"), func)
+        assert path == "flows.icesat2"
+        flow = getattr(import_module(path), func)
         assert set(d["parameters"]) <= set(inspect.signature(flow.fn).parameters), name
         assert d["parameters"]["config"] == ICESAT2_RUN_CONFIG
         assert d["work_pool"]["name"] == WORK_POOL and d["concurrency_limit"] == 1
@@ -99,8 +108,7 @@ def _deploy_and_run(prefect_server: str, env: dict[str, str], project: Path, tmp
     from oco_l3.state import open_state, status_rows
     from tests.test_deployments import prefect
 
-    deploy = prefect(["--no-prompt", "deploy", "--name", "icesat2-seaice-backfill", "--name", "icesat2-seaice-daily",
-                      "--name", "icesat2-process-files"], env, project)
+    deploy = prefect(["--no-prompt", "deploy", "--all", "--prefect-file", ICESAT2_PREFECT_FILE], env, project)
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     import httpx
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,44 @@ def test_state_url_from_config_wins(tmp_path: Path) -> None:
 def test_unknown_status_rejected(state: st.State) -> None:
     with pytest.raises(ValueError, match="unknown status"), state.engine.begin() as conn:
         st._set_status(conn, "oco3", D(2021, 1, 1), status="running")
+
+
+def test_claims_one_owner_at_a_time_until_the_lease_ends(state: st.State) -> None:
+    keys = ["oco2/2021-03-01", "oco3/2021-03-01"]
+    assert st.claim(state, keys, "run-a", 1, lease_s=60) == {}
+    busy = st.claim(state, keys + ["oco3/2021-03-02"], "run-b", 2, lease_s=60)
+    assert set(busy) == set(keys) and {h.run_id for h in busy.values()} == {1}  # the third key is b's now
+    assert st.claim(state, keys, "run-a", 1, lease_s=60) == {}  # the holder may take its own keys again
+    st.release_claims(state, "run-a", keys[:1])
+    assert set(st.claim(state, keys, "run-b", 2, lease_s=60)) == {keys[1]}
+    # a holder that stops renewing (a killed run) loses its claim when the lease ends
+    assert st.claim(state, ["oco2/2021-03-05"], "run-a", 1, lease_s=0.5) == {}
+    assert set(st.claim(state, ["oco2/2021-03-05"], "run-b", 2)) == {"oco2/2021-03-05"}
+    time.sleep(0.6)
+    assert st.claim(state, ["oco2/2021-03-05"], "run-b", 2) == {}
+
+
+def test_held_claims_renews_while_running_and_releases_at_the_end(state: st.State) -> None:
+    with st.held_claims(state, "run-a", lease_s=0.6):
+        assert st.claim(state, ["oco2/2021-03-01"], "run-a", 1, lease_s=0.6) == {}
+        time.sleep(1.2)  # two leases long: only the heartbeat keeps it
+        assert set(st.claim(state, ["oco2/2021-03-01"], "run-b", 2)) == {"oco2/2021-03-01"}
+    assert st.claim(state, ["oco2/2021-03-01"], "run-b", 2) == {}
+
+
+def test_daily_days_retries_old_waiting_days_oldest_first_plus_new_days(state: st.State) -> None:
+    today = D(2024, 6, 10)
+    st.mark_done(state, ref("oco2", D(2024, 6, 7)), captures=1, targets=1, outputs=[])
+    for day in (D(2021, 1, 5), D(2021, 1, 6), D(2022, 7, 1), D(2024, 6, 9)):  # two and three years old, and new
+        st.mark_waiting(state, ref("oco2", day), "no granule yet")
+    days = st.daily_days(state, ["oco2"], today, lookback_days=30, max_retry_days=2)
+    assert days.retry == (D(2021, 1, 5), D(2021, 1, 6)) and days.new == (D(2024, 6, 8), today)
+    assert days.windows() == [(D(2021, 1, 5), D(2021, 1, 6)), (D(2024, 6, 8), today)]
+    assert st.daily_days(state, ["oco2"], today).retry == (D(2021, 1, 5), D(2021, 1, 6), D(2022, 7, 1))
+    assert st.daily_days(state, ["oco3"], today, lookback_days=3).new == (D(2024, 6, 7), today)
+
+
+def test_status_text_shows_the_whole_reason(state: st.State) -> None:
+    reason = "x.nc4: GranuleSchemaMismatch: " + "missing /Retrieval/psurf and more words " * 5 + "END"
+    st.mark_failed(state, ref("oco2", D(2021, 3, 1)), reason)
+    assert reason in st.format_status(st.status_rows(state))

@@ -3,7 +3,8 @@
 * ``prefect_harness`` (session): ONE ``prefect_test_harness(server_startup_timeout=120)`` for every flow test
   (each start costs ~16 s here).
 * ``prefect_server`` (session): a real ``prefect server start --host 127.0.0.1 --port N`` with a temporary
-  ``PREFECT_HOME`` (SQLite), healthy within 120 s; yields the API URL. Stopped at the end of the session.
+  ``PREFECT_HOME`` (SQLite), healthy within 120 s; yields the API URL. Stopped at the end of the session. Its
+  scheduler runs every 2 s (deployments' schedules get their runs at once); ``prefect_server_log`` is its log file.
 """
 
 from __future__ import annotations
@@ -47,8 +48,18 @@ def _healthy(url: str) -> bool:
 def _server_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false")
+               PREFECT_UI_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false",
+               PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2")
     return env
+
+
+_HOME: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def prefect_server_log(prefect_server: str) -> Path:
+    """The session server's log (stdout and stderr of ``prefect server start``)."""
+    return _HOME[prefect_server] / "server.log"
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +78,7 @@ def prefect_server() -> Iterator[str]:
                 tail = (home / "server.log").read_text(errors="replace")[-2000:]
                 pytest.fail(f"prefect server on 127.0.0.1:{port} did not become healthy:\n{tail}")
             time.sleep(1)
+        _HOME[url] = home
         yield url
     finally:
         if proc.poll() is None:
