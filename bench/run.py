@@ -1,4 +1,4 @@
-"""`make bench`: the performance figures of issue 5, on SYNTHETIC days from oco_l3.sample_data.
+"""`make bench`: the performance figures of issue 5 (and the flows of issue 12, bench/flow_runs.py), on SYNTHETIC days from oco_l3.sample_data.
 
 Prints a table and writes bench/results/bench.json:
 
@@ -282,6 +282,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     parser.add_argument("--skip-global", action="store_true")
+    parser.add_argument("--skip-flows", action="store_true")
     args = parser.parse_args()
     repeat = 2 if args.quick else 3
     sizes = (1200, 5600) if args.quick else (1200, 5600, 15000)
@@ -310,6 +311,9 @@ def main() -> int:
     results["store_writer"] = _json_of([sys.executable, str(ROOT / "bench/stores.py")])  # the Zarr writer alone
     results["inplace"] = _json_of([sys.executable, str(ROOT / "bench/inplace.py")])  # S3 in place vs staged
     results["science"] = _json_of([sys.executable, str(ROOT / "bench/science.py")])  # issue 13: cubic vs SciPy
+    if not args.skip_flows:  # the Prefect flows against `oco-l3 run` (bench/flow_runs.py)
+        results["flows"] = _json_of([sys.executable, str(ROOT / "bench/flow_runs.py"),
+                                     *(["--days", "4", "--long", "6"] if args.quick else [])])
     results["reference_workload_end_s"] = reference_workload()
     report(results)
     out = ROOT / "bench/results"
@@ -388,6 +392,12 @@ def report(r: dict[str, Any]) -> None:
         print(f"\n{ib.get('output', json.dumps(ib))}")
     print(f"\nOptimised vs unoptimised gridding (linear, 300x300): max |diff| = {r['unoptimised_max_abs_diff']:.2e}")
     print(f"\n{r['science'].get('output', json.dumps(r['science']))}" if "science" in r else "")
+    if isinstance(r.get("flows"), dict) and "flow_threads" in r["flows"]:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from flow_runs import report as flows_report  # bench/flow_runs.py's own lines
+
+        print()
+        flows_report(r["flows"], r["flows"]["long"])
 
 
 if __name__ == "__main__":

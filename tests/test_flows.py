@@ -259,3 +259,32 @@ def test_daily_retries_a_waiting_day_whatever_its_age(tmp_path: Path) -> None:
     assert totals["done"] == 1 and rows[str(old)]["status"] == "done"
     summary = artifacts("oco-l3-daily")[0]["data"]
     assert f"waiting days retried (1): {old}" in summary and f"new days: {recent + dt.timedelta(days=1)}" in summary
+
+
+def test_no_per_task_completed_lines_but_failures_pass() -> None:
+    import logging
+
+    import tasks  # noqa: F401 - installs the filter
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("prefect.task_runs")
+    logger.addHandler(handler)
+    try:
+        logger.info("Finished in state Completed()")
+        logger.error("Finished in state Failed('x.nc4: GranuleUnreadable')")
+        logger.info("Task run started")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["Finished in state Failed('x.nc4: GranuleUnreadable')", "Task run started"]
+
+
+def test_cli_environment_turns_off_the_temporary_servers_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.cli import _quiet_prefect
+
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    _quiet_prefect()  # the ephemeral server's telemetry service ignores DO_NOT_TRACK and fails offline
+    import os
+
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
