@@ -292,3 +292,30 @@ def test_cli_environment_turns_off_the_temporary_servers_telemetry(monkeypatch: 
     import os
 
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_a_run_whose_only_problems_are_transient_ends_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.oco import oco_backfill
+    from oco_l3 import pipeline
+    from oco_l3.cli import main
+    from oco_l3.errors import SourceUnavailable
+    from oco_l3.sample_data import write_sample_tree
+
+    write_sample_tree(tmp_path / "granules", D1, D1, missions=("oco2",))
+    config = write_config(tmp_path, tmp_path / "granules", search={
+        "source": "local", "local": str(tmp_path / "granules"), "missions": ["oco2"]})
+    calls: list[str] = []
+
+    def outage(config: Any, granule: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(granule.name)
+        raise SourceUnavailable(f"{granule.name}: S3 endpoint unreachable")
+
+    monkeypatch.setattr(pipeline, "process_granule", outage)
+    state = oco_backfill(config=str(config), start=D1, end=D1, return_state=True)
+    assert state.is_completed() and state.name == "Waiting", state
+    assert f"oco2 {D1}: " in (state.message or "") and "S3 endpoint unreachable" in (state.message or "")
+    assert len(calls) == 5  # the first try and 4 retries (transient errors only)
+    capsys.readouterr()
+    assert main(["backfill", "-i", str(config), "--start", str(D1), "--end", str(D1)]) == 1  # still not done
+    assert "0 done, 0 failed, 1 waiting" in capsys.readouterr().out
