@@ -117,8 +117,8 @@ def batches_from_files(config: RunConfig) -> list[DayBatch]:
 
 
 def granule_from_ref(ref: GranuleRef) -> GranuleInput:
-    """The input for a discovered granule: read in place (local path), staged (``s3://``) or downloaded
-    (``https://``, CMR) by the process that reads it, so any worker can take it."""
+    """The input for a discovered granule (a local path, an ``s3://`` object or a CMR ``https://`` URL), opened in
+    place or staged by the process that reads it (:func:`oco_l3.remote.open_input`), so any worker can take it."""
     location: InputItem = S3Object(path=ref.url) if ref.url.startswith("s3://") else ref.url
     return GranuleInput(ref.mission, location, ref.day)
 
