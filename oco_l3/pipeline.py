@@ -43,6 +43,7 @@ from oco_l3.targets import Target, load_targets
 if TYPE_CHECKING:
     from oco_l3.gridding import GriddedSlice
     from oco_l3.sources import GranuleRef
+    from oco_l3.sounding_footprints import SoundingFootprints
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ class CaptureProduct:
     granule: str
     pre: GriddedSlice
     post: GriddedSlice | None
+    #: the soundings' footprints (quick-look outlines, STAC item geometry)
+    footprints: SoundingFootprints | None = None
 
     @property
     def target_id(self) -> str:
@@ -229,6 +232,7 @@ def grid_one(config: RunConfig, split: SplitGranule, cap: Capture, parallel: boo
     """Grid one capture of a split granule on its target grid, both QF passes (``parallel``: in two threads)."""
     from oco_l3.gridding import grid_capture
     from oco_l3.grids import target_grid
+    from oco_l3.sounding_footprints import SoundingFootprints
 
     subset = split.soundings.take(cap.index)
     grid = target_grid(cap.target.bbox, config.grid.latitude, config.grid.longitude)
@@ -236,7 +240,7 @@ def grid_one(config: RunConfig, split: SplitGranule, cap: Capture, parallel: boo
     return CaptureProduct(
         mission=cap.mission, target=cap.target, mode=cap.mode, start_time=cap.start_time,
         n_soundings=cap.n_soundings, n_good=int(subset.good.sum()), method=config.grid.method,
-        granule=split.granule.name, pre=gridded.pre, post=gridded.post,
+        granule=split.granule.name, pre=gridded.pre, post=gridded.post, footprints=SoundingFootprints.of(subset),
     )
 
 
@@ -356,6 +360,10 @@ def commit_store(config: RunConfig, commit: StoreCommit) -> Any:
     )
     if not read_back(fs, path, [cap.start_time for cap in commit.slices], result.objects):
         raise PermanentError(f"{path}: committed slices did not read back")
+    from oco_l3 import stac
+    from oco_l3.stac.oco import record_store_commit
+
+    stac.updating(path, record_store_commit, config, commit, path)
     return result
 
 
@@ -386,6 +394,10 @@ def export_cogs(config: RunConfig, products: GranuleProducts) -> list[str]:
                 slice_data(cap, qf), cap.mission, cap.target.id, qf == "post", root,
                 options=config.output.cog.options, fs=fs,
             )
+    from oco_l3 import stac
+    from oco_l3.stac.oco import record_cogs
+
+    stac.updating(f"the COGs of {products.granule.name}", record_cogs, config, products, written)
     return written
 
 
