@@ -49,6 +49,7 @@ from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
 from oco_l3.pipeline import DayResult
 from oco_l3.soundings import MISSIONS, MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
+from oco_l3.sounding_footprints import SoundingFootprints
 from oco_l3.targets import BBox, Target
 from oco_l3.zarr_store import Layout, Piece, Slab, TimeAxis, VarSlice, lat_lon, upsert
 from oco_l3.zarr_store._txn import is_metadata_key
@@ -316,6 +317,8 @@ class GlobalCaptureProduct:
     granule: str
     pre: tuple[GlobalPiece, ...]
     post: tuple[GlobalPiece, ...]
+    #: the soundings' footprints (the STAC day item's geometry)
+    footprints: SoundingFootprints | None = None
 
     def pieces(self, qf: QF) -> tuple[GlobalPiece, ...]:
         return self.pre if qf == "pre" else self.post
@@ -371,7 +374,8 @@ def grid_granule_global(config: RunConfig, granule: GranuleInput) -> GlobalGranu
             log.warning("%s", warnings[-1])
             continue
         products.append(GlobalCaptureProduct(granule.mission, cap.target, cap.mode, cap.start_time,
-                                             int(cap.index.size), granule.name, gc.pre, gc.post))
+                                             int(cap.index.size), granule.name, gc.pre, gc.post,
+                                             SoundingFootprints.of(subset)))
     timings["grid"] = time.perf_counter() - t0
     first = soundings.time.min() if len(soundings) else None
     return GlobalGranuleProducts(granule, tuple(products), tuple(warnings), len(soundings), first, timings)
@@ -483,8 +487,13 @@ def commit_global(config: RunConfig, day: dt.date, captures: Sequence[GlobalCapt
     fs, root = output_filesystem(config.output)
     canvas = compose_day(product_grid(config), product_chunks(config), captures, qf)
     path = global_store_path(config, root, qf)
-    return commit_global_day(fs, path, day, canvas, missions=expected_missions(config),
+    done = commit_global_day(fs, path, day, canvas, missions=expected_missions(config),
                              attrs=global_attrs(config, qf))
+    from oco_l3 import stac
+    from oco_l3.stac.global_day import record_global_day
+
+    stac.updating(path, record_global_day, config, day, captures, qf, path)
+    return done
 
 
 @dataclass(frozen=True)

@@ -224,16 +224,17 @@ def test_s3_output_gets_the_same_catalogue_with_s3_hrefs(granules: dict[dt.date,
                                                           tmp_path: Path) -> None:
     from oco_l3 import remote
 
+    targets = json.loads((Path(__file__).parents[1] / "oco_l3" / "data" / "targets.json").read_text())
+    one = tmp_path / "targets.json"  # one target: two stores on moto (every object is a request)
+    one.write_text(json.dumps({"fossil0005": targets["fossil0005"]}))
     auth = {"accessKeyID": MOTO_KEY, "secretAccessKey": MOTO_SECRET}
     s3 = {"url": f"s3://{moto_s3.bucket}/products", "endpoint": moto_s3.endpoint, "auth": auth}
-    config = parse_config({"input": {"files": [str(granules[DAY1])]}, "grid": GRID,
-                           "variables": {"oco3": [{"name": "xco2"}]},
-                           "output": {"s3": s3, "cog": {"output": {"s3": {**s3, "url": f"s3://{moto_s3.bucket}/cogs"}}}}})
+    common = {"input": {"files": [str(granules[DAY1])]}, "grid": GRID, "variables": {"oco3": [{"name": "xco2"}]},
+              "target-file": str(one)}
+    config = parse_config({**common, "output": {"s3": s3, "cog": {"output": {"s3": {**s3, "url": f"s3://{moto_s3.bucket}/cogs"}}}}})
     _run(config)
     local = tmp_path / "local"
-    _run(parse_config({"input": {"files": [str(granules[DAY1])]}, "grid": GRID,
-                       "variables": {"oco3": [{"name": "xco2"}]},
-                       "output": {"local": str(local), "cog": {"output": {"local": str(local / "cog")}}}}))
+    _run(parse_config({**common, "output": {"local": str(local), "cog": {"output": {"local": str(local / "cog")}}}}))
     fs, root = remote.output_filesystem(config.output)
     walk = _valid(fs, root)
     local_walk = _valid(LOCAL, str(local))
@@ -244,5 +245,61 @@ def test_s3_output_gets_the_same_catalogue_with_s3_hrefs(granules: dict[dt.date,
             assert asset["href"].startswith(f"s3://{moto_s3.bucket}/")
             assert fs.exists(asset["href"])
     cat = open_catalog(f"{root}/catalog.json", fs)
-    assert len(list(cat.get_items(recursive=True))) == 12
+    assert len(list(cat.get_items(recursive=True))) == 4  # two stores, two captures
     assert not [k for k in moto_s3.list_keys("products/") if k.endswith(".lock")]
+
+
+def test_global_product_catalogue(granules: dict[dt.date, Path], tmp_path: Path) -> None:
+    from shapely.geometry import shape
+
+    from oco_l3.global_product import run_global
+
+    out = tmp_path / "out"
+    files = [str(granules[DAY2]), str(granules[DAY1])]
+    config = parse_config({"input": {"files": files}, "output": {"local": str(out), "global": True},
+                           "grid": {"latitude": 1800, "longitude": 3600, "method": "linear"}, "variables": VARIABLES,
+                           "search": {"missions": ["oco3"]}})
+    assert all(r.ok for r in run_global(config))
+    assert all(r.ok for r in run_global(config))  # re-running replaces the day items
+    walk = _valid(LOCAL, str(out))
+    assert {c["id"] for c in walk.of_type("Collection").values()} == {"global-pre_qf", "global-post_qf"}
+    days = {d["id"]: d for d in walk.items.values() if d["collection"] == "global-pre_qf" and "zarr" not in d["assets"]}
+    assert sorted(days) == [DAY1.isoformat(), DAY2.isoformat()]
+    (store,) = [d for d in walk.items.values() if d["collection"] == "global-pre_qf" and "zarr" in d["assets"]]
+    assert "OCO3_global_xco2" in store["properties"]["cube:variables"]
+    assert store["properties"]["cube:variables"]["Retrieval/OCO3_global_psurf"]["unit"] == "hPa"
+    day = days[DAY1.isoformat()]["properties"]
+    ids = [c["target_id"] for c in day["oco_l3:captures"]]  # "Missing" has no target; an unknown id is kept
+    assert sorted(i for i in ids if i) == ["fossil0005", "fossil0036", "fossil9999", "tccon105"] and None in ids
+    assert day["oco_l3:source_granules"] == [granules[DAY1].name]
+    hulls = shape(days[DAY1.isoformat()]["geometry"])
+    assert hulls.geom_type == "MultiPolygon" and 0 < hulls.area < 10  # a few SAM-sized hulls, not the globe
+
+
+def test_icesat2_catalogue(tmp_path: Path) -> None:
+    from oco_l3.icesat2 import run_icesat2
+
+    data = Path(__file__).parent / "data" / "icesat2"
+    files = [data / "processed_ATL07-01_20190222003738_08490201_003_02.h5",
+             data / "processed_ATL07-01_20190225115500_09020201_003_02.h5"]
+    results = run_icesat2({"product": "icesat2-seaice", "input": {"files": [str(f) for f in files]},
+                           "output": {"local": str(tmp_path)}, "beams": "all", "filters": "none"})
+    assert all(r.ok for r in results)
+    walk = _valid(LOCAL, str(tmp_path))
+    (coll,) = walk.of_type("Collection").values()
+    assert coll["id"] == "icesat2-seaice"
+    days = {d["id"]: d for d in walk.items.values() if "zarr" not in d["assets"]}
+    assert sorted(days) == ["ease2-north-25km_2019-02-22", "ease2-north-25km_2019-02-25"]
+    for url, doc in walk.items.items():
+        if "zarr" in doc["assets"]:
+            dims = doc["properties"]["cube:dimensions"]
+            assert dims["x"]["reference_system"] == 6931 and dims["x"]["step"] == 25000.0
+            assert doc["properties"]["cube:variables"]["mean"]["unit"] == "m"
+            continue
+        assert sorted(doc["assets"]) == ["mean", "mean_segment_length", "n_segments", "quicklook", "std"]
+        for asset in doc["assets"].values():
+            assert (Path(url).parent / asset["href"]).resolve().is_file()
+        assert doc["assets"]["mean"]["proj:code"] == "EPSG:6931"
+        assert doc["assets"]["quicklook"]["roles"] == ["overview"]
+        assert doc["bbox"][1] > 60 and doc["bbox"][3] == 90  # the band of latitudes with data
+        assert doc["properties"]["oco_l3:source_granules"]

@@ -202,13 +202,18 @@ def write_daily(
                  "" if n else " (empty day)", action)
         written = [str(store)]
         prefix = product.file_prefix(grid.name, day_text)
-        if cog:
-            written += [str(p) for p in write_cogs(root / product.folder / "cog" / grid.name, prefix, grid, fields)]
+        cogs = write_cogs(root / product.folder / "cog" / grid.name, prefix, grid, fields) if cog else []
+        written += [str(p) for p in cogs]
+        png = None
         if quicklook:
             png = root / product.folder / "quicklook" / grid.name / f"{prefix}_mean.png"
             title = f"{product.display_name or product.label} {day_text} {grid.name}\n" \
                     f"length-weighted mean ({n} segments{'' if n else ', empty day'})"
             written.append(str(write_quicklook(png, grid, fields["mean"], title)))
-        out.append(DayOutput(day_text, _contributors(located, grids, g, day_text, counts), n, tuple(written),
-                             grid.name, {k: v for k, v in counts.items() if v}))
+        contributors = _contributors(located, grids, g, day_text, counts)
+        from oco_l3 import stac
+        from oco_l3.stac.icesat2 import record_icesat2_day
+
+        stac.updating(str(store), record_icesat2_day, root, grid, store, day_text, fields, cogs, png, contributors)
+        out.append(DayOutput(day_text, contributors, n, tuple(written), grid.name, {k: v for k, v in counts.items() if v}))
     return out
