@@ -408,8 +408,9 @@ def quicklook_variable(cap: CaptureProduct) -> str | None:
 
 
 def write_quicklooks(config: RunConfig, products: GranuleProducts, directory: str) -> list[str]:
-    """A PNG per capture (pre-QF, main variable) in a local directory."""
-    from oco_l3.quicklook import quicklook_png
+    """A PNG per capture (main variable, pre- and post-QF side by side, footprints, coastlines) in a local
+    directory."""
+    from oco_l3.quicklook import capture_quicklook_png
 
     os.makedirs(directory, exist_ok=True)
     written = []
@@ -419,9 +420,11 @@ def write_quicklooks(config: RunConfig, products: GranuleProducts, directory: st
             continue
         stamp = np.datetime_as_string(cap.start_time, unit="s").replace(":", "")
         path = os.path.join(directory, f"{COG_MISSION[cap.mission]}_{cap.target.id}_{stamp}Z_{key.replace('/', '.')}.png")
-        title = f"{cap.mission} {cap.target.id} {cap.target.name} {stamp}Z {key} (pre-QF)"
+        title = f"{cap.mission} {cap.target.id} {cap.target.name} {stamp}Z {key}"
         units = str(cap.pre.attrs.get(key, {}).get("units", ""))
-        written.append(quicklook_png(cap.pre.full(key), cap.pre.grid, path, title, units=units))
+        post = cap.post.full(key) if cap.post is not None and key in cap.post.data else None
+        written.append(capture_quicklook_png(cap.pre.full(key), post, cap.pre.grid, path, title, units=units,
+                                             footprints=cap.footprints))
     return written
 
 

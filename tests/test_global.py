@@ -253,7 +253,8 @@ def test_run_global_end_to_end_on_sample_day(tmp_path: object) -> None:
                         "output": {"local": out, "global": True},
                         "grid": {"latitude": 1800, "longitude": 3600, "method": "linear"}}, fh)
     assert main(["run", "-i", cfg_path]) == 0
-    assert sorted(f for f in os.listdir(out) if not f.endswith(".lock")) == ["post_qf", "pre_qf"]
+    # the two stores, and the STAC catalogue at the output root
+    assert sorted(f for f in os.listdir(out) if not f.endswith(".lock")) == ["catalog.json", "post_qf", "pre_qf", "stac"]
     ds = xr.open_zarr(os.path.join(out, "pre_qf"), consolidated=True)
     assert ds.time.values[0] == np.datetime64(f"{DAY.isoformat()}T00:00:00", "ns")
     lon, lat = np.meshgrid(ds.longitude.values, ds.latitude.values)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -252,32 +251,9 @@ def write_cogs(
 
 
 def write_quicklook(path: Path, grid: PolarGrid, values: npt.NDArray[Any], title: str) -> Path:
-    """A PNG of one statistic in the grid's polar projection (plain x/y image, km axes)."""
-    import matplotlib
+    """A polar map of one statistic in the grid's projection: land and coastlines (Natural Earth, bundled),
+    parallels and meridians, the cells with data on one colour scale; zoomed on the data (at least 2,000 km
+    across). See :func:`oco_l3.quicklook.polar_quicklook_png`."""
+    from oco_l3.quicklook import polar_quicklook_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = np.ma.masked_invalid(np.asarray(values, dtype=np.float64))
-    rows, cols = np.nonzero(~data.mask)
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
-    try:
-        extent = (grid.x_min / 1e3, grid.x_max / 1e3, grid.y_min / 1e3, grid.y_max / 1e3)
-        im = ax.imshow(data, extent=extent, origin="upper", cmap="viridis", interpolation="nearest")
-        if rows.size:  # zoom on the data with a margin of 20 cells
-            pad = 20
-            r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad, grid.ny - 1)
-            c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad, grid.nx - 1)
-            ax.set_xlim(grid.x[c0] / 1e3, grid.x[c1] / 1e3)
-            ax.set_ylim(grid.y[r1] / 1e3, grid.y[r0] / 1e3)
-        ax.set_xlabel(f"x (km, {grid.crs})")
-        ax.set_ylabel("y (km)")
-        ax.set_title(title, fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8, label="m")
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.png")
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-    return path
+    return Path(polar_quicklook_png(np.asarray(values, dtype=np.float64), grid, str(path), title, units="m"))
