@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MISSING_GREY = "0.8"
 COAST = {"color": "0.1", "linewidth": 0.8}
 BORDER = {"color": "0.25", "linewidth": 0.6, "linestyle": (0, (4, 2))}
-FOOTPRINT = {"facecolors": "none", "edgecolors": (0.0, 0.0, 0.0, 0.35), "linewidths": 0.2}
+FOOTPRINT = {"facecolors": "none", "edgecolors": (0.0, 0.0, 0.0, 0.5), "linewidths": 0.3}
 
 
 def color_range(*arrays: np.ndarray | None) -> tuple[float, float]:

@@ -31,9 +31,11 @@ LOCAL = fsspec.filesystem("file")
 EXISTING = ("fossil0005", "tccon105")
 
 
-def tree_hashes(root: Path) -> dict[str, str]:
+def tree_hashes(root: Path, catalogue: bool = False) -> dict[str, str]:
+    """Hashes of the stores' files (or of the STAC catalogue's, which describes them and is checked in test_stac)."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file()
+            and (p.relative_to(root).parts[0] in ("stac", "catalog.json")) == catalogue}
 
 
 def run(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -60,7 +62,7 @@ def test_bad_inputs_fail_or_skip_cleanly_and_change_nothing_written(
     assert rc == 0, err
     # the target file loads once per process (cached): its bad entry is reported by the first run that reads it
     assert re.search(r"skipping target 'fossilBadBox': bbox .*min_lon < max_lon", err), err[-2000:]
-    before = tree_hashes(out)
+    before, catalogue = tree_hashes(out), tree_hashes(out, catalogue=True)
     existing = {k for k in before if k.split("/")[2].removesuffix(".zarr") in EXISTING}
     assert len(existing) > 20
 
@@ -91,6 +93,8 @@ def test_bad_inputs_fail_or_skip_cleanly_and_change_nothing_written(
     allowed = {t for c in cases if c.outcome == "ok" for t in c.targets}
     new_stores = {k.split("/")[2].removesuffix(".lock").removesuffix(".zarr") for k in set(after) - set(before)}
     assert new_stores <= allowed, new_stores - allowed
+    new_items = {k.split("/")[2] for k in set(tree_hashes(out, catalogue=True)) - set(catalogue) if k.count("/") > 2}
+    assert new_items <= allowed, new_items - allowed  # catalogue items only for what was written
     for case in cases:
         for target in case.targets:
             check_policy_store(out / "oco3" / "pre_qf" / f"{target}.zarr", case.name)

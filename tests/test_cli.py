@@ -161,11 +161,12 @@ def test_validate_command(tmp_path: Path, tree: dict, capsys: pytest.CaptureFixt
     assert "ok" in capsys.readouterr().out
 
 
-def test_run_does_not_import_prefect(tmp_path: Path, tree: dict) -> None:
+def test_run_does_not_import_prefect_or_matplotlib(tmp_path: Path, tree: dict) -> None:
     cfg = write_config(tmp_path / "cfg.yml", tmp_path, [all_files(tree)[1]], cog=False)
     code = (
         f"import sys; from oco_l3.cli import main; rc = main(['run', '-i', {str(cfg)!r}]); "
-        "print('PREFECT' if 'prefect' in sys.modules else 'CLEAN'); sys.exit(rc)"
+        "print('PREFECT' if 'prefect' in sys.modules else 'MATPLOTLIB' if 'matplotlib' in sys.modules else 'CLEAN'); "
+        "sys.exit(rc)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

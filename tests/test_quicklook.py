@@ -35,3 +35,71 @@ def test_all_missing_and_shape_check(tmp_path: Path) -> None:
     assert Path(path).stat().st_size > 0
     with pytest.raises(ValueError):
         quicklook_png(np.zeros((2, 2)), GRID, str(tmp_path / "bad.png"), "bad")
+
+
+# --- the capture quick-look: pre/post side by side, one colour scale, footprints, coastlines -------------------
+LA = GridSpec(BBox(-119.7, 32.5, -116.7, 35.5), 60, 60)  # the Los Angeles coast
+OCEAN = GridSpec(BBox(-150.0, 0.0, -147.0, 3.0), 60, 60)  # open Pacific: no coast, no border
+
+
+def _panel_pixels(img: np.ndarray, panel: int) -> np.ndarray:
+    """The plot area of panel 0 (left) or 1 (right), from the fixed layout of capture_quicklook_png."""
+    h, w = img.shape[:2]
+    x0, x1 = (0.09, 0.45) if panel == 0 else (0.53, 0.88)
+    return img[int(0.2 * h) : int(0.8 * h), int(x0 * w) : int(x1 * w), :3]
+
+
+def _dark(pixels: np.ndarray) -> int:
+    return int((pixels.max(axis=-1) < 0.3).sum())
+
+
+def test_capture_quicklook_one_colour_scale(tmp_path: Path) -> None:
+    from oco_l3.quicklook import capture_quicklook_png
+
+    pre = np.zeros(OCEAN.shape)
+    post = np.ones(OCEAN.shape)  # one scale: pre is the low end of viridis (purple), post the high end (yellow)
+    img = mpimg.imread(capture_quicklook_png(pre, post, OCEAN, str(tmp_path / "q.png"), "scale"))
+    left, right = _panel_pixels(img, 0), _panel_pixels(img, 1)
+    purple = np.median(left.reshape(-1, 3), axis=0)
+    yellow = np.median(right.reshape(-1, 3), axis=0)
+    assert purple[2] > 0.25 and purple[1] < 0.1  # viridis(0) = (0.27, 0.00, 0.33)
+    assert yellow[0] > 0.9 and yellow[1] > 0.85 and yellow[2] < 0.2  # viridis(1) = (0.99, 0.91, 0.14)
+
+
+def test_capture_quicklook_coastlines_and_footprints(tmp_path: Path) -> None:
+    from oco_l3.quicklook import capture_quicklook_png
+    from oco_l3.sounding_footprints import SoundingFootprints
+
+    missing = np.full(LA.shape, np.nan)
+    coast = mpimg.imread(capture_quicklook_png(missing, None, LA, str(tmp_path / "la.png"), "LA"))
+    ocean = mpimg.imread(capture_quicklook_png(missing, None, OCEAN, str(tmp_path / "ocean.png"), "ocean"))
+    assert _dark(_panel_pixels(coast, 0)) > 300 and _dark(_panel_pixels(ocean, 0)) == 0  # the coast is drawn
+    # 100 footprints of 0.1 x 0.1 degree in the ocean box, half of them good: outlined on their own panel
+    lat0, lon0 = np.meshgrid(0.5 + 0.2 * np.arange(10), -149.5 + 0.2 * np.arange(10), indexing="ij")
+    vlat = np.stack([lat0, lat0, lat0 + 0.1, lat0 + 0.1], axis=-1).reshape(-1, 4)
+    vlon = np.stack([lon0, lon0 + 0.1, lon0 + 0.1, lon0], axis=-1).reshape(-1, 4)
+    good = np.arange(100) % 2 == 0
+    fp = SoundingFootprints(vlat.astype(np.float32), vlon.astype(np.float32), good)
+    img = mpimg.imread(capture_quicklook_png(missing, missing, OCEAN, str(tmp_path / "fp.png"), "fp", footprints=fp))
+    pre_lines, post_lines = _dark(_panel_pixels(img, 0)), _dark(_panel_pixels(img, 1))
+    grey = np.abs(_panel_pixels(img, 0) - 0.8).max(axis=-1) < 0.02
+    assert pre_lines == 0 and grey.mean() < 0.97  # thin translucent outlines: never black, but drawn
+    plain = _panel_pixels(ocean, 0)
+    assert np.abs(_panel_pixels(img, 0) - plain).max() > 0.05 and post_lines == 0
+    diff_pre = (np.abs(_panel_pixels(img, 0) - plain).max(axis=-1) > 0.05).sum()
+    diff_post = (np.abs(_panel_pixels(img, 1) - _panel_pixels(ocean, 1)).max(axis=-1) > 0.05).sum()
+    assert 0 < diff_post < diff_pre  # the post-QF panel outlines the 50 good footprints, the pre-QF one all 100
+
+
+def test_polar_quicklook(tmp_path: Path) -> None:
+    from oco_l3.icesat2.grids import resolve_grid
+    from oco_l3.icesat2.writers import write_quicklook
+
+    grid = resolve_grid("ease2-north-25km")
+    values = np.full(grid.shape, np.nan)
+    values[grid.ny // 2 - 10 : grid.ny // 2 + 10, grid.nx // 2 - 10 : grid.nx // 2 + 10] = 1.0  # 500 km at the pole
+    path = write_quicklook(tmp_path / "polar.png", grid, values, "polar")
+    img = mpimg.imread(path)[..., :3]
+    land = (np.abs(img - 0.85).max(axis=-1) < 0.02).mean()
+    data = (np.abs(img - np.array([0.128, 0.567, 0.551])).max(axis=-1) < 0.03).mean()  # constant: viridis(0.5)
+    assert land > 0.03 and data > 0.02  # the data, and Greenland, Canada and Svalbard in grey around it

@@ -15,7 +15,7 @@ Writes: every object is written whole and atomically (temporary file + rename lo
 :class:`~oco_l3.stores.StoreLock`: ``flock`` locally, a leased conditional put on S3) while it writes items and
 then rewrites the sub-catalogues and the collection it changed, each read *under the lock*: two writers updating
 one collection serialise, and each adds its links to what the other wrote, so no child is lost. The root catalogue
-is changed (under its own lock) only when a collection is new. Items are written before the links that point to
+is changed (under its own lock, ``<root>/stac/catalog.lock``) only when a collection is new. Items are written before the links that point to
 them, so a crash leaves at worst an item that no catalogue lists yet; the next session of that collection links it
 (see :meth:`CollectionSession.ensure_linked`).
 """
@@ -140,7 +140,7 @@ class Catalogue:
         doc = self.read(ROOT_FILE)
         if doc is not None and any(lk.get("href") == href for lk in doc.get("links", [])):
             return
-        with self._lock("catalog"):
+        with self._lock(f"{STAC_DIR}/catalog"):
             doc = self.read(ROOT_FILE) or catalog(ROOT_ID, ROOT_TITLE, ROOT_DESCRIPTION)
             links = [lk for lk in doc.get("links", []) if lk.get("rel") not in ("root", "self")]
             if not any(lk.get("href") == href for lk in links):
