@@ -12,8 +12,8 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain
 from importlib import resources
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -76,8 +76,9 @@ def _split_real(arc: np.ndarray) -> list[np.ndarray]:
     bad = _artificial(arc[:-1], arc[1:])
     if not bad.any():
         return [arc]
-    pieces, start = [], 0
-    for i in np.flatnonzero(bad):
+    pieces: list[np.ndarray] = []
+    start = 0
+    for i in np.flatnonzero(bad).tolist():
         if i + 1 - start >= 2:
             pieces.append(arc[start : i + 1])
         start = i + 1
@@ -102,7 +103,8 @@ def basemap() -> Basemap:
         for ring in _rings(geometry):
             for i in ring:
                 users[i if i >= 0 else ~i].add(n)
-    coast, borders = [], []
+    coast: list[np.ndarray] = []
+    borders: list[np.ndarray] = []
     for i, arc in enumerate(arcs):
         kind = borders if len(users.get(i, ())) > 1 else coast
         kind.extend(_split_real(arc))

@@ -48,8 +48,8 @@ from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, o
 from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
 from oco_l3.pipeline import DayResult
-from oco_l3.soundings import MISSIONS, MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
 from oco_l3.sounding_footprints import SoundingFootprints
+from oco_l3.soundings import MISSIONS, MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
 from oco_l3.targets import BBox, Target
 from oco_l3.zarr_store import Layout, Piece, Slab, TimeAxis, VarSlice, lat_lon, upsert
 from oco_l3.zarr_store._txn import is_metadata_key

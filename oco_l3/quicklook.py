@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MISSING_GREY = "0.8"
-COAST = {"color": "0.1", "linewidth": 0.8}
-BORDER = {"color": "0.25", "linewidth": 0.6, "linestyle": (0, (4, 2))}
-FOOTPRINT = {"facecolors": "none", "edgecolors": (0.0, 0.0, 0.0, 0.5), "linewidths": 0.3}
+COAST: dict[str, Any] = {"color": "0.1", "linewidth": 0.8}
+BORDER: dict[str, Any] = {"color": "0.25", "linewidth": 0.6, "linestyle": (0, (4, 2))}
+FOOTPRINT: dict[str, Any] = {"facecolors": "none", "edgecolors": (0.0, 0.0, 0.0, 0.5), "linewidths": 0.3}
 
 
 def color_range(*arrays: np.ndarray | None) -> tuple[float, float]:
@@ -58,11 +58,11 @@ def _save(fig: Any, path: str) -> str:
     return path
 
 
-def _figure(width: float, height: float, dpi: int, layout: str | None = None) -> Any:
+def _figure(width: float, height: float, dpi: int) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
@@ -118,7 +118,7 @@ def _footprints(ax: Any, footprints: SoundingFootprints | None, good_only: bool)
 
     lat, lon = footprints.polygons(good_only)
     if lat.shape[0]:
-        ax.add_collection(PolyCollection(np.stack([lon, lat], axis=-1), zorder=2, **FOOTPRINT), autolim=False)
+        ax.add_collection(PolyCollection(list(np.stack([lon, lat], axis=-1)), zorder=2, **FOOTPRINT), autolim=False)
     return int(lat.shape[0])
 
 

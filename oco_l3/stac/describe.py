@@ -21,7 +21,9 @@ from oco_l3 import _zchunks as _zc
 from oco_l3._objectstore import ObjectStore
 from oco_l3.errors import StoreCorrupt
 
-_UNITS = {"microseconds": "us", "milliseconds": "ms", "seconds": "s", "minutes": "m", "hours": "h", "days": "D"}
+_UNITS = {"microseconds": np.timedelta64(1, "us"), "milliseconds": np.timedelta64(1, "ms"),
+          "seconds": np.timedelta64(1, "s"), "minutes": np.timedelta64(1, "m"), "hours": np.timedelta64(1, "h"),
+          "days": np.timedelta64(1, "D")}
 _CF_TIME = re.compile(r"^\s*(\w+)\s+since\s+(\S+?)(?:[ T](\S+?))?\s*$")
 
 
@@ -65,7 +67,7 @@ def decode_cf_times(values: np.ndarray, units: str) -> np.ndarray:
         raise StoreCorrupt(f"time units {units!r} are not '<unit> since <date>'")
     start = match.group(2) + ("T" + match.group(3) if match.group(3) else "")
     epoch = np.datetime64(start.rstrip("Z"), "us")
-    step = np.timedelta64(1, _UNITS[match.group(1)]).astype("timedelta64[us]")
+    step = _UNITS[match.group(1)].astype("timedelta64[us]")
     return epoch + np.asarray(values).astype(np.int64) * step
 
 
@@ -85,7 +87,7 @@ def describe_store(fs: fsspec.AbstractFileSystem, path: str) -> StoreDescription
         raise StoreCorrupt(f"store {path} has no time coordinate")
     times = decode_cf_times(_read(store, meta, "time"), str(by_path["time"].attrs.get("units", "")))
     horizontal = [n for n in ("latitude", "longitude", "y", "x") if n in by_path and len(by_path[n].dims) == 1]
-    coords = {n: _read(store, meta, n).astype(np.float64) for n in horizontal}
+    coords: dict[str, np.ndarray] = {n: _read(store, meta, n).astype(np.float64) for n in horizontal}
     return StoreDescription(path, dict(meta.get(".zattrs", {})), np.sort(times), coords, arrays)
 
 

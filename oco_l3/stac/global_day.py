@@ -40,7 +40,7 @@ def collection_spec(naming: str, qf: str) -> CollectionSpec:
 
 
 def _day_id(t: np.datetime64) -> str:
-    return str(np.datetime64(t, "D"))
+    return str(np.asarray(t, dtype="datetime64[D]"))
 
 
 def _hulls(captures: Sequence[GlobalCaptureProduct], qf: str) -> dict[str, Any] | None:
@@ -99,7 +99,7 @@ def day_item(spec: CollectionSpec, t: np.datetime64, qf: str, captures: Sequence
     else:
         props["oco_l3:captures"] = [
             {"mission": c.mission, "target_id": c.target.id if c.target is not None else None, "mode": c.mode,
-             "start_time": str(np.datetime64(c.start_time, "s")) + "Z", "soundings": c.n_soundings,
+             "start_time": str(np.asarray(c.start_time, dtype="datetime64[s]")) + "Z", "soundings": c.n_soundings,
              "granule": c.granule} for c in sorted(captures, key=lambda c: c.start_time)]
         props["oco_l3:source_granules"] = sorted({c.granule for c in captures})
     geometry = geometry or box_geometry(*GLOBE)

@@ -136,7 +136,7 @@ def _put_store_item(s: CollectionSession, cat: Catalogue, grid: PolarGrid, desc:
 
 def _repair(s: CollectionSession, spec: CollectionSpec, grid: PolarGrid, desc: StoreDescription) -> None:
     for t in desc.times:
-        day = str(np.datetime64(t, "D"))
+        day = str(np.asarray(t, dtype="datetime64[D]"))
         folder, item_id = (grid.name, day[:4]), f"{grid.name}_{day}"
         if item_id in s.linked_items(folder):
             continue

@@ -73,7 +73,7 @@ class ItemSpec:
 
 def utc(t: np.datetime64) -> dt.datetime:
     """A numpy time (naive UTC) as an aware :class:`datetime.datetime` (microseconds)."""
-    us = int(np.datetime64(t, "us").astype(np.int64))
+    us = int(np.asarray(t, dtype="datetime64[us]").astype(np.int64))
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
 
 

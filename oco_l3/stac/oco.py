@@ -66,7 +66,7 @@ def collection_spec(mission: str, naming: str, qf: str) -> CollectionSpec:
 
 
 def capture_id(target_id: str, time: np.datetime64) -> str:
-    text = str(np.datetime64(time, "s"))
+    text = str(np.asarray(time, dtype="datetime64[s]"))
     return f"{target_id}_{text.replace(':', '')}Z"
 
 
@@ -174,8 +174,8 @@ def _repair(s: CollectionSession, mission: str, qf: str, target: Target, desc: S
 # --- after the COG export ---------------------------------------------------------------------------------------
 def record_cogs(config: RunConfig, products: GranuleProducts, written: Sequence[str]) -> None:
     """Rewrite the items of the exported captures with their COGs as assets."""
-    from oco_l3.pipeline import _slice_to_write, naming, output_filesystem
     from oco_l3.paths import cog_name
+    from oco_l3.pipeline import _slice_to_write, naming, output_filesystem
 
     if not written:
         return

@@ -16,7 +16,7 @@ def stac_io(fs: fsspec.AbstractFileSystem) -> Any:
     """A pystac ``StacIO`` reading and writing through ``fs``."""
     from pystac.stac_io import DefaultStacIO
 
-    class FsspecStacIO(DefaultStacIO):  # type: ignore[misc]
+    class FsspecStacIO(DefaultStacIO):
         def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
             return bytes(fs.cat_file(str(source))).decode()
 
