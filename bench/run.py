@@ -314,6 +314,7 @@ def main() -> int:
     if not args.skip_flows:  # the Prefect flows against `oco-l3 run` (bench/flow_runs.py)
         results["flows"] = _json_of([sys.executable, str(ROOT / "bench/flow_runs.py"),
                                      *(["--days", "4", "--long", "6"] if args.quick else [])])
+    results["outputs"] = _json_of([sys.executable, str(ROOT / "bench/outputs.py")])  # STAC catalogue, quick-looks
     results["reference_workload_end_s"] = reference_workload()
     report(results)
     out = ROOT / "bench/results"
@@ -390,6 +391,7 @@ def report(r: dict[str, Any]) -> None:
         print(f"| ICESat-2: 5.2 M segments projected, binned, 4 statistics (2 threads) | {total} s | 31 s (notebook) "
               "| < 1 s |")
         print(f"\n{ib.get('output', json.dumps(ib))}")
+    print(f"\nSTAC catalogue and quick-looks (bench/outputs.py): {json.dumps(r.get('outputs'))}")
     print(f"\nOptimised vs unoptimised gridding (linear, 300x300): max |diff| = {r['unoptimised_max_abs_diff']:.2e}")
     print(f"\n{r['science'].get('output', json.dumps(r['science']))}" if "science" in r else "")
     if isinstance(r.get("flows"), dict) and "flow_threads" in r["flows"]:
