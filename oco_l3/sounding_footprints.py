@@ -72,7 +72,8 @@ def hull_geometry(lat: np.ndarray, lon: np.ndarray, clip: BBox | None = None) ->
     hull = _areal(hull)
     if hull is None:
         return None
-    return dict(mapping(shapely.set_precision(hull, 1e-6)))
+    # RFC 7946: exterior rings counter-clockwise
+    return dict(mapping(shapely.orient_polygons(shapely.set_precision(hull, 1e-6))))
 
 
 def _hull_candidates(pts: np.ndarray, directions: int = 16) -> np.ndarray:

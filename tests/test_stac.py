@@ -303,3 +303,20 @@ def test_icesat2_catalogue(tmp_path: Path) -> None:
         assert doc["assets"]["quicklook"]["roles"] == ["overview"]
         assert doc["bbox"][1] > 60 and doc["bbox"][3] == 90  # the band of latitudes with data
         assert doc["properties"]["oco_l3:source_granules"]
+
+
+def test_footprint_hull_geometry() -> None:
+    from shapely.geometry import shape
+
+    from oco_l3.sounding_footprints import hull_geometry
+    from oco_l3.targets import BBox
+
+    lat, lon = np.array([0.0, 0.0, 1.0, 1.0, 0.5]), np.array([0.0, 1.0, 1.0, 0.0, 0.5])
+    g = shape(hull_geometry(lat, lon))
+    assert g.geom_type == "Polygon" and g.area == pytest.approx(1.0) and g.exterior.is_ccw
+    clipped = shape(hull_geometry(lat, lon, clip=BBox(0.5, -1.0, 2.0, 2.0)))
+    assert clipped.area == pytest.approx(0.5)
+    across = shape(hull_geometry(np.array([0.0, 0.0, 1.0, 1.0]), np.array([179.5, -179.5, 179.5, -179.5])))
+    assert across.geom_type == "MultiPolygon" and across.area == pytest.approx(1.0)  # 1 x 1 degree, both sides
+    assert sorted(round(p.bounds[0], 1) for p in across.geoms) == [-180.0, 179.5]
+    assert hull_geometry(np.array([np.nan]), np.array([np.nan])) is None
