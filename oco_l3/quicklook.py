@@ -149,7 +149,7 @@ def capture_quicklook_png(
 
     fig = _figure(11.0, 5.4, dpi)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
-    fig.subplots_adjust(left=0.07, right=0.9, bottom=0.1, top=0.86, wspace=0.08)
+    fig.subplots_adjust(left=0.07, right=0.88, bottom=0.1, top=0.86, wspace=0.08)
     image = None
     for ax, values, good_only, label in ((axes[0], pre, False, "pre-QF: all soundings"),
                                          (axes[1], post, True, "post-QF: good soundings")):
@@ -168,7 +168,7 @@ def capture_quicklook_png(
         ax.xaxis.set_major_locator(MaxNLocator(5))
     axes[0].set_ylabel("latitude (degrees north)")
     if image is not None:
-        fig.colorbar(image, cax=fig.add_axes((0.92, 0.15, 0.015, 0.66)), label=units,
+        fig.colorbar(image, cax=fig.add_axes((0.9, 0.15, 0.013, 0.66)), label=units,
                      format=ScalarFormatter(useOffset=False))
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
