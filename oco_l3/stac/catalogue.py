@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import posixpath
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -94,9 +95,11 @@ class Catalogue:
     def asset_href(self, target: str, from_key: str) -> str:
         """Href of an asset at ``target`` (a path or URL) from the catalogue object ``from_key``."""
         target = target.rstrip("/")
-        inside = target.startswith(self.root.rstrip("/") + "/")
-        if inside and self.local:
-            return relative(target[len(self.root.rstrip("/")) + 1 :], from_key)
+        root = self.root.rstrip("/")
+        if self.local:  # store paths are joined with symlinks resolved (paths.safe_join)
+            target, root = os.path.realpath(target), os.path.realpath(root)
+        if self.local and target.startswith(root + "/"):
+            return relative(target[len(root) + 1 :], from_key)
         return target
 
     # --- objects --------------------------------------------------------------------------------------------
