@@ -380,7 +380,8 @@ class Chain:
             self.kills.append(f"op {kill.op} {kill.how}" if kill else f"timer {kill_after:.2f}s")
             if self.break_stale_locks:
                 self.fs.invalidate_cache()
-                for lock in self.fs.glob(f"{self.root}/*/*/*.zarr.lock"):
+                locks = self.fs.glob(f"{self.root}/*/*/*.zarr.lock") + self.fs.glob(f"{self.root}/stac/*.lock")
+                for lock in locks:
                     self.fs.rm_file(lock)
                     self.stale_locks += 1
             plain = plain_snapshot(self.fs, self.root, sorted(self.reference))

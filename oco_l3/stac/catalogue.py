@@ -47,6 +47,8 @@ ROOT_DESCRIPTION = ("Level-3 products of oco-l3: OCO-2/OCO-3 target-focused and 
                     "ICESat-2 daily polar grids, as Zarr stores and Cloud-Optimized GeoTIFFs.")
 JSON_TYPE = "application/json"
 GEOJSON_TYPE = "application/geo+json"
+#: A catalogue session holds its lock for well under a second: on S3 a killed writer's lock expires after this.
+LOCK_LEASE_S = 30.0
 _STRUCTURAL = {"root", "parent", "collection", "self", "child", "item"}
 
 Folder = tuple[str, ...]
@@ -124,7 +126,7 @@ class Catalogue:
     def _lock(self, name: str) -> Iterator[None]:
         from oco_l3.stores import StoreLock
 
-        with StoreLock(self.fs, self.url(name)):
+        with StoreLock(self.fs, self.url(name), lease=LOCK_LEASE_S):
             yield
 
     # --- sessions -------------------------------------------------------------------------------------------
