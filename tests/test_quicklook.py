@@ -45,7 +45,7 @@ OCEAN = GridSpec(BBox(-150.0, 0.0, -147.0, 3.0), 60, 60)  # open Pacific: no coa
 def _panel_pixels(img: np.ndarray, panel: int) -> np.ndarray:
     """The plot area of panel 0 (left) or 1 (right), from the fixed layout of capture_quicklook_png."""
     h, w = img.shape[:2]
-    x0, x1 = (0.09, 0.45) if panel == 0 else (0.53, 0.88)
+    x0, x1 = (0.1, 0.43) if panel == 0 else (0.52, 0.85)
     return img[int(0.2 * h) : int(0.8 * h), int(x0 * w) : int(x1 * w), :3]
 
 

@@ -52,6 +52,8 @@ LOCK_LEASE_S = 30.0
 _STRUCTURAL = {"root", "parent", "collection", "self", "child", "item"}
 
 Folder = tuple[str, ...]
+#: (root catalogue URL, collection id) pairs this process has seen linked (links are never removed).
+_LINKED: set[tuple[str, str]] = set()
 
 
 def relative(target: str, start: str) -> str:
@@ -141,9 +143,12 @@ class Catalogue:
         self._link_collection(spec)
 
     def _link_collection(self, spec: CollectionSpec) -> None:
+        if (self.url(ROOT_FILE), spec.id) in _LINKED:  # seen linked by this process: no read per session
+            return
         href = relative(self.collection_key(spec.id), ROOT_FILE)
         doc = self.read(ROOT_FILE)
         if doc is not None and any(lk.get("href") == href for lk in doc.get("links", [])):
+            _LINKED.add((self.url(ROOT_FILE), spec.id))
             return
         with self._lock(f"{STAC_DIR}/catalog"):
             doc = self.read(ROOT_FILE) or catalog(ROOT_ID, ROOT_TITLE, ROOT_DESCRIPTION)
