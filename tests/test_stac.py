@@ -95,7 +95,9 @@ def test_catalogue_validates_and_describes_the_stores_and_cogs(granules: dict[dt
         ds = xr.open_zarr(out / "oco3" / f"{qf}_qf" / f"{target}.zarr", consolidated=True)
         assert np.datetime64(doc["properties"]["datetime"].rstrip("Z")) == ds.time.values[0]
         assert doc["properties"]["oco_l3:source_granules"] == [granules[DAY1].name]
-        assert sorted(doc["assets"]) == ["Retrieval.psurf", "xco2"]
+        cogs = sorted(p.name.split("_unfiltered_" if qf == "pre" else "_filtered_")[1].removesuffix(".tif")
+                      for p in (out / "cog").glob(f"oco3-co2_{doc['id']}_{'un' if qf == 'pre' else ''}filtered_*.tif"))
+        assert {"Retrieval.psurf", "xco2"} <= set(cogs) and sorted(doc["assets"]) == cogs  # every COG, no other
         for asset in doc["assets"].values():
             assert asset["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"
             assert (folder / asset["href"]).resolve().is_file()
@@ -287,19 +289,19 @@ def test_icesat2_catalogue(tmp_path: Path) -> None:
     assert all(r.ok for r in results)
     walk = _valid(LOCAL, str(tmp_path))
     (coll,) = walk.of_type("Collection").values()
-    assert coll["id"] == "icesat2-seaice"
+    assert coll["id"] == "icesat2-seaice-atl07-height"  # the product folder: <root>/icesat2-seaice/atl07-height/
     days = {d["id"]: d for d in walk.items.values() if "zarr" not in d["assets"]}
-    assert sorted(days) == ["ease2-north-25km_2019-02-22", "ease2-north-25km_2019-02-25"]
+    assert sorted(days) == ["nsidc-ps-north-25km_2019-02-22", "nsidc-ps-north-25km_2019-02-25"]  # ATL20 grid
     for url, doc in walk.items.items():
         if "zarr" in doc["assets"]:
             dims = doc["properties"]["cube:dimensions"]
-            assert dims["x"]["reference_system"] == 6931 and dims["x"]["step"] == 25000.0
+            assert dims["x"]["reference_system"] == 3411 and dims["x"]["step"] == 25000.0
             assert doc["properties"]["cube:variables"]["mean"]["unit"] == "m"
             continue
         assert sorted(doc["assets"]) == ["mean", "mean_segment_length", "n_segments", "quicklook", "std"]
         for asset in doc["assets"].values():
             assert (Path(url).parent / asset["href"]).resolve().is_file()
-        assert doc["assets"]["mean"]["proj:code"] == "EPSG:6931"
+        assert doc["assets"]["mean"]["proj:code"] == "EPSG:3411"
         assert doc["assets"]["quicklook"]["roles"] == ["overview"]
         assert doc["bbox"][1] > 60 and doc["bbox"][3] == 90  # the band of latitudes with data
         assert doc["properties"]["oco_l3:source_granules"]

@@ -33,9 +33,9 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from oco_l3._objectstore import ObjectStore, is_local
 from oco_l3.paths import check_component
 from oco_l3.stac.items import CollectionSpec, catalog, collection, iso
+from oco_l3.zarr_store._objectstore import ObjectStore, is_local
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Catalogue:
 
     @contextmanager
     def _lock(self, name: str) -> Iterator[None]:
-        from oco_l3.stores import StoreLock
+        from oco_l3.zarr_store import StoreLock
 
         with StoreLock(self.fs, self.url(name), lease=LOCK_LEASE_S):
             yield

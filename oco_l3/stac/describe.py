@@ -2,13 +2,13 @@
 
 :func:`describe_store` is the catalogue's only view of a store: the STAC store item (datacube dimensions,
 variables, units, time range) and the repair of missing capture/day items are derived from it, so the catalogue
-always follows what is committed. Reads ``.zmetadata`` and the 1-D coordinate arrays (time, and the horizontal
+always follows what is committed. Reads the consolidated metadata (through the store package's Zarr-format seam, ``ZarrV2``) and the 1-D
+coordinate arrays (time, and the horizontal
 axes): a few small objects, whatever the size of the store.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,9 +17,9 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from oco_l3 import _zchunks as _zc
-from oco_l3._objectstore import ObjectStore
 from oco_l3.errors import StoreCorrupt
+from oco_l3.zarr_store._codec import ZarrV2, read_1d
+from oco_l3.zarr_store._objectstore import ObjectStore
 
 _UNITS = {"microseconds": np.timedelta64(1, "us"), "milliseconds": np.timedelta64(1, "ms"),
           "seconds": np.timedelta64(1, "s"), "minutes": np.timedelta64(1, "m"), "hours": np.timedelta64(1, "h"),
@@ -74,32 +74,30 @@ def decode_cf_times(values: np.ndarray, units: str) -> np.ndarray:
 def describe_store(fs: fsspec.AbstractFileSystem, path: str) -> StoreDescription:
     """Read the description of the committed store at ``path`` (raises :class:`StoreCorrupt` if unreadable)."""
     store = ObjectStore(fs, path)
-    raw = store.read(".zmetadata")
+    raw = store.read(ZarrV2.consolidated)
     if raw is None:
         raise StoreCorrupt(f"store {path} has no consolidated metadata")
     try:
-        meta: dict[str, Any] = json.loads(raw)["metadata"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreCorrupt(f"store {path}: consolidated metadata unreadable ({exc})") from None
-    arrays = tuple(_array(meta, key[: -len("/.zarray")]) for key in sorted(meta) if key.endswith("/.zarray"))
+        meta = ZarrV2.parse_consolidated(raw)
+    except ValueError as exc:
+        raise StoreCorrupt(f"store {path}: {exc}") from None
+    arrays = tuple(_array(meta, p) for p in ZarrV2.arrays(meta))
     by_path = {a.path: a for a in arrays}
     if "time" not in by_path:
         raise StoreCorrupt(f"store {path} has no time coordinate")
     times = decode_cf_times(_read(store, meta, "time"), str(by_path["time"].attrs.get("units", "")))
     horizontal = [n for n in ("latitude", "longitude", "y", "x") if n in by_path and len(by_path[n].dims) == 1]
     coords: dict[str, np.ndarray] = {n: _read(store, meta, n).astype(np.float64) for n in horizontal}
-    return StoreDescription(path, dict(meta.get(".zattrs", {})), np.sort(times), coords, arrays)
+    return StoreDescription(path, ZarrV2.attrs(meta, ""), np.sort(times), coords, arrays)
 
 
 def _array(meta: Mapping[str, Any], path: str) -> ArrayInfo:
-    attrs = dict(meta.get(f"{path}/.zattrs", {}))
-    dims = tuple(attrs.pop("_ARRAY_DIMENSIONS", ()))
-    return ArrayInfo(path, dims, str(np.dtype(meta[f"{path}/.zarray"]["dtype"])), attrs)
+    return ArrayInfo(path, ZarrV2.dims(meta, path), str(ZarrV2.array_spec(meta, path).dtype),
+                     ZarrV2.attrs(meta, path))
 
 
 def _read(store: ObjectStore, meta: Mapping[str, Any], path: str) -> np.ndarray:
     try:
-        spec = _zc.ArraySpec.from_zarray(meta[f"{path}/.zarray"])
-        return _zc.read_1d(spec, path, store.read)
+        return read_1d(ZarrV2.array_spec(meta, path), path, store.read)
     except (KeyError, ValueError) as exc:
         raise StoreCorrupt(f"store {store.root}: {path} is unreadable ({exc})") from None

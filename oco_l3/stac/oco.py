@@ -111,8 +111,9 @@ def _put_store_item(s: CollectionSession, cat: Catalogue, mission: str, qf: str,
     s.put_item(folder, store_item(spec, desc, cat.asset_href(desc.path, key), 4326))
 
 
-def capture_item(cat: Catalogue, cid: str, qf: str, cap: CaptureProduct, cogs: Sequence[str]) -> dict[str, Any]:
-    """The item of one capture in one QF pass, with ``cogs`` (paths or URLs) as assets."""
+def capture_item(cat: Catalogue, cid: str, qf: str, cap: CaptureProduct, cogs: Sequence[tuple[str, str]]
+                 ) -> dict[str, Any]:
+    """The item of one capture in one QF pass, with ``cogs`` ((variable key, path or URL) pairs) as assets."""
     target = cap.target
     box = target.bbox
     footprints = getattr(cap, "footprints", None)
@@ -127,16 +128,14 @@ def capture_item(cat: Catalogue, cid: str, qf: str, cap: CaptureProduct, cogs: S
     spec = ItemSpec(item_id, geometry, bbox_of(geometry), time=cap.start_time, properties=props,
                     title=f"{target.id} {target.name} {item_id.split('_')[-1]} ({qf}-QF)")
     key = Catalogue.item_key(cid, (target.id,), item_id)
-    assets = [_cog_asset(cat, key, path, cap, gslice) for path in cogs] if gslice is not None else []
+    assets = [_cog_asset(cat, key, var, path, gslice) for var, path in cogs] if gslice is not None else []
     store_link = {"rel": "related", "href": f"./{target.id}.json", "type": "application/geo+json",
                   "title": "the Zarr store item holding this capture as a time slice"}
     return raster_item(spec, assets, [store_link])
 
 
-def _cog_asset(cat: Catalogue, key: str, path: str, cap: CaptureProduct, gslice: Any) -> RasterAsset:
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    var = name.rsplit("_", 1)[-1].removesuffix(".tif")  # [Group.]variable
-    data_key = var.replace(".", "/")
+def _cog_asset(cat: Catalogue, key: str, data_key: str, path: str, gslice: Any) -> RasterAsset:
+    var = data_key.replace("/", ".")  # as in the COG name: [Group.]variable
     grid = gslice.grid
     values = gslice.data.get(data_key)
     dtype = "float32" if values is None or values.dtype.kind == "f" else str(values.dtype)
@@ -184,13 +183,13 @@ def record_cogs(config: RunConfig, products: GranuleProducts, written: Sequence[
     by_name = {w.rstrip("/").rsplit("/", 1)[-1]: w for w in written}
     qfs: tuple[Any, ...] = ("pre", "post")
     for qf in qfs:
-        groups: dict[str, list[tuple[CaptureProduct, list[str]]]] = {}
+        groups: dict[str, list[tuple[CaptureProduct, list[tuple[str, str]]]]] = {}
         for cap in products.captures:
             gslice = _slice_to_write(config, cap, qf)
             if gslice is None:
                 continue
-            names = [cog_name(cap.mission, cap.target.id, cap.start_time, qf == "post", k) for k in sorted(gslice.data)]
-            cogs = [by_name[n] for n in names if n in by_name]
+            names = {k: cog_name(cap.mission, cap.target.id, cap.start_time, qf == "post", k) for k in sorted(gslice.data)}
+            cogs = [(k, by_name[n]) for k, n in names.items() if n in by_name]
             groups.setdefault(cap.mission, []).append((cap, cogs))
         for mission, caps in groups.items():
             spec = collection_spec(mission, naming(config, qf), qf)
