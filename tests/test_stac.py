@@ -302,6 +302,7 @@ def test_icesat2_catalogue(tmp_path: Path) -> None:
         for asset in doc["assets"].values():
             assert (Path(url).parent / asset["href"]).resolve().is_file()
         assert doc["assets"]["mean"]["proj:code"] == "EPSG:3411"
+        assert doc["assets"]["mean"]["raster:bands"][0]["unit"] == "m"  # the store's units
         assert doc["assets"]["quicklook"]["roles"] == ["overview"]
         assert doc["bbox"][1] > 60 and doc["bbox"][3] == 90  # the band of latitudes with data
         assert doc["properties"]["oco_l3:source_granules"]

@@ -42,9 +42,8 @@ def collection_spec(root: Path, store: Path) -> CollectionSpec:
     title = TITLES.get(product, f"ICESat-2 {rel}") + (f" ({rel})" if "/" in rel else "")
     return CollectionSpec(
         id=cid, title=title,
-        description=(f"{title}: length-weighted daily statistics (n_segments, mean_segment_length, mean, std) per "
-                     "cell of a polar grid, one Zarr store per grid and one COG per statistic and day. Produced by "
-                     "oco-l3 from NSIDC ICESat-2 granules."),
+        description=(f"{title}: length-weighted daily statistics per cell of a polar grid, one Zarr store per grid "
+                     "and one COG per statistic and day. Produced by oco-l3 from NSIDC ICESat-2 granules."),
         keywords=("ICESat-2", "ATLAS", "Level-3", "polar"), platforms=("icesat-2",))
 
 
@@ -86,7 +85,7 @@ def record_icesat2_day(root: Path, grid: PolarGrid, store: Path, day: str, stats
         folder = (grid.name, day[:4])
         item_id = f"{grid.name}_{day}"
         key = Catalogue.item_key(spec.id, folder, item_id)
-        assets = [_cog(cat, key, grid, p, stats) for p in cogs]
+        assets = [_cog(cat, key, grid, p, stats, desc) for p in cogs]
         if quicklook is not None:
             assets.append(RasterAsset("quicklook", cat.asset_href(str(quicklook), key), _raster_grid(grid), "uint8",
                                       None, title="polar quick-look (mean)", media_type="image/png",
@@ -111,14 +110,16 @@ def _day_item(spec: CollectionSpec, grid: PolarGrid, day: str, band: tuple[float
     return raster_item(item, assets, [store])
 
 
-def _cog(cat: Catalogue, key: str, grid: PolarGrid, path: Path, stats: Mapping[str, np.ndarray]) -> RasterAsset:
+def _cog(cat: Catalogue, key: str, grid: PolarGrid, path: Path, stats: Mapping[str, np.ndarray],
+         desc: StoreDescription) -> RasterAsset:
     name = path.stem.rsplit("_", 1)[-1]
-    stat = next((s for s in stats if path.stem.endswith(f"_{s}")), name)
+    stat = max((s for s in stats if path.stem.endswith(f"_{s}")), key=len, default=name)
     arr = np.asarray(stats[stat]) if stat in stats else None
     dtype = str(arr.dtype) if arr is not None else "float32"
     nodata: float | None = float("nan") if dtype.startswith("float") else None
-    return RasterAsset(stat, cat.asset_href(str(path), key), _raster_grid(grid), dtype, nodata,
-                       "1" if stat == "n_segments" else "m", title=f"{stat} (COG)")
+    unit = str(next((a.attrs.get("units", "") for a in desc.arrays if a.path == stat), ""))
+    return RasterAsset(stat, cat.asset_href(str(path), key), _raster_grid(grid), dtype, nodata, unit,
+                       title=f"{stat} (COG)")
 
 
 def _put_store_item(s: CollectionSession, cat: Catalogue, grid: PolarGrid, desc: StoreDescription) -> None:
