@@ -42,8 +42,8 @@ from oco_l3.targets import Target, load_targets
 
 if TYPE_CHECKING:
     from oco_l3.gridding import GriddedSlice
-    from oco_l3.sources import GranuleRef
     from oco_l3.sounding_footprints import SoundingFootprints
+    from oco_l3.sources import GranuleRef
 
 log = logging.getLogger(__name__)
 
