@@ -151,9 +151,13 @@ def _lock_worker(endpoint: str, path: str, seed: int, rounds: int, lease: float,
             lock.release()  # a lost lock: must not delete the new holder's lease
         else:
             time.sleep(rng.uniform(0, 0.03))
-            lock.check()
-            belief_end = time.monotonic()
-            kind = "normal"
+            try:
+                lock.check()
+                kind = "normal"
+            except StoreLocked:  # starved past its lease (a loaded machine): it must stop, and does
+                kind = "normal-lost"
+            # It believed itself the holder until now at the latest, never past its lease.
+            belief_end = min(time.monotonic(), lock._deadline)
             lock.release()
         lines.append(json.dumps({"pid": os.getpid(), "start": start, "end": belief_end, "kind": kind}))
     with open(out, "a") as fh:
