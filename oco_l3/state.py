@@ -131,8 +131,22 @@ def _current_version(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
 
 
+#: PostgreSQL advisory lock key that serialises schema creation and migration between processes.
+_MIGRATION_LOCK = 0x0C0_13
+
+
+def _lock_schema(conn: Connection) -> None:
+    """Take the database's write lock for this transaction, so that processes opening a new database at once
+    create its tables one after another (otherwise the second fails: ``table runs already exists``)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+
+
 def _migrate(engine: Engine) -> None:
     with engine.begin() as conn:
+        _lock_schema(conn)
         current = _current_version(conn)
         for version in range(current + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version](conn)

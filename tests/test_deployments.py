@@ -215,6 +215,17 @@ def test_backfill_on_dask_workers_matches_the_thread_runner(deployed: dict[str, 
     assert {n for n in names if n.endswith(".nc4")}, names  # task runs are named by their granule
 
 
+def _why(deployed: dict[str, Any], runs: dict[str, dict[str, Any]]) -> str:
+    """Each run's final state and, for a run that did not complete, its error log lines."""
+    lines = []
+    for run_id, run in runs.items():
+        lines.append(f"{run['name']}: {run['state']['type']}: {run['state']['message']}")
+        if run["state"]["type"] != "COMPLETED":
+            body = {"logs": {"flow_run_id": {"any_": [run_id]}, "level": {"ge_": 30}}, "limit": 50, "offset": 0}
+            lines += [f"  {lg['name']}: {lg['message'][:2000]}" for lg in api(deployed, "/logs/filter", body)]
+    return "\n".join(lines)
+
+
 def test_two_deployments_at_once_never_process_the_same_day(deployed: dict[str, Any]) -> None:
     tmp: Path = deployed["tmp"]
     config = sample_config(tmp, "twice", days=6, missions=("oco2", "oco3_sif"), cells=200)
@@ -222,7 +233,7 @@ def test_two_deployments_at_once_never_process_the_same_day(deployed: dict[str, 
     backfill = create_run(deployed, "oco-backfill", {"config": str(config), "start": str(DAY), "end": str(end)})
     daily = create_run(deployed, "oco-daily", {"config": str(config), "today": str(end), "lookback_days": 5})
     runs = run_worker(deployed, deployed["env"], [backfill, daily])
-    assert {r["state"]["type"] for r in runs.values()} == {"COMPLETED"}, [r["state"] for r in runs.values()]
+    assert {r["state"]["type"] for r in runs.values()} == {"COMPLETED"}, _why(deployed, runs)
     rows = rows_of(f"sqlite:///{tmp / 'twice.db'}")
     assert len(rows) == 12 and {r["status"] for r in rows} == {"done"}
     assert [r for r in rows if r["attempts"] != 1] == [], "a (mission, day) was processed by both runs"

@@ -172,3 +172,39 @@ def test_status_text_shows_the_whole_reason(state: st.State) -> None:
     reason = "x.nc4: GranuleSchemaMismatch: " + "missing /Retrieval/psurf and more words " * 5 + "END"
     st.mark_failed(state, ref("oco2", D(2021, 3, 1)), reason)
     assert reason in st.format_status(st.status_rows(state))
+
+
+def _open_and_close(url: str, barrier: object) -> None:
+    barrier.wait(30)  # type: ignore[attr-defined]
+    st.open_state(url).close()
+
+
+def _race_open(urls: list[str]) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for url in urls:
+        barrier = context.Barrier(4)
+        workers = [context.Process(target=_open_and_close, args=(url, barrier)) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(120)
+        assert [w.exitcode for w in workers] == [0, 0, 0, 0], url
+        state = st.open_state(url)
+        try:
+            with state.engine.connect() as conn:
+                assert conn.execute(sa.select(st.schema_version.c.version)).scalars().all() == [st.SCHEMA_VERSION]
+        finally:
+            state.close()
+
+
+@pytest.mark.services
+def test_processes_creating_a_postgres_schema_at_once_all_succeed(postgres_db: str) -> None:
+    _race_open([postgres_db])
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """Two deployments started together open a state database that does not exist yet: each process must find
+    the schema created exactly once (before the fix one of them failed with 'table runs already exists')."""
+    _race_open([f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}" for attempt in range(3)])
