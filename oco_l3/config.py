@@ -30,6 +30,8 @@ from oco_l3.grids import MAX_CELLS_PER_SIDE
 from oco_l3.soundings import Mission
 
 Method = Literal["linear", "cubic", "nearest"]
+#: ``output.format``: the Zarr format of new stores (README "Output layout"; an existing store keeps its own).
+StoreFormat = Literal["zarr2", "zarr3"]
 MISSION_ORDER: tuple[Mission, ...] = ("oco3", "oco3_sif", "oco2")
 DEFAULT_CHUNKING = (250, 250, 5)  # latitude, longitude, time (seed README)
 
@@ -187,6 +189,12 @@ class OutputConfig(OutputLocation):
     title: QfNames | None = None
     drop_empty: bool = Field(True, alias="drop-empty")
     cog: CogConfig | None = None
+    format: StoreFormat = "zarr2"
+
+    @property
+    def zarr_format(self) -> int:
+        """``output.format`` as the Zarr format number (2 or 3)."""
+        return 3 if self.format == "zarr3" else 2
 
 
 class GridConfig(_Model):

@@ -223,12 +223,13 @@ def _as_stored(arr: np.ndarray, fill: float | int, dtype: np.dtype, to_fill: flo
     return out
 
 
-def global_layout(grid: GridSpec, chunks: tuple[int, int]) -> Layout:
-    """One day per chunk ``(1, lat, lon)``, nested chunk keys (``<var>/<day>/<row>/<col>``: a day's chunks are
-    listed without probing the 10,000 chunks of a global variable), time in microseconds (00:00 UTC)."""
+def global_layout(grid: GridSpec, chunks: tuple[int, int], zarr_format: int = 2) -> Layout:
+    """One day per chunk ``(1, lat, lon)``, nested chunk keys (``<var>/<day>/<row>/<col>``, v3
+    ``<var>/c/<day>/<row>/<col>``: a day's chunks are listed without probing the 10,000 chunks of a global
+    variable), time in microseconds (00:00 UTC), EPSG:4326."""
     lat, lon = lat_lon(grid)
     time = TimeAxis(attrs={"standard_name": "time", "long_name": "day (00:00 UTC)", "axis": "T"})
-    return Layout(lat, lon, (1, *chunks), time, separator="/")
+    return Layout(lat, lon, (1, *chunks), time, separator="/", zarr_format=zarr_format, crs="EPSG:4326")
 
 
 def day_slab(canvas: DayCanvas, day_us: int, keys: set[str]) -> Slab:
@@ -258,6 +259,7 @@ def commit_global_day(
     missions: Sequence[str] = MISSIONS,
     attrs: Mapping[str, Any] | None = None,
     lock_timeout: float = 600.0,
+    zarr_format: int = 2,
 ) -> GlobalCommit:
     """Insert or replace ``day`` (00:00 UTC) in the global store at ``store_path``, atomically.
 
@@ -275,7 +277,7 @@ def commit_global_day(
         _remap_target_ids(writer, canvas)
         return [day_slab(canvas, day_us, keys)]
 
-    result = upsert(fs, store_path, global_layout(canvas.grid, canvas.chunks), slabs, attrs=attrs,
+    result = upsert(fs, store_path, global_layout(canvas.grid, canvas.chunks, zarr_format), slabs, attrs=attrs,
                     lock_timeout=lock_timeout)
     chunks = sum(1 for k in result.objects if not is_metadata_key(k) and k.count("/") >= 3)  # var/day/row/col
     log.info("Committed global day %s to %s (%d chunks, %d objects written, %d deleted)",
@@ -488,7 +490,7 @@ def commit_global(config: RunConfig, day: dt.date, captures: Sequence[GlobalCapt
     canvas = compose_day(product_grid(config), product_chunks(config), captures, qf)
     path = global_store_path(config, root, qf)
     done = commit_global_day(fs, path, day, canvas, missions=expected_missions(config),
-                             attrs=global_attrs(config, qf))
+                             attrs=global_attrs(config, qf), zarr_format=config.output.zarr_format)
     from oco_l3 import stac
     from oco_l3.stac.global_day import record_global_day
 

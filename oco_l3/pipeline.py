@@ -356,7 +356,7 @@ def commit_store(config: RunConfig, commit: StoreCommit) -> Any:
     result = upsert_slices(
         fs, path, [slice_data(cap, commit.qf) for cap in commit.slices],
         chunking=(c.latitude, c.longitude, c.time), title=store_attrs(config, commit)["title"],
-        global_attrs=store_attrs(config, commit),
+        global_attrs=store_attrs(config, commit), zarr_format=config.output.zarr_format,
     )
     if not read_back(fs, path, [cap.start_time for cap in commit.slices], result.objects):
         raise PermanentError(f"{path}: committed slices did not read back")

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from oco_l3.config import OutputLocation, StateConfig, _format_errors
+from oco_l3.config import OutputLocation, StateConfig, StoreFormat, _format_errors
 from oco_l3.errors import ConfigInvalid, GridInvalid
 from oco_l3.icesat2.grids import PRESETS, custom_grid
 
@@ -96,6 +96,12 @@ class SearchConfig(_Model):
 class Icesat2Output(OutputLocation):
     cog: bool = True
     quicklook: bool = True
+    format: StoreFormat = "zarr2"
+
+    @property
+    def zarr_format(self) -> int:
+        """``output.format`` as the Zarr format number (2 or 3)."""
+        return 3 if self.format == "zarr3" else 2
 
     @model_validator(mode="after")
     def _local_only(self) -> Icesat2Output:

@@ -183,7 +183,7 @@ def _contributors(located: Sequence[Located], grids: GridSet, g: int, day: str, 
 
 def write_daily(
     product: GridProduct, located: Sequence[Located], grids: GridSet, root: Path,
-    cog: bool = True, quicklook: bool = True,
+    cog: bool = True, quicklook: bool = True, zarr_format: int = 2,
 ) -> list[DayOutput]:
     """Bin every (grid, day) slice of the located inputs and write the store, COGs and quick-look of each."""
     from oco_l3.icesat2.writers import day_dataset, upsert_day, write_cogs, write_quicklook
@@ -197,7 +197,7 @@ def write_daily(
         ds = day_dataset(grid, np.datetime64(day_text, "D"), fields, product.attrs, product.statistic_attrs,
                          product.time_bounds)
         store = root / product.store_path(grid.name)
-        action = upsert_day(store, ds, grid, product.provenance)
+        action = upsert_day(store, ds, grid, product.provenance, zarr_format)
         log.info("%s %s on %s: %d segments binned%s, store %s", product.label, day_text, grid.name, n,
                  "" if n else " (empty day)", action)
         written = [str(store)]

@@ -198,7 +198,8 @@ def _write(product: GridProduct, located: list[Located], grids: GridSet, config:
     """Write the day slices of one product and merge them into the results (in place); a permanent store error
     fails the inputs that had segments."""
     try:
-        days = write_daily(product, located, grids, config.output_root, config.output.cog, config.output.quicklook)
+        days = write_daily(product, located, grids, config.output_root, config.output.cog, config.output.quicklook,
+                           config.output.zarr_format)
     except OcoL3Error as exc:
         if not isinstance(exc, PermanentError):
             raise

@@ -106,9 +106,10 @@ def _time_units(ds: Any) -> str:
     return str(ds["time"].encoding.get("units") or ds["time"].attrs.get("units") or TIME_UNITS)
 
 
-def store_layout(ds: Any, grid: PolarGrid) -> Layout:
+def store_layout(ds: Any, grid: PolarGrid, zarr_format: int = 2) -> Layout:
     """The store layout of a day dataset: dims ``(time, y, x)``, one day per chunk of up to 1024 x 1024 cells,
-    time in days; every variable without a time dimension (2-D lat/lon, the grid mapping) is written once."""
+    time in days; every variable without a time dimension (2-D lat/lon, the grid mapping) is written once. Zarr
+    v2 or 3 (``zarr_format``; v3 groups also carry the GeoZarr attributes of the grid's CRS)."""
     y, x = (Coordinate(name, np.asarray(ds[name].values), dict(ds[name].attrs)) for name in ("y", "x"))
     t_attrs = {k: v for k, v in ds["time"].attrs.items() if k not in ("units", "calendar")}
     calendar = str(ds["time"].encoding.get("calendar") or TIME_CALENDAR)
@@ -119,7 +120,7 @@ def store_layout(ds: Any, grid: PolarGrid) -> Layout:
         for name, var in {**ds.coords, **ds.data_vars}.items()
         if "time" not in var.dims and name not in ("y", "x"))
     return Layout(y, x, (1, min(grid.ny, 1024), min(grid.nx, 1024)), time, statics,
-                  housekeeping=False)
+                  housekeeping=False, zarr_format=zarr_format, crs=grid.pyproj_crs.to_wkt())
 
 
 def day_slab(ds: Any) -> Slab:
@@ -188,7 +189,7 @@ def day_variables(ds: Any) -> list[str]:
     return [str(n) for n, v in ds.variables.items() if v.dims[:1] == ("time",) and n != "time"]
 
 
-def upsert_day(store: Path, ds: Any, grid: PolarGrid, provenance: tuple[str, ...] = ()) -> str:
+def upsert_day(store: Path, ds: Any, grid: PolarGrid, provenance: tuple[str, ...] = (), zarr_format: int = 2) -> str:
     """Write one day into the store in one crash-safe transaction under the store lock: create the store, replace
     the day, append it, or insert it in time order (the one store writer, :func:`oco_l3.zarr_store.upsert`).
     Every variable whose first dimension is ``time`` is written.
@@ -212,7 +213,7 @@ def upsert_day(store: Path, ds: Any, grid: PolarGrid, provenance: tuple[str, ...
         # dataset attributes are those of the day that created the store (later days add none)
         return [Slab(slab.time, slab.variables, {})]
 
-    result = upsert(fsspec.filesystem("file"), str(store), store_layout(ds, grid), slabs)
+    result = upsert(fsspec.filesystem("file"), str(store), store_layout(ds, grid, zarr_format), slabs)
     return result.action
 
 

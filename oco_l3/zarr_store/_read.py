@@ -13,7 +13,7 @@ import numpy as np
 from oco_l3.errors import StoreCorrupt
 from oco_l3.zarr_store import _codec as _zc
 from oco_l3.zarr_store import _txn
-from oco_l3.zarr_store._codec import ZarrV2
+from oco_l3.zarr_store._codec import ZarrFormat, detect_format
 from oco_l3.zarr_store._lock import StoreLock
 from oco_l3.zarr_store._objectstore import ObjectStore, is_local
 from oco_l3.zarr_store.layout import decode_time
@@ -45,9 +45,14 @@ def open_store(fs: fsspec.AbstractFileSystem, path: str, group: str | None = Non
     recover_store(fs, path)
     if not is_local(fs):
         fs.invalidate_cache(path)  # s3fs's listing cache may predate the recovery
-    if not ObjectStore(fs, path).exists(ZarrV2.consolidated):
+    if store_format(fs, path) is None:
         raise StoreCorrupt(f"store {path} has no consolidated metadata (missing or not an oco-l3 store)")
     return xr.open_zarr(zarr_source(fs, path), group=group, consolidated=True)
+
+
+def store_format(fs: fsspec.AbstractFileSystem, path: str) -> ZarrFormat | None:
+    """The Zarr format class of the committed store at ``path`` (None: no consolidated store there)."""
+    return detect_format(ObjectStore(fs, path).exists)
 
 
 def read_back(
@@ -66,29 +71,32 @@ def read_back(
         if objects and not _objects_in_place(fs, store_path, objects):
             return False
         store = ObjectStore(fs, store_path)
-        meta = ZarrV2.parse_consolidated(store.read(ZarrV2.consolidated) or b"")
+        fmt = detect_format(store.exists)
+        if fmt is None:
+            raise StoreCorrupt(f"{store_path} has no consolidated metadata")
+        meta = fmt.parse_consolidated(store.read(fmt.consolidated) or b"")
         wanted = np.array([np.asarray(t).astype("datetime64[us]").astype(np.int64) for t in times], dtype=np.int64)
-        groups = sorted(k.split("/")[0] for k in meta if k.endswith("/.zgroup") and k.count("/") == 1)
-        return all(_group_reads_back(store, meta, f"{g}/" if g else "", wanted, objects or {}) for g in ["", *groups])
+        return all(_group_reads_back(fmt, store, meta, f"{g}/" if g else "", wanted, objects or {})
+                   for g in ["", *fmt.groups(meta)])
     except Exception as exc:  # noqa: BLE001 -- any failure means "not readable"
         log.warning("Read-back of %s failed: %s", store_path, exc)
         return False
 
 
-def _group_reads_back(store: ObjectStore, meta: Mapping[str, Any], prefix: str, wanted: np.ndarray,
+def _group_reads_back(fmt: ZarrFormat, store: ObjectStore, meta: Mapping[str, Any], prefix: str, wanted: np.ndarray,
                       objects: Mapping[str, int]) -> bool:
-    spec = ZarrV2.array_spec(meta, f"{prefix}time")
-    units = str(ZarrV2.attrs(meta, f"{prefix}time").get("units", ""))
+    spec = fmt.array_spec(meta, f"{prefix}time")
+    units = str(fmt.attrs(meta, f"{prefix}time").get("units", ""))
     stored = decode_time(_zc.read_1d(spec, f"{prefix}time", store.read), units)
     where = np.searchsorted(stored, wanted)
     if (where >= stored.size).any() or (stored[np.minimum(where, stored.size - 1)] != wanted).any():
         log.warning("Read-back of %s: a committed time is missing from %stime", store.root, prefix)
         return False
-    for name in ZarrV2.arrays(meta):
-        if not name.startswith(prefix) or "/" in name[len(prefix) :] or ZarrV2.dims(meta, name)[:1] != ("time",) \
+    for name in fmt.arrays(meta):
+        if not name.startswith(prefix) or "/" in name[len(prefix) :] or fmt.dims(meta, name)[:1] != ("time",) \
                 or name[len(prefix) :] == "time":
             continue
-        arr = ZarrV2.array_spec(meta, name)
+        arr = fmt.array_spec(meta, name)
         if arr.shape[0] != stored.size:
             log.warning("Read-back of %s: %s has %d times, the coordinate %d", store.root, name, arr.shape[0],
                         stored.size)

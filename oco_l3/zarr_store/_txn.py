@@ -16,7 +16,9 @@ Protocol (see docs/architecture.md, "Store commits", and docs/guarantees.md):
    old metadata cannot see (beyond the old time axis, or rows of a chunk they do not read) first, then data they
    can see, then deletes, then array/group metadata, group ``.zmetadata``, the root ``.zmetadata``, new groups'
    ``.zgroup`` and the root ``.zgroup`` very last (it exists only from the first commit on, so on S3 a plain
-   reader sees no store until the first commit is complete). Then the manifest and the folder are removed.
+   reader sees no store until the first commit is complete). Zarr v3: array ``zarr.json``, then group ``zarr.json``
+   (each holds its subtree's consolidated metadata), the root ``zarr.json`` (marker and consolidated metadata in
+   one) very last. Then the manifest and the folder are removed.
    Replay is idempotent: a staged object that is gone was already moved (local); on S3 copies are repeated.
 
 Transactions of older versions, staged inside the store (``<store>/.oco-l3-txn/``), are recovered the same way.
@@ -70,11 +72,13 @@ def legacy_home(store: ObjectStore) -> ObjectStore:
     return ObjectStore(store.fs, store.path(TXN_DIR), fsync=store.fsync)
 
 
-def apply_order(keys: Iterable[str], visible: Iterable[str] = ()) -> list[str]:
+def apply_order(keys: Iterable[str], visible: Iterable[str] = (), groups: Iterable[str] = ()) -> list[str]:
     """Hidden data, visible data (visible time-coordinate chunks last of them), array/group metadata (deepest
     first), group ``.zmetadata``, root ``.zmetadata``, group ``.zgroup``, root ``.zgroup`` last. ``visible``: data
-    keys whose change readers of the old metadata see."""
+    keys whose change readers of the old metadata see. Zarr v3: ``groups`` are the group ``zarr.json`` keys (they
+    carry consolidated metadata, so they go after the arrays' ``zarr.json``); the root ``zarr.json`` is last."""
     shown = set(visible)
+    group_docs = set(groups)
 
     def rank(key: str) -> tuple[int, int, str]:
         name = key.rsplit("/", 1)[-1]
@@ -84,6 +88,8 @@ def apply_order(keys: Iterable[str], visible: Iterable[str] = ()) -> list[str]:
             return (2 if key.rsplit("/", 2)[-2] == "time" else 1, 0, key)  # visible time labels last
         if key in (".zgroup", "zarr.json"):
             return (8, 0, key)
+        if name == "zarr.json" and key in group_docs:
+            return (5, -key.count("/"), key)
         if name == ".zgroup":
             return (7, 0, key)
         if key == ".zmetadata":
@@ -112,6 +118,9 @@ class Overlay:
         self.creating = False
         self._cache: dict[str, bytes | None] = {}
         self._meta: dict[str, Any] | None = None
+        self._live: set[str] = set()
+        #: Group metadata documents this transaction writes (their place in the apply order depends on it).
+        self.group_keys: set[str] = set()
         self.reads = 0
         self.committed: tuple[int, int] = (0, 0)
         #: Size of every object the last commit wrote, for a read-back check.
@@ -128,14 +137,17 @@ class Overlay:
             return "nested"
         return "tree" if self.creating else "flat"
 
-    def preload(self, docs: dict[str, Any]) -> None:
-        """Serve metadata keys from consolidated metadata ``docs`` (saves one read per key on S3)."""
+    def preload(self, docs: dict[str, Any], live: set[str] | None = None) -> None:
+        """Serve metadata keys from consolidated metadata ``docs`` (saves one read per key on S3), except ``live``
+        keys, whose stored bytes hold more than their document in ``docs`` (v3 groups: consolidated metadata)."""
         self._meta = docs
+        self._live = set(live or ())
 
     def original(self, key: str) -> bytes | None:
         """The bytes of ``key`` in the store before this transaction."""
         if key not in self._cache:
-            if self._meta is not None and is_metadata_key(key) and not key.endswith(".zmetadata"):
+            if self._meta is not None and is_metadata_key(key) and not key.endswith(".zmetadata") \
+                    and key not in self._live:
                 doc = self._meta.get(key)
                 self._cache[key] = None if doc is None else json.dumps(doc, indent=2).encode()
             else:
@@ -230,7 +242,7 @@ def commit(store: ObjectStore, overlay: Overlay, guard: Callable[[], None] | Non
     txid = overlay.txid or new_txid()
     overlay.txid = txid
     layout = overlay.layout
-    puts = apply_order(writes, overlay.visible)
+    puts = apply_order(writes, overlay.visible, overlay.group_keys)
     for key in puts:
         if overlay._staged.get(key) is not writes[key]:
             overlay.home.write(staged_key(txid, key, layout), writes[key], atomic=False)

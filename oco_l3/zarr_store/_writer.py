@@ -1,6 +1,7 @@
 """The one store writer: inserts or replaces time slabs in a Zarr store through a transaction overlay.
 
-Metadata is written as JSON documents (:class:`._codec.ZarrV2`); every changed chunk is built whole in numpy and
+Metadata is written as JSON documents (:class:`._codec.ZarrV2` or :class:`._codec.ZarrV3`, by the layout's
+``zarr_format``); every changed chunk is built whole in numpy and
 encoded here (:mod:`._codec`, on a small thread pool) and staged while it is encoded. Only chunks whose content
 changes are built; an old chunk is read (and decoded) only when some of its rows stay or move; with one time step
 per chunk a moved row is copied as raw bytes, never decoded. Chunks that end up all fill are not written (and
@@ -27,8 +28,8 @@ import numpy as np
 import oco_l3
 from oco_l3.errors import StoreCorrupt
 from oco_l3.zarr_store import _codec as _zc
-from oco_l3.zarr_store import _plan
-from oco_l3.zarr_store._codec import ArraySpec, ZarrV2
+from oco_l3.zarr_store import _plan, geozarr
+from oco_l3.zarr_store._codec import FORMATS, ArraySpec, zarr_format
 from oco_l3.zarr_store._txn import Overlay, is_metadata_key
 from oco_l3.zarr_store.layout import Layout, Slab, VarSlice, decode_time, encode_time
 
@@ -56,7 +57,7 @@ class Writer:
         self.overlay = overlay
         self.path = path
         self.layout = layout
-        self.fmt = ZarrV2
+        self.fmt = zarr_format(layout.zarr_format)
         self.meta = self._read_meta()
         self._listed: dict[tuple[str, int], set[tuple[int, ...]]] = {}
 
@@ -71,13 +72,17 @@ class Writer:
             meta = self.fmt.parse_consolidated(raw)
         except ValueError as exc:
             raise StoreCorrupt(f"store {self.path} has {exc}") from exc
-        self.overlay.preload(meta)
+        self.overlay.preload(meta, self.fmt.live_keys(meta))
         return meta
 
     def _check_blank(self) -> None:
         """A store without consolidated metadata must be nothing yet (never a foreign folder or a broken store)."""
         if self.overlay.raw(self.fmt.marker) is not None:
             raise StoreCorrupt(f"store {self.path} has no consolidated metadata")
+        for version, other in FORMATS.items():
+            if other is not self.fmt and self.overlay.raw(other.consolidated) is not None:
+                raise StoreCorrupt(f"store {self.path} is Zarr format {version}, not {self.fmt.version} as configured "
+                                   f"(output.format): write to another output root or naming, or rebuild the store")
         foreign = [n for n in self.overlay.store.list_dir("") if not n.startswith(".")]
         if foreign:
             raise StoreCorrupt(f"{self.path}: exists without consolidated metadata (not an oco-l3 store)")
@@ -105,7 +110,7 @@ class Writer:
                 and self.fmt.dims(self.meta, a)[:1] == ("time",)}
 
     def _old_times(self) -> np.ndarray:
-        if "time/.zarray" not in self.meta:
+        if not self.fmt.has_array(self.meta, "time"):
             return np.zeros(0, dtype=np.int64)
         units = str(self.fmt.attrs(self.meta, "time").get("units", ""))
         try:
@@ -118,7 +123,7 @@ class Writer:
 
     def _check_grid(self) -> None:
         for coord in (self.layout.y, self.layout.x):
-            if f"{coord.name}/.zarray" not in self.meta:
+            if not self.fmt.has_array(self.meta, coord.name):
                 raise StoreCorrupt(f"store {self.path} has no {coord.name} coordinate")
             have = self._read_1d(coord.name)
             want = np.asarray(coord.values)
@@ -137,6 +142,8 @@ class Writer:
             _check_key(key, self.layout)
         groups = sorted({k.split("/")[0] for k in keys if "/" in k})
         doc = self._dataset_attrs(attrs, slabs, plan)
+        if self.fmt.version == 3:
+            doc.update(geozarr.group_attrs(self.layout))
         for group in ["", *groups]:
             self._write_group(group, plan, doc)
         self._write_statics()
@@ -153,19 +160,25 @@ class Writer:
         for key, doc in docs.items():
             self._put_doc(key, doc)
 
+    def _current(self, key: str) -> dict[str, Any]:
+        """A metadata document as this transaction sees it now."""
+        return dict(json.loads(self.overlay.raw(key) or b"{}"))
+
     # --- coordinates, groups and attributes ------------------------------------------------------------------
     def _write_group(self, group: str, plan: _plan.TimePlan, attrs: dict[str, Any]) -> None:
         prefix = f"{group}/" if group else ""
-        fresh = f"{prefix}time/.zarray" not in self.meta
-        self._put_docs(self.fmt.group_docs(prefix, attrs))
+        fresh = not self.fmt.has_array(self.meta, f"{prefix}time")
+        docs = self.fmt.group_docs(prefix, attrs)
+        self.overlay.group_keys.update(docs)
+        self._put_docs(docs)
         if fresh:
             self._create_coords(prefix, plan)
             return
         if len(plan.merged) == len(plan.old) and not plan.shifts:
             return
         spec = self._spec(f"{prefix}time").resized(len(plan.merged))
-        self._put_doc(f"{prefix}time/.zarray", self.fmt.resized_doc(self.meta[f"{prefix}time/.zarray"],
-                                                                    len(plan.merged)))
+        key = self.fmt.array_key(f"{prefix}time")
+        self._put_doc(key, self.fmt.resized_doc(self.meta[key], len(plan.merged)))
         units = str(self.fmt.attrs(self.meta, f"{prefix}time").get("units", ""))
         first = plan.p // spec.chunks[0]
         if plan.shifts:  # rows the old time axis shows change: applied after the hidden objects
@@ -193,7 +206,7 @@ class Writer:
 
     def _write_statics(self) -> None:
         for var in self.layout.statics:
-            if f"{var.name}/.zarray" in self.meta:
+            if self.fmt.has_array(self.meta, var.name):
                 continue
             values = np.asarray(var.values)
             spatial = var.dims == (self.layout.y.name, self.layout.x.name)
@@ -239,7 +252,7 @@ class Writer:
     def _consolidate(self, groups: list[str]) -> None:
         """The consolidated metadata of the root (whole hierarchy) and of each group (its subtree)."""
         keys = {k for k in self.meta} | {k for k in self.overlay.writes if is_metadata_key(k)}
-        keys = {k for k in keys if not k.endswith(self.fmt.consolidated) and k not in self.overlay.deletes}
+        keys = {k for k in keys if not self.fmt.is_consolidated_key(k) and k not in self.overlay.deletes}
         docs = {k: json.loads(self.overlay.raw(k) or b"{}") for k in sorted(keys)}
         for group in groups:
             key, body = self.fmt.consolidate(docs, f"{group}/" if group else "")
@@ -280,13 +293,14 @@ class Writer:
                                f"(*, {self.layout.shape})")
         if spec.shape[0] != n:
             spec = spec.resized(n)
-            self._put_doc(f"{key}/.zarray", self.fmt.resized_doc(self.meta[f"{key}/.zarray"], n))
+            akey = self.fmt.array_key(key)
+            self._put_doc(akey, self.fmt.resized_doc(self.meta[akey], n))
         if has:
             old = self.fmt.attrs(self.meta, key)
             new = {k: v for k, v in has[-1].attrs.items() if k not in DROP_VAR_ATTRS}
             merged = _clean_attrs({**old, **new}, self.path)
             if merged != old:
-                self._put_doc(f"{key}/.zattrs", {**merged, "_ARRAY_DIMENSIONS": list(dims)})
+                self._put_docs(self.fmt.attrs_docs(self._current, key, merged, dims))
         return spec
 
     def _existence(self, key: str, spec: ArraySpec, n_old: int) -> Callable[[int], set[tuple[int, ...]] | None]:
@@ -299,7 +313,7 @@ class Writer:
                 return None
             if (key, tc) not in self._listed:
                 found = set()
-                for rel in self.overlay.store.walk_files(f"{key}/{tc}"):
+                for rel in self.overlay.store.walk_files(spec.key(key, (tc,))):
                     parts = rel.split("/")
                     if len(parts) == len(spec.shape) - 1 and all(p.isdigit() for p in parts):
                         found.add(tuple(int(p) for p in parts))

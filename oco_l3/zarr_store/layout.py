@@ -67,8 +67,10 @@ class Layout:
     data variable has dims ``(time, y.name, x.name)`` unless its slice says otherwise); variables ``Group/name``
     live in Zarr group ``Group``, which carries its own copies of the coordinates. ``separator`` is the chunk key
     separator of new arrays (``.`` flat, ``/`` nested: a nested array can list one time step's chunks cheaply).
-    ``zarr_format`` selects the metadata documents (only 2 is written today). With ``housekeeping`` the dataset
-    attributes get ``Conventions``, ``title``, ``software_version``, ``date_created``/``date_modified`` and
+    ``zarr_format`` selects the metadata documents of a NEW store (2 or 3; an existing store must have the same
+    format). ``crs`` (anything :class:`pyproj.CRS` takes; the y/x coordinates are in it) gives Zarr v3 groups the
+    GeoZarr ``proj:``/``spatial:`` attributes (:mod:`.geozarr`). With ``housekeeping`` the dataset attributes get
+    ``Conventions``, ``title``, ``software_version``, ``date_created``/``date_modified`` and
     ``time_coverage_start/end``."""
 
     y: Coordinate
@@ -79,14 +81,15 @@ class Layout:
     codec: Codec = field(default_factory=lambda: COMPRESSOR)
     separator: str = "."
     zarr_format: int = 2
+    crs: str | None = None
     #: Add the CF housekeeping attributes (off: the dataset attributes are exactly the slabs' and the caller's).
     housekeeping: bool = True
 
     def __post_init__(self) -> None:
         if min(self.chunks) < 1:
             raise ValueError(f"chunk sizes must be positive, got {self.chunks}")
-        if self.zarr_format != 2:
-            raise ValueError(f"zarr_format {self.zarr_format} is not written by this version")
+        if self.zarr_format not in (2, 3):
+            raise ValueError(f"zarr_format {self.zarr_format} is not written by this version (2 or 3)")
 
     @property
     def dims(self) -> tuple[str, str, str]:

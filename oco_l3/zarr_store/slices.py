@@ -99,13 +99,15 @@ def lat_lon(grid: GridSpec) -> tuple[Coordinate, Coordinate]:
                                           ("longitude", grid.longitude, "degrees_east", "X")))
 
 
-def target_layout(grid: GridSpec, chunking: Mapping[str, int] | Sequence[int] | None = None) -> Layout:
-    """Zarr v2, chunks ``(time, latitude, longitude)`` (default 5 / 250 / 250), flat chunk keys, time in
-    microseconds since 1970 (the capture's first sounding)."""
+def target_layout(grid: GridSpec, chunking: Mapping[str, int] | Sequence[int] | None = None,
+                  zarr_format: int = 2) -> Layout:
+    """Zarr v2 (or 3), chunks ``(time, latitude, longitude)`` (default 5 / 250 / 250), flat chunk keys, time in
+    microseconds since 1970 (the capture's first sounding), EPSG:4326."""
     c = _chunks(chunking)
     lat, lon = lat_lon(grid)
     time = TimeAxis(attrs={"standard_name": "time", "long_name": "capture start time", "axis": "T"})
-    return Layout(lat, lon, (c["time"], c["latitude"], c["longitude"]), time)
+    return Layout(lat, lon, (c["time"], c["latitude"], c["longitude"]), time, zarr_format=zarr_format,
+                  crs="EPSG:4326")
 
 
 def upsert_slices(
@@ -117,6 +119,7 @@ def upsert_slices(
     title: str = "",
     global_attrs: Mapping[str, Any] | None = None,
     lock_timeout: float = 600.0,
+    zarr_format: int = 2,
 ) -> CommitResult:
     """Insert or replace ``slices`` (by time) in the store at ``store_path``, atomically.
 
@@ -132,5 +135,5 @@ def upsert_slices(
     attrs = dict(global_attrs or {})
     if title:
         attrs["title"] = title
-    return upsert(fs, store_path, target_layout(grid, chunking), [s.slab() for s in slices], attrs=attrs,
-                  lock_timeout=lock_timeout)
+    return upsert(fs, store_path, target_layout(grid, chunking, zarr_format), [s.slab() for s in slices],
+                  attrs=attrs, lock_timeout=lock_timeout)
