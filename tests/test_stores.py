@@ -53,8 +53,8 @@ def store(tmp_path: Path) -> str:
     return str(tmp_path / "oco3" / "pre" / "fossil0001.zarr")
 
 
-def up(path: str, *slices: SliceData, fs: fsspec.AbstractFileSystem = LOCAL):  # type: ignore[no-untyped-def]
-    return upsert_slices(fs, path, list(slices), chunking=CHUNKS, title="OCO-3 test")
+def up(path: str, *slices: SliceData, fs: fsspec.AbstractFileSystem = LOCAL, fmt: int = 2):  # type: ignore[no-untyped-def]
+    return upsert_slices(fs, path, list(slices), chunking=CHUNKS, title="OCO-3 test", zarr_format=fmt)
 
 
 def xco2_at(path: str, fs: fsspec.AbstractFileSystem = LOCAL) -> dict[np.datetime64, float]:
@@ -215,17 +215,21 @@ def crash_at(point: str):  # type: ignore[no-untyped-def]
     return hook
 
 
-@pytest.mark.parametrize("point", ["staged", "manifest", "apply:1", "apply:7", "apply:14", "deleted", "applied"])
+CRASH_POINTS = ["staged", "manifest", "apply:1", "apply:7", "apply:14", "deleted", "applied"]
+
+
+@pytest.mark.parametrize("point,fmt", [(p, 2) for p in CRASH_POINTS]
+                         + [(p, 3) for p in ("staged", "manifest", "apply:7", "deleted", "applied")])
 @pytest.mark.parametrize("kind", ["append", "replace", "insert"])
-def test_crash_then_recover_gives_before_or_after(store: str, point: str, kind: str,
+def test_crash_then_recover_gives_before_or_after(store: str, point: str, kind: str, fmt: int,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    up(store, make_slice(day(1), 1), make_slice(day(3), 3))
+    up(store, make_slice(day(1), 1), make_slice(day(3), 3), fmt=fmt)
     new = {"append": make_slice(day(4), 4), "replace": make_slice(day(3), 33),
            "insert": make_slice(day(2), 2)}[kind]
     before = snapshot(store)
     monkeypatch.setattr(_txn, "FAULT_HOOK", crash_at(point))
     with pytest.raises(Crash):
-        up(store, new)
+        up(store, new, fmt=fmt)
     monkeypatch.setattr(_txn, "FAULT_HOOK", None)
     recover_store(LOCAL, store)
     assert not os.path.exists(os.path.join(store, ".oco-l3-txn"))
@@ -233,8 +237,8 @@ def test_crash_then_recover_gives_before_or_after(store: str, point: str, kind: 
         assert snapshot(store) == before
         return
     clean = store + "-clean"  # after the commit point: exactly what an uninterrupted write gives
-    up(clean, make_slice(day(1), 1), make_slice(day(3), 3))
-    up(clean, new)
+    up(clean, make_slice(day(1), 1), make_slice(day(3), 3), fmt=fmt)
+    up(clean, new, fmt=fmt)
     got, ref = open_store(LOCAL, store), open_store(LOCAL, clean)
     np.testing.assert_array_equal(got.time.values, ref.time.values)
     assert np.all(np.diff(got.time.values) > np.timedelta64(0))
@@ -324,16 +328,17 @@ def test_memory_lock_is_exclusive() -> None:
 
 # --- S3 (moto server on 127.0.0.1) ------------------------------------------------------------------------------
 @pytest.mark.services
-def test_s3_upsert_crash_recover_and_lock(moto_s3, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_s3_upsert_crash_recover_and_lock(moto_s3, monkeypatch: pytest.MonkeyPatch, fmt: int) -> None:  # type: ignore[no-untyped-def]
     import s3fs
 
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_s3.endpoint}, skip_instance_cache=True)
     path = f"s3://{moto_s3.bucket}/oco3/pre/t1.zarr"  # the form remote.output_filesystem gives
-    up(path, make_slice(day(2), 2), fs=fs)
-    up(path, make_slice(day(3), 3), fs=fs)
+    up(path, make_slice(day(2), 2), fs=fs, fmt=fmt)
+    up(path, make_slice(day(3), 3), fs=fs, fmt=fmt)
     monkeypatch.setattr(_txn, "FAULT_HOOK", crash_at("apply:2"))
     with pytest.raises(Crash):
-        up(path, make_slice(day(1), 1), fs=fs)
+        up(path, make_slice(day(1), 1), fs=fs, fmt=fmt)
     monkeypatch.setattr(_txn, "FAULT_HOOK", None)
     assert any(".oco-l3-txn/" in k for k in moto_s3.list_keys("oco3/"))
     assert list(xco2_at(path, fs=fs).values()) == [1.0, 2.0, 3.0]  # open_store replayed the commit
@@ -540,8 +545,9 @@ PLAIN_CASES = {  # existing slices, the commit, and whether plain readers are gu
 }
 
 
+@pytest.mark.parametrize("fmt", [2, 3])
 @pytest.mark.parametrize("case", sorted(PLAIN_CASES))
-def test_plain_reader_sees_a_committed_state_at_every_crash_point(tmp_path: Path, case: str) -> None:
+def test_plain_reader_sees_a_committed_state_at_every_crash_point(tmp_path: Path, case: str, fmt: int) -> None:
     """Crash the commit at every point it passes; a plain xr.open_zarr (no recovery) then sees the store before or
     after the commit -- for a first commit no store at all until it is complete (and no store path on disk),
     for appends and identical re-runs exactly the old or the new store. What remains (docs/guarantees.md): a
@@ -550,15 +556,15 @@ def test_plain_reader_sees_a_committed_state_at_every_crash_point(tmp_path: Path
     before, new, strict = PLAIN_CASES[case]
     ref_old, ref_new = str(tmp_path / "old.zarr"), str(tmp_path / "new.zarr")
     for s in before:
-        up(ref_old, s)
-        up(ref_new, s)
-    up(ref_new, new)
+        up(ref_old, s, fmt=fmt)
+        up(ref_new, s, fmt=fmt)
+    up(ref_new, new, fmt=fmt)
     old_view = plain_view(ref_old) if before else None
     new_view = plain_view(ref_new)
     path0 = str(tmp_path / "count2.zarr")
     for s in before:
-        up(path0, s)
-    points = fault_points(lambda: up(path0, new))
+        up(path0, s, fmt=fmt)
+    points = fault_points(lambda: up(path0, new, fmt=fmt))
     if not points:  # an identical re-run within the same second changes nothing: nothing is committed
         assert case == "rerun_same"
         return
@@ -568,11 +574,11 @@ def test_plain_reader_sees_a_committed_state_at_every_crash_point(tmp_path: Path
     for i, point in enumerate(points):
         path = str(tmp_path / f"s{i}.zarr")
         for s in before:
-            up(path, s)
+            up(path, s, fmt=fmt)
         _txn.FAULT_HOOK = crash_at(point)
         try:
             with pytest.raises(Crash):
-                up(path, new)
+                up(path, new, fmt=fmt)
         finally:
             _txn.FAULT_HOOK = None
         seen = plain_view(path)
@@ -587,23 +593,24 @@ def test_plain_reader_sees_a_committed_state_at_every_crash_point(tmp_path: Path
 
 
 @pytest.mark.services
-def test_plain_reader_on_s3_sees_no_store_until_the_first_commit_is_complete(moto_s3) -> None:  # type: ignore[no-untyped-def]
-    """On S3 there is no rename: the first commit's objects are copied into place with the root .zgroup last, so a
-    plain reader sees no store until every object is in place, then the whole store."""
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_plain_reader_on_s3_sees_no_store_until_the_first_commit_is_complete(moto_s3, fmt: int) -> None:  # type: ignore[no-untyped-def]
+    """On S3 there is no rename: the first commit's objects are copied into place with the root .zgroup (v3: the
+    root zarr.json) last, so a plain reader sees no store until every object is in place, then the whole store."""
     import s3fs
 
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_s3.endpoint}, skip_instance_cache=True)
-    ref = f"s3://{moto_s3.bucket}/ref.zarr"
-    points = fault_points(lambda: up(ref, make_slice(day(1), 1), fs=fs))
+    ref = f"s3://{moto_s3.bucket}/ref{fmt}.zarr"
+    points = fault_points(lambda: up(ref, make_slice(day(1), 1), fs=fs, fmt=fmt))
     applies = [p for p in points if p.startswith("apply:")]
     assert len(applies) > 10
     new_view = plain_view(ref, fs)
     for point in ["manifest", applies[len(applies) // 2], applies[-2], applies[-1]]:
-        path = f"s3://{moto_s3.bucket}/{point.replace(':', '')}.zarr"
+        path = f"s3://{moto_s3.bucket}/{point.replace(':', '')}-{fmt}.zarr"
         _txn.FAULT_HOOK = crash_at(point)
         try:
             with pytest.raises(Crash):
-                up(path, make_slice(day(1), 1), fs=fs)
+                up(path, make_slice(day(1), 1), fs=fs, fmt=fmt)
         finally:
             _txn.FAULT_HOOK = None
         fs.invalidate_cache()
