@@ -23,4 +23,5 @@ pytest_plugins = [
     "tests.services.rabbitmq",
     "tests.services.s3_proxy",
     "tests.services.dask_cluster",
+    "tests.services.zarr2",
 ]
