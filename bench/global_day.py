@@ -3,9 +3,11 @@
 Writes one granule per mission (OCO-3 FP, OCO-3 SIF: 12 SAMs of 5,600 soundings + 3 target-mode captures each,
 60,000 background soundings; OCO-2: 3 target-mode captures), then runs ``run_global`` on it in a child process
 (so peak RSS is the product's own) and prints one line plus a JSON document: wall time of ``run_global``, peak
-RSS of the child, captures, chunks written. Budget (design.md): <= 60 s, <= 4 GB.
+RSS of the child, captures, chunks written, and with COGs (the default; ``--no-cog`` to leave them out) the number
+and bytes of the sparse COGs (one per variable with data and QF pass). ``--format zarr3`` writes Zarr v3 stores.
+Budget (design.md, issue 15): <= 60 s, <= 4 GB with the COGs.
 
-    .venv/bin/python bench/global_day.py [--keep DIR] [--lat 18000 --lon 36000]
+    .venv/bin/python bench/global_day.py [--keep DIR] [--lat 18000 --lon 36000] [--no-cog] [--format zarr3]
 """
 
 from __future__ import annotations
@@ -47,14 +49,17 @@ def write_day(directory: Path) -> list[str]:
     return paths
 
 
-def child(files: list[str], out: str, n_lat: int, n_lon: int, method: str) -> None:
+def child(files: list[str], out: str, n_lat: int, n_lon: int, method: str, cog: bool, fmt: str) -> None:
     from oco_l3.config import parse_config
     from oco_l3.global_product import run_global
 
+    output: dict = {"local": out, "global": True, "format": fmt,
+                    "naming": {"pre_qf": "global_pre_qf.zarr", "post_qf": "global_post_qf.zarr"}}
+    if cog:
+        output["cog"] = {"output": {"local": str(Path(out).parent / "cog")}}
     config = parse_config({
         "input": {"files": files},
-        "output": {"local": out, "global": True, "naming": {"pre_qf": "global_pre_qf.zarr",
-                                                          "post_qf": "global_post_qf.zarr"}},
+        "output": output,
         "grid": {"latitude": n_lat, "longitude": n_lon, "method": method},
     })
     t0 = time.perf_counter()
@@ -62,9 +67,12 @@ def child(files: list[str], out: str, n_lat: int, n_lon: int, method: str) -> No
     wall = time.perf_counter() - t0
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     chunk_files = sum(len(f) for d in Path(out).iterdir() for _, _, f in os.walk(d)) if Path(out).exists() else 0
+    cogs = [Path(p) for r in results for p in r.cogs]
     doc = {
         "bench": "global_day", "grid": [n_lat, n_lon], "method": method, "wall_s": round(wall, 2),
         "peak_rss_mb": round(rss_kb / 1024, 1), "captures": sum(r.counts["captures"] for r in results),
+        "format": fmt, "cogs": len(cogs), "cog_mb": round(sum(p.stat().st_size for p in cogs) / 1e6, 2),
+        "largest_cog_mb": round(max((p.stat().st_size for p in cogs), default=0) / 1e6, 2),
         "errors": [e for r in results for e in r.errors], "objects_in_stores": chunk_files,
         "timings": {k: round(v, 2) for r in results for k, v in r.timings.items()},
         "budget": {"wall_s": 60, "peak_rss_mb": 4096},
@@ -79,11 +87,13 @@ def main() -> int:
     parser.add_argument("--lat", type=int, default=18000)
     parser.add_argument("--lon", type=int, default=36000)
     parser.add_argument("--method", choices=["linear", "cubic", "nearest"], default="linear")
+    parser.add_argument("--no-cog", action="store_true", help="leave the global COGs out")
+    parser.add_argument("--format", choices=["zarr2", "zarr3"], default="zarr2")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         out, *files = args.child
-        child(files, out, args.lat, args.lon, args.method)
+        child(files, out, args.lat, args.lon, args.method, not args.no_cog, args.format)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(args.keep or tmp)
@@ -94,7 +104,8 @@ def main() -> int:
         # 2-core machine. The CLI should set this too (see the report / README).
         env = dict(os.environ, OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "1"))
         proc = subprocess.run([sys.executable, __file__, "--lat", str(args.lat), "--lon", str(args.lon),
-                               "--method", args.method, "--child", out, *files],
+                               "--method", args.method, "--format", args.format,
+                               *(["--no-cog"] if args.no_cog else []), "--child", out, *files],
                               capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
@@ -103,7 +114,8 @@ def main() -> int:
         ok = doc["wall_s"] <= 60 and doc["peak_rss_mb"] <= 4096 and not doc["errors"]
         print(f"global day {doc['grid'][0]}x{doc['grid'][1]} {doc['method']}: {doc['wall_s']} s, "
               f"{doc['peak_rss_mb']} MB peak RSS, {doc['captures']} captures, "
-              f"{doc['objects_in_stores']} objects -> {'OK' if ok else 'OVER BUDGET'}")
+              f"{doc['objects_in_stores']} objects, {doc['cogs']} COGs of {doc['cog_mb']} MB "
+              f"(largest {doc['largest_cog_mb']} MB) -> {'OK' if ok else 'OVER BUDGET'}")
         print(json.dumps(doc, indent=1))
         return 0 if ok else 1
 

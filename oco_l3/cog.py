@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
@@ -20,6 +20,9 @@ from oco_l3.grids import GridSpec
 from oco_l3.paths import check_component, cog_name, safe_join
 from oco_l3.stores import SliceData
 from oco_l3.zarr_store._objectstore import is_local
+
+if TYPE_CHECKING:
+    from oco_l3.sparse_cog import SparseRaster
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +118,19 @@ def write_cog(
     ``fs`` defaults to local disk. The file is written to a temporary file, validated with ``cog_validate``, then
     renamed into place (local) or uploaded with one put (other filesystems), so a reader never sees a partial COG.
     """
-    from rio_cogeo.cogeo import cog_validate
-
     if array.shape != grid.shape:
         raise ValueError(f"COG array shape {array.shape} does not match the grid {grid.shape}")
     opts = validate_options(options)
+    return _write_validated(lambda tmp: _to_tiff(array, grid, _nodata_for(array, nodata), tmp, opts), out_dir,
+                            name, fs)
+
+
+def _write_validated(make: Callable[[str], None], out_dir: str, name: str,
+                     fs: fsspec.AbstractFileSystem | None) -> str:
+    """``make(tmp)`` writes the COG to a temporary file; it is validated, then renamed (local) or put (other
+    filesystems) to ``out_dir/name``. Returns the final path."""
+    from rio_cogeo.cogeo import cog_validate
+
     fs = fs or fsspec.filesystem("file")
     local = is_local(fs)
     check_component(name)
@@ -130,7 +141,7 @@ def write_cog(
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tif", dir=tmp_dir)
     os.close(fd)
     try:
-        _to_tiff(array, grid, _nodata_for(array, nodata), tmp, opts)
+        make(tmp)
         valid, errors, _warnings = cog_validate(tmp, quiet=True)
         if not valid:
             raise RuntimeError(f"COG {name} failed validation: {'; '.join(errors)[:200]}")
@@ -143,6 +154,52 @@ def write_cog(
             os.unlink(tmp)
     log.debug("Wrote COG %s", final)
     return final
+
+
+#: GDAL COG options the sparse (global) COGs follow; the others of :data:`ALLOWED_OPTIONS` do not apply to them.
+SPARSE_OPTIONS = frozenset({"BLOCKSIZE", "COMPRESS", "LEVEL", "ZLEVEL", "ZSTD_LEVEL", "SPARSE_OK"})
+
+
+def sparse_settings(options: Mapping[str, Any] | None) -> tuple[int, str, int | None]:
+    """(block size, compression, level) of the sparse COGs from ``output.cog.options`` (default 256, DEFLATE,
+    level 1); :class:`ConfigInvalid` for a compression they cannot be written with."""
+    from oco_l3.sparse_cog import COMPRESSION
+
+    opts = validate_options(options)
+    block = int(opts.get("BLOCKSIZE", 256))
+    compress = opts.get("COMPRESS", "DEFLATE").upper()
+    if compress not in COMPRESSION:
+        raise ConfigInvalid(f"output.cog.options.COMPRESS={compress[:20]} is not written for the global product's "
+                            f"sparse COGs (use {' or '.join(COMPRESSION)})")
+    if block % 16 or not 16 <= block <= 4096:
+        raise ConfigInvalid(f"output.cog.options.BLOCKSIZE={block} must be a multiple of 16 in 16..4096")
+    level = opts.get("ZSTD_LEVEL" if compress == "ZSTD" else "ZLEVEL", opts.get("LEVEL"))
+    ignored = sorted(set(opts) - SPARSE_OPTIONS)
+    if ignored:
+        log.debug("COG options %s do not apply to sparse COGs", ", ".join(ignored))
+    return block, compress, None if level is None else int(level)
+
+
+def write_sparse_cog(
+    raster: SparseRaster,
+    out_dir: str,
+    name: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    fs: fsspec.AbstractFileSystem | None = None,
+) -> str:
+    """Write the sparse raster as the COG ``out_dir/name`` (only tiles with data, overviews by nearest sampling;
+    :mod:`oco_l3.sparse_cog`), validated with ``cog_validate`` before it is moved into place like
+    :func:`write_cog`. Returns the final path."""
+    from oco_l3.sparse_cog import encode_cog
+
+    block, compress, level = sparse_settings(options)
+
+    def make(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(encode_cog(raster, block, compress, level))
+
+    return _write_validated(make, out_dir, name, fs)
 
 
 def write_slice_cogs(

@@ -482,12 +482,14 @@ def global_attrs(config: RunConfig, qf: QF) -> dict[str, Any]:
     }
 
 
-def commit_global(config: RunConfig, day: dt.date, captures: Sequence[GlobalCaptureProduct], qf: QF) -> GlobalCommit:
-    """Compose and commit one QF store for one day (single writer per store)."""
+def commit_global(config: RunConfig, day: dt.date, captures: Sequence[GlobalCaptureProduct], qf: QF,
+                  canvas: DayCanvas | None = None) -> GlobalCommit:
+    """Compose (unless ``canvas`` is given) and commit one QF store for one day (single writer per store)."""
     from oco_l3.remote import output_filesystem
 
     fs, root = output_filesystem(config.output)
-    canvas = compose_day(product_grid(config), product_chunks(config), captures, qf)
+    if canvas is None:
+        canvas = compose_day(product_grid(config), product_chunks(config), captures, qf)
     path = global_store_path(config, root, qf)
     done = commit_global_day(fs, path, day, canvas, missions=expected_missions(config),
                              attrs=global_attrs(config, qf), zarr_format=config.output.zarr_format)
@@ -496,6 +498,71 @@ def commit_global(config: RunConfig, day: dt.date, captures: Sequence[GlobalCapt
 
     stac.updating(path, record_global_day, config, day, captures, qf, path)
     return done
+
+
+# --- COG export ----------------------------------------------------------------------------------------------
+def global_cog_name(key: str, day: dt.date, qf: QF) -> str:
+    """The COG name of output variable ``key`` in the reference's COG naming style with ``global`` in the target
+    id's place: ``{oco3-co2|oco2-co2|oco3-sif}_global_{YYYY-mm-dd}T000000Z_{filtered|unfiltered}_{[Group.]var}.tif``
+    (``var`` without the mission prefix: ``Retrieval/OCO3_global_psurf`` -> ``oco3-co2_global_..._Retrieval.psurf``;
+    layers keep their names: ``OCO3_global_target_id`` -> ``..._target_id``)."""
+    from oco_l3.paths import cog_name
+
+    group, _, name = key.rpartition("/")
+    mission = next(m for m, p in sorted(PREFIX.items(), key=lambda kv: -len(kv[1])) if name.startswith(f"{p}_"))
+    var = name[len(PREFIX[mission]) + 1 :]
+    return cog_name(mission, "global", np.datetime64(day, "s"), qf == "post", f"{group}/{var}" if group else var)
+
+
+def canvas_raster(canvas: DayCanvas, key: str) -> Any:
+    """Variable ``key`` of the canvas as a north-up sparse raster (its tiles, never the whole grid)."""
+    from oco_l3.sparse_cog import SparseRaster, pieces_from_tiles
+
+    grid = canvas.grid
+    ch, cw = canvas.chunks
+    tiles = []
+    for (tr, tc), arrays in sorted(canvas.tiles.items()):
+        if key in arrays:  # clip chunk-shaped tiles to the grid
+            tiles.append((tr * ch, tc * cw, arrays[key][: grid.n_lat - tr * ch, : grid.n_lon - tc * cw]))
+    attrs = canvas.attrs.get(key, {})
+    meta: dict[str, str] = {k: str(attrs[k]) for k in ("units", "long_name", "flag_meanings") if k in attrs}
+    if "target_ids" in attrs:
+        import json
+
+        meta["target_ids"] = json.dumps(list(attrs["target_ids"]))
+    return SparseRaster(grid.n_lat, grid.n_lon, grid.transform(), canvas.dtypes[key], canvas.fills[key],
+                        pieces_from_tiles(tiles, grid.n_lat), metadata=meta)
+
+
+def _has_data(canvas: DayCanvas, key: str) -> bool:
+    fill = canvas.fills[key]
+    for arrays in canvas.tiles.values():
+        values = arrays.get(key)
+        if values is None:
+            continue
+        if values.dtype.kind == "f" and np.isfinite(values).any():
+            return True
+        if values.dtype.kind != "f" and (values != fill).any():
+            return True
+    return False
+
+
+def export_global_cogs(config: RunConfig, day: dt.date, canvas: DayCanvas, qf: QF) -> list[str]:
+    """One sparse COG per variable of the day's canvas that holds data, for one QF pass (no-op without
+    ``output.cog``); returns the paths. Variables without data that day (an absent mission) get no COG."""
+    if config.output.cog is None:
+        return []
+    from oco_l3.cog import write_sparse_cog
+    from oco_l3.remote import output_filesystem
+
+    fs, root = output_filesystem(config.output.cog.output)
+    written = []
+    for key in sorted(canvas.dtypes):
+        if _has_data(canvas, key):
+            written.append(write_sparse_cog(canvas_raster(canvas, key), root, global_cog_name(key, day, qf),
+                                            options=config.output.cog.options, fs=fs))
+    log.info("Wrote %d global COGs for %s (%s-QF)", len(written), day, qf)
+    return written
 
 
 @dataclass(frozen=True)
@@ -555,6 +622,7 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
     day = _day_of(batch, products)
     captures = [c for gp in products for c in gp.captures]
     stores: list[str] = []
+    cogs: list[str] = []
     if day is None or blocking or not products:
         reason = ("the day of the global product is unknown" if day is None else
                   f"global day not written: {', '.join(blocking)} may succeed on retry" if blocking else
@@ -562,16 +630,28 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
         for g in batch.granules:
             failed.setdefault(g, f"{g.name}: {reason}")
     else:
-        t0 = time.perf_counter()
         qfs: tuple[QF, QF] = ("pre", "post")
         for qf in qfs:
+            t0 = time.perf_counter()
+            canvas = compose_day(product_grid(config), product_chunks(config), captures, qf)
             try:
-                stores.append(commit_global(config, day, captures, qf).store_path)
+                stores.append(commit_global(config, day, captures, qf, canvas).store_path)
             except Exception as exc:  # noqa: BLE001 - recorded against every granule of the day
                 log.debug("global commit failed", exc_info=True)
                 for g in batch.granules:
                     failed.setdefault(g, f"{g.name}: global {qf}-QF commit failed: {one_line(exc)}")
-        timings["commit"] = time.perf_counter() - t0
+                continue
+            finally:
+                timings["commit"] = timings.get("commit", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:  # after the store commit, as for the target product: a failed export never touches the store
+                cogs += export_global_cogs(config, day, canvas, qf)
+            except Exception as exc:  # noqa: BLE001 - recorded against every granule of the day
+                log.debug("global COG export failed", exc_info=True)
+                for g in batch.granules:
+                    failed.setdefault(g, f"{g.name}: global {qf}-QF COG export failed: {one_line(exc)}")
+            timings["cog"] = timings.get("cog", 0.0) + time.perf_counter() - t0
+            del canvas  # before the next pass composes its own: one canvas in memory at a time
     outcomes = []
     for g in batch.granules:
         if g in failed:
@@ -582,8 +662,8 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
         outcomes.append(InputOutcome(g, True, f"{g.name}: {len(gp.captures)} captures on the global grid",
                                      len(gp.captures), targets))
     warnings = tuple(w for gp in products for w in gp.warnings)
-    return GlobalDayResult(day, tuple(outcomes), tuple(stores), warnings=warnings, timings=timings, absent=absent,
-                           missions=missions, n_captures=len(captures))
+    return GlobalDayResult(day, tuple(outcomes), tuple(stores), tuple(cogs), warnings=warnings, timings=timings,
+                           absent=absent, missions=missions, n_captures=len(captures))
 
 
 def run_global(config: RunConfig) -> list[GlobalDayResult]:
