@@ -29,7 +29,11 @@ Storage (:func:`global_layout`, written by the one store writer of :mod:`oco_l3.
 ``<var>/<day index>/...`` (``dimension_separator`` ``/``). Only chunks that hold data are written; replacing a day
 deletes the old day's chunks (listed under ``<var>/<i>/`` only); inserting a day before the last moves the later
 days' chunk objects by one index as raw bytes (cost grows with the days after the insertion point, not with the
-grid).
+grid). Zarr v2 or v3 (``output.format``).
+
+COGs (``output.cog``, :func:`export_global_cogs`): after each QF store is committed, one sparse COG per variable
+with data that day (:mod:`oco_l3.sparse_cog`, built from the canvas tiles, never the whole grid), named by
+:func:`global_cog_name`.
 """
 
 from __future__ import annotations

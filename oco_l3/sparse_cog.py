@@ -11,7 +11,8 @@ directly from the pieces that hold data, so the cost follows the data:
 * :func:`encode_cog`: the bytes of a classic little-endian TIFF in COG order -- the IFDs first (full resolution,
   then overviews by decreasing size), then tile data from the smallest overview to the full resolution, each level
   row-major. Empty tiles have offset and byte count 0 (GDAL reads them as nodata: the "sparse" files of
-  ``SPARSE_OK``). DEFLATE tiles, GeoTIFF keys of EPSG:4326, north-up, GDAL_NODATA on every level.
+  ``SPARSE_OK``). DEFLATE (default, level 1) or ZSTD tiles, GeoTIFF keys of the EPSG code (4326 here), north-up,
+  GDAL_NODATA on every level, optional GDAL metadata items (units, the ``target_ids`` list) on the first.
 
 The caller validates the result with ``rio_cogeo.cogeo.cog_validate`` before moving it into place
 (:func:`oco_l3.cog.write_sparse_cog`). Everything here is tested against GDAL reading the files back.

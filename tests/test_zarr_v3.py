@@ -253,3 +253,19 @@ class _no_warnings:
 
     def __exit__(self, *exc: object) -> None:
         self._cm.__exit__(*exc)
+
+
+def test_icesat2_run_writes_v3_when_configured(tmp_path: Path) -> None:
+    """``output.format: zarr3`` in an ICESat-2 config reaches the store (a real ATL07 granule), same values."""
+    from oco_l3.icesat2 import run_icesat2
+    from tests.test_icesat2_seaice import ATL07_A, _config
+
+    stores = {}
+    for fmt in ("zarr2", "zarr3"):
+        out = {"cog": False, "quicklook": False, "local": str(tmp_path / fmt), "format": fmt}
+        (result,) = run_icesat2({**_config([ATL07_A], tmp_path, grid="nsidc-ps-north-25km"), "output": out})
+        assert result.ok, result
+        stores[fmt] = str(tmp_path / fmt / "icesat2-seaice" / "atl07-height" / "nsidc-ps-north-25km.zarr")
+    assert Path(stores["zarr3"], "zarr.json").exists() and Path(stores["zarr2"], ".zmetadata").exists()
+    assert_same_values(stores["zarr2"], stores["zarr3"])
+    assert xr.open_zarr(stores["zarr3"]).attrs["proj:code"] == "EPSG:3411"
