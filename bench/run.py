@@ -382,8 +382,8 @@ def report(r: dict[str, Any]) -> None:
     print(f"| 4 days, max-workers 1 / 2 | {w['workers_1_wall_s']:.2f} s / {w['workers_2_wall_s']:.2f} s | | |")
     g = r.get("global")
     if isinstance(g, dict) and "wall_s" in g:
-        print(f"| global day 36000x18000: wall / peak RSS | {g['wall_s']:.1f} s / {g.get('peak_rss_mb', 0):.0f} MB "
-              f"| | <= 60 s / 4 GB |")
+        print(f"| global day 36000x18000 + {g.get('cogs', 0)} COGs ({g.get('cog_mb', 0)} MB): wall / peak RSS | "
+              f"{g['wall_s']:.1f} s / {g.get('peak_rss_mb', 0):.0f} MB | | <= 60 s / 4 GB |")
     ib = r.get("icesat2_binning")
     if isinstance(ib, dict) and ib:
         total = next((line.split("total ")[1].split(" s")[0] for line in ib.get("output", "").splitlines()
