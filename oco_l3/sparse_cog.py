@@ -52,6 +52,7 @@ class SparseRaster:
     dtype: np.dtype
     nodata: float | int
     pieces: tuple[tuple[int, int, np.ndarray], ...]
+    #: The CRS (only EPSG:4326 is written: the GeoKeys are those of a geographic CRS).
     epsg: int = 4326
     #: GDAL metadata items (``TIFFTAG``-free ``<Item name=...>`` of the GDAL_METADATA tag), e.g. units.
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -191,6 +192,8 @@ def _compressor(compress: str, level: int | None) -> Any:
 def encode_cog(raster: SparseRaster, block: int = 256, compress: str = "DEFLATE", level: int | None = None) -> bytes:
     """The whole COG as bytes (tiles compressed with ``compress`` at ``level`` -- default 1, the fastest -- on
     :data:`WORKERS` threads)."""
+    if raster.epsg != 4326:  # the GeoKeys written here are those of a geographic CRS
+        raise ValueError(f"sparse COGs are written in EPSG:4326 only, not EPSG:{raster.epsg}")
     levels = plan_cog(raster, block)
     order = [(li, key) for li in reversed(range(len(levels))) for key in sorted(levels[li].tiles)]
     dtype = np.dtype(raster.dtype).newbyteorder("<")
