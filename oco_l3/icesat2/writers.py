@@ -120,7 +120,8 @@ def store_layout(ds: Any, grid: PolarGrid, zarr_format: int = 2) -> Layout:
         for name, var in {**ds.coords, **ds.data_vars}.items()
         if "time" not in var.dims and name not in ("y", "x"))
     return Layout(y, x, (1, min(grid.ny, 1024), min(grid.nx, 1024)), time, statics,
-                  housekeeping=False, zarr_format=zarr_format, crs=grid.pyproj_crs.to_wkt())
+                  housekeeping=False, zarr_format=zarr_format,
+                  crs=grid.pyproj_crs.to_wkt() if zarr_format == 3 else None)  # GeoZarr attributes: v3 only
 
 
 def day_slab(ds: Any) -> Slab:
