@@ -569,6 +569,18 @@ def export_global_cogs(config: RunConfig, day: dt.date, canvas: DayCanvas, qf: Q
     return written
 
 
+def _export_and_catalogue(config: RunConfig, day: dt.date, captures: Sequence[GlobalCaptureProduct],
+                          canvas: DayCanvas, qf: QF) -> list[str]:
+    """The day's COGs, then the day's catalogue item with them as assets (a catalogue failure is logged only)."""
+    written = export_global_cogs(config, day, canvas, qf)
+    if written:
+        from oco_l3 import stac
+        from oco_l3.stac.global_day import record_global_cogs
+
+        stac.updating(f"the global COGs of {day}", record_global_cogs, config, day, captures, qf, canvas, written)
+    return written
+
+
 @dataclass(frozen=True)
 class GlobalDayResult(DayResult):
     """One day of the global product: a :class:`~oco_l3.pipeline.DayResult` that also says which expected missions
@@ -649,7 +661,7 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
                 timings["commit"] = timings.get("commit", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
             try:  # after the store commit, as for the target product: a failed export never touches the store
-                cogs += export_global_cogs(config, day, canvas, qf)
+                cogs += _export_and_catalogue(config, day, captures, canvas, qf)
             except Exception as exc:  # noqa: BLE001 - recorded against every granule of the day
                 log.debug("global COG export failed", exc_info=True)
                 for g in batch.granules:

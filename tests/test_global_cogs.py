@@ -165,5 +165,13 @@ def test_run_global_with_cogs_end_to_end(tmp_path: Path) -> None:
     pre = xr.open_zarr(tmp_path / "out" / "pre_qf")["OCO3_global_xco2"].isel(time=0).values
     with rasterio.open(tmp_path / "cog" / f"oco3-co2_global_{day}T000000Z_unfiltered_xco2.tif") as src:
         np.testing.assert_array_equal(src.read(1), pre[::-1])
+    # the catalogue's day items list the day's COGs as assets (STAC, oco_l3/stac/global_day.py)
+    items = [json.loads(f.read_text()) for f in (tmp_path / "out").rglob("*.json")]
+    days = [i for i in items if i.get("type") == "Feature" and "OCO3_global_xco2" in i.get("assets", {})]
+    assert len(days) == 2, [i.get("id") for i in items]
+    for item in days:
+        asset = item["assets"]["OCO3_global_xco2"]
+        assert asset["href"].endswith("_xco2.tif") and "cloud-optimized" in asset["type"]
+        assert Path(item["assets"]["OCO3_global_xco2"]["href"]).name in names
     assert export_global_cogs(config.model_copy(update={"output": config.output.model_copy(update={"cog": None})}),
                               day, compose_day(tg.GRID, tg.CHUNKS, [], "pre"), "pre") == []

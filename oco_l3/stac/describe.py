@@ -2,7 +2,7 @@
 
 :func:`describe_store` is the catalogue's only view of a store: the STAC store item (datacube dimensions,
 variables, units, time range) and the repair of missing capture/day items are derived from it, so the catalogue
-always follows what is committed. Reads the consolidated metadata (through the store package's Zarr-format seam, ``ZarrV2``) and the 1-D
+always follows what is committed. Reads the consolidated metadata (through the store package's Zarr-format seam, ``ZarrV3`` or ``ZarrV2``) and the 1-D
 coordinate arrays (time, and the horizontal
 axes): a few small objects, whatever the size of the store.
 """
@@ -18,7 +18,7 @@ import fsspec
 import numpy as np
 
 from oco_l3.errors import StoreCorrupt
-from oco_l3.zarr_store._codec import ZarrV2, read_1d
+from oco_l3.zarr_store._codec import ZarrFormat, ZarrV2, ZarrV3, read_1d
 from oco_l3.zarr_store._objectstore import ObjectStore
 
 _UNITS = {"microseconds": np.timedelta64(1, "us"), "milliseconds": np.timedelta64(1, "ms"),
@@ -74,30 +74,32 @@ def decode_cf_times(values: np.ndarray, units: str) -> np.ndarray:
 def describe_store(fs: fsspec.AbstractFileSystem, path: str) -> StoreDescription:
     """Read the description of the committed store at ``path`` (raises :class:`StoreCorrupt` if unreadable)."""
     store = ObjectStore(fs, path)
-    raw = store.read(ZarrV2.consolidated)
+    fmt: ZarrFormat = ZarrV3  # output.format: zarr3 stores, else Zarr v2
+    raw = store.read(ZarrV3.consolidated)
+    if raw is None:
+        fmt, raw = ZarrV2, store.read(ZarrV2.consolidated)
     if raw is None:
         raise StoreCorrupt(f"store {path} has no consolidated metadata")
     try:
-        meta = ZarrV2.parse_consolidated(raw)
+        meta = fmt.parse_consolidated(raw)
     except ValueError as exc:
         raise StoreCorrupt(f"store {path}: {exc}") from None
-    arrays = tuple(_array(meta, p) for p in ZarrV2.arrays(meta))
+    arrays = tuple(_array(fmt, meta, p) for p in fmt.arrays(meta))
     by_path = {a.path: a for a in arrays}
     if "time" not in by_path:
         raise StoreCorrupt(f"store {path} has no time coordinate")
-    times = decode_cf_times(_read(store, meta, "time"), str(by_path["time"].attrs.get("units", "")))
+    times = decode_cf_times(_read(fmt, store, meta, "time"), str(by_path["time"].attrs.get("units", "")))
     horizontal = [n for n in ("latitude", "longitude", "y", "x") if n in by_path and len(by_path[n].dims) == 1]
-    coords: dict[str, np.ndarray] = {n: _read(store, meta, n).astype(np.float64) for n in horizontal}
-    return StoreDescription(path, ZarrV2.attrs(meta, ""), np.sort(times), coords, arrays)
+    coords: dict[str, np.ndarray] = {n: _read(fmt, store, meta, n).astype(np.float64) for n in horizontal}
+    return StoreDescription(path, fmt.attrs(meta, ""), np.sort(times), coords, arrays)
 
 
-def _array(meta: Mapping[str, Any], path: str) -> ArrayInfo:
-    return ArrayInfo(path, ZarrV2.dims(meta, path), str(ZarrV2.array_spec(meta, path).dtype),
-                     ZarrV2.attrs(meta, path))
+def _array(fmt: ZarrFormat, meta: Mapping[str, Any], path: str) -> ArrayInfo:
+    return ArrayInfo(path, fmt.dims(meta, path), str(fmt.array_spec(meta, path).dtype), fmt.attrs(meta, path))
 
 
-def _read(store: ObjectStore, meta: Mapping[str, Any], path: str) -> np.ndarray:
+def _read(fmt: ZarrFormat, store: ObjectStore, meta: Mapping[str, Any], path: str) -> np.ndarray:
     try:
-        return read_1d(ZarrV2.array_spec(meta, path), path, store.read)
+        return read_1d(fmt.array_spec(meta, path), path, store.read)
     except (KeyError, ValueError) as exc:
         raise StoreCorrupt(f"store {store.root}: {path} is unreadable ({exc})") from None

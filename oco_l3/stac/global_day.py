@@ -17,7 +17,16 @@ import numpy as np
 
 from oco_l3.stac.catalogue import Catalogue, CollectionSession
 from oco_l3.stac.describe import StoreDescription, describe_store
-from oco_l3.stac.items import CollectionSpec, ItemSpec, bbox_of, box_geometry, raster_item, store_item
+from oco_l3.stac.items import (
+    CollectionSpec,
+    ItemSpec,
+    RasterAsset,
+    RasterGrid,
+    bbox_of,
+    box_geometry,
+    raster_item,
+    store_item,
+)
 
 if TYPE_CHECKING:
     from oco_l3.config import RunConfig
@@ -90,7 +99,7 @@ def _put_store_item(s: CollectionSession, cat: Catalogue, naming: str, qf: str, 
 
 
 def day_item(spec: CollectionSpec, t: np.datetime64, qf: str, captures: Sequence[GlobalCaptureProduct],
-             repaired: bool = False) -> dict[str, Any]:
+             repaired: bool = False, assets: Sequence[RasterAsset] = ()) -> dict[str, Any]:
     geometry = None if repaired else _hulls(captures, qf)
     props: dict[str, Any] = {"oco_l3:quality_filtered": qf == "post",
                              "oco_l3:footprint_geometry": "convex hulls of the captures" if geometry else "globe"}
@@ -108,7 +117,38 @@ def day_item(spec: CollectionSpec, t: np.datetime64, qf: str, captures: Sequence
                     title=f"{_day_id(t)} ({qf}-QF)")
     store = {"rel": "related", "href": f"../{spec.id.removeprefix('global-')}.json", "type": "application/geo+json",
              "title": "the Zarr store item holding this day as a time slice"}
-    return raster_item(item, (), [store])
+    return raster_item(item, assets, [store])
+
+
+def record_global_cogs(config: RunConfig, day: dt.date, captures: Sequence[GlobalCaptureProduct], qf: str,
+                       canvas: Any, written: Sequence[str]) -> None:
+    """Rewrite the day's item with its sparse COGs (``written``, from
+    :func:`oco_l3.global_product.export_global_cogs`) as assets, keyed ``[Group.]<mission prefix>_<variable>``."""
+    from oco_l3.global_product import global_cog_name
+    from oco_l3.remote import output_filesystem
+
+    if not written:
+        return
+    naming = config.output.naming.post_qf if qf == "post" else config.output.naming.pre_qf
+    fs, root = output_filesystem(config.output)
+    cat = Catalogue(fs, root)
+    spec = collection_spec(naming, qf)
+    t = np.datetime64(day, "us")
+    key = Catalogue.item_key(spec.id, (str(day.year),), _day_id(t))
+    by_name = {w.rstrip("/").rsplit("/", 1)[-1]: w for w in written}
+    grid = canvas.grid
+    assets = []
+    for var in sorted(canvas.dtypes):
+        path = by_name.get(global_cog_name(var, day, qf))  # type: ignore[arg-type]
+        if path is None:
+            continue
+        dtype = str(canvas.dtypes[var])
+        unit = str(canvas.attrs.get(var, {}).get("units", ""))
+        assets.append(RasterAsset(var.replace("/", "."), cat.asset_href(path, key),
+                                  RasterGrid(grid.shape, grid.transform(), "EPSG:4326"), dtype, canvas.fills[var],
+                                  unit, title=f"{var} (sparse COG)"))
+    with cat.session(spec) as s:
+        s.put_item((str(day.year),), day_item(spec, t, qf, [c for c in captures if c.pieces(qf)], assets=assets))  # type: ignore[arg-type]
 
 
 def _repair(s: CollectionSession, spec: CollectionSpec, desc: StoreDescription) -> None:
