@@ -39,7 +39,7 @@ from oco_l3.circular import circular_start, from_components, is_circular, to_com
 from oco_l3.errors import CaptureDegenerate
 from oco_l3.footprints import EMPTY_WINDOW, FootprintIntervals, Window, footprint_intervals
 from oco_l3.grids import GridSpec
-from oco_l3.interpolation import METHODS, Method, PointInterpolator
+from oco_l3.interpolation import METHODS, Method, PointInterpolator, Subset
 from oco_l3.soundings import Soundings, Variable
 
 log = logging.getLogger(__name__)
@@ -258,11 +258,14 @@ def _grid_pass(
     for v in ints:
         data[v.key] = np.full(mask.shape, fills[v.key], dtype=_as_output_int(v).dtype)
     work = _Pass(soundings, select, points, intervals, window, mask, method, name)
-    row = 0
+    blocks, row = [], 0
     for pattern in patterns:
-        block = planes[row : row + len(pattern.floats)]
+        blocks.append(planes[row : row + len(pattern.floats)])
         row += len(pattern.floats)
-        _grid_pattern(work, pattern, block, data, circular)
+    done = _grid_shared(work, patterns, blocks, data, circular)
+    for i, (pattern, block) in enumerate(zip(patterns, blocks, strict=True)):
+        if i not in done:
+            _grid_pattern(work, pattern, block, data, circular)
     _add_quality_layers(work, counts, data, fills)
     if not mask.any():
         window = EMPTY_WINDOW
@@ -271,6 +274,64 @@ def _grid_pass(
     attrs.update({k: dict(a) for k, a in QUALITY_ATTRS.items() if k in data})
     log.debug("%s: window %s", name, window)
     return GriddedSlice(intervals.grid, window, data, fills, attrs, int(select.sum()))
+
+
+def _grid_shared(
+    work: _Pass, patterns: list[_Pattern], blocks: list[np.ndarray], data: dict[str, np.ndarray],
+    circular: Mapping[str, float],
+) -> set[int]:
+    """Grid, sharing the pass's triangulation, the pattern valid at every point and the float-only patterns valid
+    at fewer (``linear``/``cubic``); returns the indices of the patterns done (the others: :func:`_grid_pattern`).
+
+    The result is the same as :func:`_grid_pattern`'s (the same triangulation per pattern, the same element per
+    triangle), but the cells are located once, in the pass's triangulation, and every pattern evaluated there in one
+    call (:meth:`PointInterpolator.interpolate_parts`): a pattern's own triangulation differs from the pass's only
+    around the soundings it leaves out, and only the cells there are located again, in its fresh triangles.
+    """
+    if work.method == "nearest" or not patterns:
+        return set()
+    key, index, base = work.interpolator(work.points)
+    if base.degenerate:
+        return set()
+    parts: list[tuple[Subset | None, int]] = []
+    for i, pattern in enumerate(patterns):
+        if pattern.valid is work.points:
+            parts.append((None, i))
+        elif pattern.floats and not pattern.ints:
+            subset = base.subset(pattern.valid[index], work.name)
+            if not subset.interp.degenerate and subset.shared >= _SHARED:
+                parts.append((subset, i))
+    if not parts:
+        return set()
+    grid, window = work.intervals.grid, work.window
+    cells, simplex, bary = base.cells_in_triangles(grid, window, work.mask)
+    columns = [_columns(patterns[i].floats, index if sub is None else index[sub.index], circular) for sub, i in parts]
+    evaluated = [(sub, c) for (sub, _), c in zip(parts, columns, strict=True) if c.shape[1]]
+    out = base.interpolate_parts(evaluated, simplex, bary, work.method, np.float32) if evaluated else None
+    col = 0
+    for (sub, i), values in zip(parts, columns, strict=True):
+        pattern, block = patterns[i], blocks[i]
+        if sub is None and pattern.ints and cells.size:
+            _put_nearest(work, key, index, base, pattern.ints, cells, data)
+        if out is None or not values.shape[1]:
+            continue
+        part = out[:, col : col + values.shape[1]]
+        col += values.shape[1]
+        if sub is None:
+            _put(block, pattern.floats, part, cells, circular)
+            continue
+        mask = work.mask_of(pattern.valid)
+        ok = (sub.match[simplex] >= 0) & mask.reshape(-1)[cells]
+        _put(block, pattern.floats, part[ok], cells[ok], circular)
+        fresh, simplex_f, bary_f = sub.interp.cells_in_triangles(grid, window, mask, sub.fresh)
+        if fresh.size:
+            values_f = sub.interp.interpolate(values, simplex_f, bary_f, work.method, np.float32)
+            _put(block, pattern.floats, values_f, fresh, circular)
+    return {i for _, i in parts}
+
+
+#: A pattern shares the pass's triangulation when at least this fraction of the triangles are the same.
+_SHARED = 0.5
 
 
 def _grid_pattern(
@@ -289,26 +350,48 @@ def _grid_pattern(
         cells = np.flatnonzero(mask)
     by_nearest = pattern.ints if smooth else pattern.ints + pattern.floats
     if by_nearest and cells.size:
-        nearest = index[work.nearest(key, interp)[cells]]
-        for v in by_nearest:
-            values = _as_output_int(v) if v.is_integer else v.values.astype(np.float32)
-            data[v.key].reshape(-1)[cells] = values[nearest]
+        _put_nearest(work, key, index, interp, by_nearest, cells, data)
     if smooth and pattern.floats and cells.size:
-        plain = [v for v in pattern.floats if v.key not in circular]
-        angles = [v for v in pattern.floats if v.key in circular]
-        columns = [v.values[index] for v in plain]
-        for v in angles:
+        values = _columns(pattern.floats, index, circular)
+        _put(block, pattern.floats, interp.interpolate(values, simplex, bary, work.method, np.float32), cells, circular)
+
+
+def _columns(floats: tuple[Variable, ...], index: np.ndarray, circular: Mapping[str, float]) -> np.ndarray:
+    """The values of ``floats`` at the soundings ``index`` as columns: the plain ones, then the sine and cosine of
+    each circular one."""
+    columns = [v.values[index] for v in floats if v.key not in circular]
+    for v in floats:
+        if v.key in circular:
             columns += to_components(v.values[index])
-        out = interp.interpolate(np.column_stack(columns), simplex, bary, work.method, np.float32)
-        order = {v.key: j for j, v in enumerate(pattern.floats)}
-        if not angles:
-            block[:, cells] = out.T
-            return
-        for j, v in enumerate(plain):
-            block[order[v.key], cells] = out[:, j]
-        for k, v in enumerate(angles):
-            sin, cos = out[:, len(plain) + 2 * k], out[:, len(plain) + 2 * k + 1]
-            block[order[v.key], cells] = from_components(sin, cos, circular[v.key], np.float32)
+    return np.column_stack(columns) if columns else np.zeros((index.shape[0], 0))
+
+
+def _put(
+    block: np.ndarray, floats: tuple[Variable, ...], out: np.ndarray, cells: np.ndarray, circular: Mapping[str, float]
+) -> None:
+    """Write the interpolated columns ``out`` (laid out as :func:`_columns`) at ``cells`` of the planes ``block``."""
+    plain = [v for v in floats if v.key not in circular]
+    angles = [v for v in floats if v.key in circular]
+    if not angles:
+        block[:, cells] = out.T
+        return
+    order = {v.key: j for j, v in enumerate(floats)}
+    for j, v in enumerate(plain):
+        block[order[v.key], cells] = out[:, j]
+    for k, v in enumerate(angles):
+        sin, cos = out[:, len(plain) + 2 * k], out[:, len(plain) + 2 * k + 1]
+        block[order[v.key], cells] = from_components(sin, cos, circular[v.key], np.float32)
+
+
+def _put_nearest(
+    work: _Pass, key: bytes, index: np.ndarray, interp: PointInterpolator, variables: tuple[Variable, ...],
+    cells: np.ndarray, data: dict[str, np.ndarray],
+) -> None:
+    """Give ``variables`` the value of the nearest of ``interp``'s points (soundings ``index``) at ``cells``."""
+    nearest = index[work.nearest(key, interp)[cells]]
+    for v in variables:
+        values = _as_output_int(v) if v.is_integer else v.values.astype(np.float32)
+        data[v.key].reshape(-1)[cells] = values[nearest]
 
 
 def _add_quality_layers(work: _Pass, counts: np.ndarray, data: dict[str, np.ndarray], fills: dict[str, int]) -> None:

@@ -147,9 +147,10 @@ class PointInterpolator:
         return Location(pts, simplex, _barycentric(self._affine, np.maximum(simplex, 0), pts))
 
     def cells_in_triangles(
-        self, grid: GridSpec, window: Window, mask: np.ndarray
+        self, grid: GridSpec, window: Window, mask: np.ndarray, triangles: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The cells ``mask`` (window-shaped) inside the triangulation: ``(flat, simplex, bary)``.
+        """The cells ``mask`` (window-shaped) inside the triangulation (or inside its ``triangles``, indices):
+        ``(flat, simplex, bary)``.
 
         ``flat`` indexes the flattened window, ``simplex`` is the containing triangle and ``bary`` the barycentric
         coordinates, grouped by triangle (so evaluations read each triangle's data once, in order). Found by
@@ -157,13 +158,17 @@ class PointInterpolator:
         the plane (they are affine-invariant). A cell centre on an edge shared by two triangles may be listed
         twice (the interpolants agree there).
         """
-        if self.tri is None or not mask.any():
-            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros((0, 3))
+        none = np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros((0, 3))
+        if self.tri is None or not mask.any() or (triangles is not None and triangles.size == 0):
+            return none
         r0, _, c0, _ = window
         width = mask.shape[1]
         x, y = to_index_space(self.lonlat[:, 1], self.lonlat[:, 0], grid)
-        tx, ty = x[self.tri.simplices] - c0, y[self.tri.simplices] - r0
+        corners = self.tri.simplices if triangles is None else self.tri.simplices[triangles]
+        tx, ty = x[corners] - c0, y[corners] - r0
         tri_id, row, col0, col1 = rasterise_triangles(tx, ty, mask.shape)
+        if tri_id.size == 0:
+            return none
         # Barycentrics are affine along a run: the value at (col0, row) plus a step per column.
         a00, a01, a10, a11, x2, y2 = _affine_from_vertices(tx, ty).T
         a00, a01, a10, a11, x2, y2 = a00[tri_id], a01[tri_id], a10[tri_id], a11[tri_id], x2[tri_id], y2[tri_id]
@@ -184,7 +189,7 @@ class PointInterpolator:
             cells, run = cells[inside], run[inside] + lo
             step = (cells - start[run]).astype(float)
             part = slice(done, done + cells.shape[0])
-            flat[part], simplex[part] = cells, tri_id[run]
+            flat[part], simplex[part] = cells, tri_id[run] if triangles is None else triangles[tri_id[run]]
             bary[part, 0] = base0[run] + a00[run] * step
             bary[part, 1] = base1[run] + a10[run] * step
             np.subtract(1.0 - bary[part, 0], bary[part, 1], out=bary[part, 2])
@@ -252,12 +257,7 @@ class PointInterpolator:
         offset[counts > 0] = np.where(finite, vals, 0.0).sum(axis=0)[counts > 0] / counts[counts > 0]
         vals = vals - offset
         if method == "linear":
-            corners = self.tri.simplices[simplex]
-            b: np.ndarray = bary.astype(dtype, copy=False)
-            v: np.ndarray = vals.astype(dtype)
-            out = b[:, 0, None] * v[corners[:, 0]]
-            out += b[:, 1, None] * v[corners[:, 1]]
-            out += b[:, 2, None] * v[corners[:, 2]]
+            out = _linear_evaluate(self.tri.simplices, _Element(self.tri.points, None, vals, None), simplex, bary, dtype)
         else:
             filled = vals if all_finite else np.where(finite, vals, 0.0)
             grad = self._gradients(None).apply(filled)
@@ -266,11 +266,87 @@ class PointInterpolator:
                 if not keep.all():
                     patch = self._gradients(keep)
                     grad[np.ix_(patch.rows, np.asarray(columns))] = patch.apply(filled[:, columns])
-            out = _ct_evaluate(self.tri, self._shape_factors, filled, grad, simplex, bary, dtype)
+            element = _Element(self.tri.points, self._shape_factors, filled, grad)
+            out = _ct_evaluate(self.tri.simplices, element, simplex, bary, dtype)
             for j in np.flatnonzero(~finite.all(axis=0)):
                 bad = (~finite[self.tri.simplices, j]).any(axis=1)  # (T,): a corner value is missing
                 out[bad[simplex], j] = np.nan
         out += offset.astype(dtype)
+        return out
+
+    def subset(self, keep: np.ndarray, name: str) -> Subset:
+        """The interpolator of the points ``keep`` (bool per valid point) -- the same as one made from those points
+        alone, with its own triangulation -- and how its triangles map onto this one's (:class:`Subset`)."""
+        index = np.flatnonzero(keep)
+        own = PointInterpolator(self.lonlat[index, 0], self.lonlat[index, 1], name)
+        n_base = 0 if self.tri is None else self.tri.simplices.shape[0]
+        if self.tri is None or own.tri is None:
+            return Subset(own, index, np.full(n_base, -1, dtype=np.intp), np.zeros((n_base, 3), dtype=np.intp))
+        match, perm = match_triangles(self.tri.simplices, index[own.tri.simplices])
+        return Subset(own, index, match, perm)
+
+    def interpolate_parts(
+        self, parts: list[tuple[Subset | None, np.ndarray]], simplex: np.ndarray, bary: np.ndarray, method: Method,
+        dtype: type = np.float64,
+    ) -> np.ndarray:
+        """``linear`` or ``cubic`` of several sets of columns at once, at points located in this triangulation
+        (``simplex``, ``bary``, as for :meth:`interpolate`); ``(M, k)``, the parts' columns side by side.
+
+        A part is ``(subset, values)``: ``values`` ``(N, k)``, finite, at the points of ``subset``
+        (:meth:`subset`; None: this interpolator's own points), interpolated on the subset's own triangulation
+        as its :meth:`interpolate` would (the same within rounding). This works in the triangles the subset shares
+        with this triangulation (all but those around the points it leaves out); at a point in any other triangle
+        the part's columns are NaN: locate such points in the subset's :attr:`Subset.fresh` triangles instead.
+        All columns are evaluated as one: the points' cubic weights, the costly part, are computed once.
+
+        A subset's element on a shared triangle is the same polynomial in this interpolator's plane: its values,
+        its gradients (its own plane differs from this one by a scale of x and a shift, so the x components are
+        scaled) and its cross-boundary factors (affine-invariant, but they depend on the neighbouring triangles, so
+        they are the subset's own, per column).
+        """
+        assert self.tri is not None and method in ("linear", "cubic")
+        n, cubic = self.tri.points.shape[0], method == "cubic"
+        columns: list[np.ndarray] = []
+        gradients: list[np.ndarray] = []
+        factors: list[np.ndarray] = []
+        offsets, shared = [], []
+        for subset, values in parts:
+            own = self if subset is None else subset.interp
+            vals = np.asarray(values, dtype=float)
+            offset = vals.sum(axis=0) / max(vals.shape[0], 1)  # as interpolate(): shifted by the column means
+            vals = vals - offset
+            offsets.append(offset)
+            shared.append(None if subset is None else subset.match >= 0)
+            at_base = vals if subset is None else np.full((n, vals.shape[1]), np.nan)
+            if subset is not None:
+                at_base[subset.index] = vals
+            columns.append(at_base)
+            if not cubic:
+                continue
+            grad = own._gradients(None).apply(vals)
+            if subset is not None:
+                grad_at_base = np.full((n, vals.shape[1], 2), np.nan)
+                grad_at_base[subset.index] = grad
+                grad_at_base[:, :, 0] *= np.cos(np.deg2rad(own.lat0)) / np.cos(np.deg2rad(self.lat0))
+                grad = grad_at_base
+            gradients.append(grad)
+            factors.append(self._shape_factors if subset is None else subset.factors)
+        widths = [c.shape[1] for c in columns]
+        vals = columns[0] if len(columns) == 1 else np.concatenate(columns, axis=1)
+        if not cubic:
+            out = _linear_evaluate(self.tri.simplices, _Element(self.tri.points, None, vals, None), simplex, bary, dtype)
+        else:
+            grad = gradients[0] if len(gradients) == 1 else np.concatenate(gradients, axis=1)
+            per_column = factors[0] if len(factors) == 1 else np.concatenate(
+                [np.repeat(f[:, :, None], w, axis=2) for f, w in zip(factors, widths, strict=True)], axis=2)
+            out = _ct_evaluate(self.tri.simplices, _Element(self.tri.points, per_column, vals, grad), simplex, bary,
+                               dtype)
+        col = 0
+        for width, ok in zip(widths, shared, strict=True):
+            if ok is not None:
+                out[~ok[simplex], col : col + width] = np.nan
+            col += width
+        out += np.concatenate(offsets).astype(dtype)
         return out
 
     def nearest(self, values: np.ndarray, xi: np.ndarray | Location) -> np.ndarray:
@@ -349,6 +425,77 @@ class PointInterpolator:
         """Per triangle and edge (opposite vertex k), the affine-invariant cross-boundary direction factor."""
         assert self.tri is not None
         return _edge_factors(self.tri, self._affine)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A subset of a base interpolator's points (:meth:`PointInterpolator.subset`): their own interpolator
+    ``interp`` (point ``i`` is the base's valid point ``index[i]``) and, per base triangle, the subset triangle with
+    the same corners (``match``, -1 if none) and which of its corners is the base triangle's corner ``k``
+    (``perm``). Removing points changes only the triangles around them, so most triangles are shared."""
+
+    interp: PointInterpolator
+    index: np.ndarray
+    match: np.ndarray
+    perm: np.ndarray
+
+    @property
+    def shared(self) -> float:
+        """The fraction of the base triangles the subset's triangulation shares."""
+        return float((self.match >= 0).mean()) if self.match.size else 0.0
+
+    @cached_property
+    def fresh(self) -> np.ndarray:
+        """The subset's triangles that are not base triangles (they cover the holes left by the removed points)."""
+        tri = self.interp.tri
+        if tri is None:
+            return np.zeros(0, dtype=np.intp)
+        twin = np.zeros(tri.simplices.shape[0], dtype=bool)
+        twin[self.match[self.match >= 0]] = True
+        return np.flatnonzero(~twin)
+
+    @cached_property
+    def factors(self) -> np.ndarray:
+        """The subset's cubic edge factors (:func:`_edge_factors`) on the base's triangles, in the base's corner
+        order; NaN on the triangles it does not share."""
+        factors = np.full(self.match.shape + (3,), np.nan)
+        ok = self.match >= 0
+        factors[ok] = np.take_along_axis(self.interp._shape_factors[self.match[ok]], self.perm[ok], axis=1)
+        return factors
+
+
+@dataclass(frozen=True)
+class _Element:
+    """What the interpolants need on a triangulation's vertices: plane coordinates ``(N, 2)``, the cubic's edge
+    factors ``(T, 3)`` (:func:`_edge_factors`; or ``(T, 3, k)``, per column), values ``(N, k)`` and gradients
+    ``(N, k, 2)`` (None for ``linear``)."""
+
+    points: np.ndarray
+    factors: np.ndarray | None
+    vals: np.ndarray
+    grad: np.ndarray | None
+
+
+def match_triangles(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each triangle of ``a`` ``(Ta, 3)`` (vertex ids), the triangle of ``b`` with the same three vertices
+    (-1 if none), and ``perm`` ``(Ta, 3)``: the corner of that triangle that is ``a``'s corner ``k``."""
+    n = int(max(a.max(initial=0), b.max(initial=0))) + 1
+    match = np.full(a.shape[0], -1, dtype=np.intp)
+    perm = np.zeros(a.shape, dtype=np.intp)
+    if b.shape[0] == 0 or n > 2_000_000:  # keys would overflow int64: no match (the caller grids alone)
+        return match, perm
+
+    def keys(t: np.ndarray) -> np.ndarray:
+        s = np.sort(t, axis=1).astype(np.int64)
+        return (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
+
+    ka, kb = keys(a), keys(b)
+    order = np.argsort(kb)
+    candidate = order[np.minimum(np.searchsorted(kb, ka, sorter=order), kb.shape[0] - 1)]
+    found = np.flatnonzero(kb[candidate] == ka)
+    match[found] = candidate[found]
+    perm[found] = (b[candidate[found]][:, None, :] == a[found][:, :, None]).argmax(axis=2)
+    return match, perm
 
 
 def _triangulate(points: np.ndarray, name: str) -> Triangulation | None:
@@ -673,37 +820,40 @@ _SLOTS = np.array([[_UNIQUE.index(name) for name in row] for row in _NAMES], dty
 
 
 def _ct_evaluate(
-    tri: Triangulation,
-    factors: np.ndarray,
-    vals: np.ndarray,
-    grad: np.ndarray,
-    simplex: np.ndarray,
-    bary: np.ndarray,
-    dtype: type,
+    simplices: np.ndarray, element: _Element, simplex: np.ndarray, bary: np.ndarray, dtype: type
 ) -> np.ndarray:
-    """The Clough-Tocher cubic at barycentric ``bary`` in triangles ``simplex``: ``(M, k)`` of ``dtype``.
+    """The Clough-Tocher cubic at barycentric ``bary`` in triangles ``simplex`` (of ``simplices``): ``(M, k)`` of
+    ``dtype``.
 
     Streams over blocks of triangles: the Bezier ordinates of a block (:func:`_ct_ordinates_block`) are made, the
     points inside the block's triangles evaluated, and the ordinates dropped, so memory stays a few MB whatever the
-    number of triangles, points and variables. Points are taken in triangle order (sorted first if need be).
+    number of triangles, points and variables. Points are taken in triangle order (sorted first if need be). When
+    the points lie in few of the triangles, only those are visited.
     """
     order = None
     if simplex.shape[0] > 1 and (np.diff(simplex) < 0).any():
         order = np.argsort(simplex, kind="stable")
         simplex, bary = simplex[order], bary[order]
-    s = tri.simplices
-    out: np.ndarray = np.empty((simplex.shape[0], vals.shape[1]), dtype=dtype)
+    s, factors = simplices, element.factors
+    assert element.grad is not None and factors is not None
+    if simplex.shape[0]:
+        first = np.concatenate([[True], simplex[1:] != simplex[:-1]])
+        if np.count_nonzero(first) < s.shape[0] // 2:  # points in few of the triangles: visit those only
+            s, factors = s[simplex[first]], factors[simplex[first]]
+            simplex = np.cumsum(first) - 1
+    k = element.vals.shape[1]
+    out: np.ndarray = np.empty((simplex.shape[0], k), dtype=dtype)
     starts = np.arange(0, s.shape[0], _TRI_BLOCK)
     first_point = np.searchsorted(simplex, np.append(starts, s.shape[0]))
-    ordinates = np.empty((len(_UNIQUE), _TRI_BLOCK, vals.shape[1]))
+    ordinates = np.empty((len(_UNIQUE), _TRI_BLOCK, k))
     for i, t0 in enumerate(starts):
         p0, p1 = first_point[i], first_point[i + 1]
         if p1 == p0:
             continue
         part = slice(t0, t0 + _TRI_BLOCK)
         block = ordinates[:, : s[part].shape[0]]
-        _ct_ordinates_block(tri.points, s[part], factors[part], vals, grad, block)
-        table = block.reshape(-1, vals.shape[1])
+        _ct_ordinates_block(element.points, s[part], factors[part], element.vals, element.grad, block)
+        table = block.reshape(-1, k)
         for q0 in range(p0, p1, _BLOCK):
             q1 = min(q0 + _BLOCK, p1)
             out[q0:q1] = _ct_weights(simplex[q0:q1] - t0, bary[q0:q1], block.shape[1]) @ table
@@ -714,11 +864,25 @@ def _ct_evaluate(
     return out
 
 
+def _linear_evaluate(
+    simplices: np.ndarray, element: _Element, simplex: np.ndarray, bary: np.ndarray, dtype: type
+) -> np.ndarray:
+    """Barycentric interpolation at barycentric ``bary`` in triangles ``simplex``: ``(M, k)`` of ``dtype``."""
+    corners = simplices[simplex]
+    b: np.ndarray = bary.astype(dtype, copy=False)
+    v: np.ndarray = element.vals.astype(dtype)
+    out = b[:, 0, None] * v[corners[:, 0]]
+    out += b[:, 1, None] * v[corners[:, 1]]
+    out += b[:, 2, None] * v[corners[:, 2]]
+    return out
+
+
 def _ct_ordinates_block(
     points: np.ndarray, s: np.ndarray, factors: np.ndarray, vals: np.ndarray, grad: np.ndarray, out: np.ndarray
 ) -> None:
     """Bezier ordinates of the Clough-Tocher macro-element of the triangles ``s`` (corner indices), in the order
-    of :data:`_UNIQUE`, written into ``out`` ``(19, len(s), k)``."""
+    of :data:`_UNIQUE`, written into ``out`` ``(19, len(s), k)``; ``factors`` ``(len(s), 3)`` or, per column,
+    ``(len(s), 3, k)``."""
     p = points[s]  # (T, 3, 2)
     f = np.ascontiguousarray(np.moveaxis(vals[s], 1, 0))  # (3, T, k)
     g = np.ascontiguousarray(np.moveaxis(grad[s], (1, 3), (0, 1)))  # (3, 2, T, k)
@@ -740,7 +904,8 @@ def _ct_ordinates_block(
         "1011": ("0030", "1020", "2010", "3000", "2001", "0021"),
         "1101": ("3000", "2100", "1200", "0300", "0201", "2001"),
     }.items():
-        gamma = factors[:, {"0111": 0, "1011": 1, "1101": 2}[name], None]
+        edge = {"0111": 0, "1011": 1, "1101": 2}[name]
+        gamma = factors[:, edge] if factors.ndim == 3 else factors[:, edge, None]  # per column, or for all
         cross = c[d] - c[a] + 3 * (c[b3] - c[c3])
         c[name][:] = (gamma * cross - c[a] + 2 * c[b3] - c[c3] + c[e] + c[g2]) / 2
     c["1002"][:] = (c["1101"] + c["1011"] + c["2001"]) / 3

@@ -440,3 +440,68 @@ def test_cubic_error_on_curved_fields_inside_and_near_the_hull(sample_capture: S
     finite = np.isfinite(g.full("xco2"))
     np.testing.assert_allclose(g.full("xco2")[finite], sd.ANALYTIC["xco2"](lat, lon)[finite].astype(np.float32),
                                rtol=1e-6)
+
+
+# --- patterns sharing the pass's triangulation (the speed-up after issue 13) ---------------------------------------
+def with_patterns(s: Soundings) -> Soundings:
+    """``s`` with three validity patterns besides the complete one: xco2 missing at ~6 %, a curved float and a
+    wrapping azimuth missing at other ~4 % (one pattern), and a float missing at ~40 % (too many to share)."""
+    n = len(s)
+    rng = np.random.default_rng(11)
+    a, b, c = rng.random(n) < 0.06, rng.random(n) < 0.04, rng.random(n) < 0.4
+    curved = np.sin(40 * s.latitude) * np.cos(30 * s.longitude)
+    angle = (3000 * (s.latitude + 33.5) + 355) % 360
+    return replace(s, variables=(
+        Variable("", "xco2", np.where(a, np.nan, s.variable("xco2").values), {"units": "ppm"}),
+        *s.variables[1:],
+        Variable("Retrieval", "curved", np.where(b, np.nan, curved)),
+        Variable("Sounding", "solar_azimuth_angle", np.where(b, np.nan, angle), {"units": "degrees"}),
+        Variable("Retrieval", "sparse", np.where(c, np.nan, curved + 1.0)),
+    ))
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic"])
+def test_patterns_sharing_the_triangulation_equal_patterns_triangulated_alone(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every variable and layer of both passes as with one triangulation, location and evaluation per pattern
+    # (the code before the speed-up), within float32 rounding.
+    import oco_l3.gridding as gridding
+
+    s = with_patterns(make_soundings(n_side=30, spacing=0.015, size=1.0, seed=8))
+    shared = grid_capture(s, GRID, method)  # type: ignore[arg-type]
+    monkeypatch.setattr(gridding, "_SHARED", 2.0)  # no pattern shares: each its own
+    alone = grid_capture(s, GRID, method)  # type: ignore[arg-type]
+    for a, b in ((shared.pre, alone.pre), (shared.post, alone.post)):
+        assert a is not None and b is not None and a.window == b.window and a.data.keys() == b.data.keys()
+        for key in a.data:
+            x, y = a.full(key), b.full(key)
+            if x.dtype.kind != "f":
+                np.testing.assert_array_equal(x, y, err_msg=key)
+                continue
+            np.testing.assert_array_equal(np.isfinite(x), np.isfinite(y), err_msg=key)
+            assert np.isfinite(x).sum() > 300, key
+            tol = 1e-3 if key.endswith("azimuth_angle") else 1e-5  # degrees; float32 of values near 1-400
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=tol, err_msg=key)
+
+
+def test_a_pattern_shares_the_pass_triangles_away_from_its_missing_soundings() -> None:
+    from oco_l3.interpolation import PointInterpolator, match_triangles
+
+    s = make_soundings(n_side=30, spacing=0.015, size=1.0, seed=8)
+    base = PointInterpolator(s.longitude, s.latitude)
+    keep = np.ones(len(s), dtype=bool)
+    keep[[100, 400, 401, 650]] = False
+    sub = base.subset(keep, "test")
+    assert base.tri is not None and sub.interp.tri is not None
+    alone = PointInterpolator(s.longitude[keep], s.latitude[keep])
+    assert alone.tri is not None
+    np.testing.assert_array_equal(sub.interp.tri.simplices, alone.tri.simplices)  # the same triangulation
+    shared = sub.match >= 0
+    around = np.isin(base.tri.simplices, np.flatnonzero(~keep)).any(axis=1)  # triangles at a missing sounding
+    np.testing.assert_array_equal(shared, ~around)
+    corners = sub.index[sub.interp.tri.simplices[sub.match[shared]]]
+    np.testing.assert_array_equal(np.take_along_axis(corners, sub.perm[shared], axis=1), base.tri.simplices[shared])
+    assert sub.fresh.size == sub.interp.tri.simplices.shape[0] - shared.sum() > 0
+    match, _ = match_triangles(np.array([[0, 1, 2], [2, 3, 4]]), np.array([[4, 2, 3], [5, 1, 0]]))
+    np.testing.assert_array_equal(match, [-1, 0])
