@@ -153,9 +153,12 @@ def rasterise_triangles(
     tx = np.asarray(tx, dtype=float)
     ty = np.asarray(ty, dtype=float)
     finite = np.flatnonzero(np.isfinite(tx).all(axis=1) & np.isfinite(ty).all(axis=1))
-    tx, ty = tx[finite], ty[finite]
+    if finite.size < tx.shape[0]:
+        tx, ty = tx[finite], ty[finite]
     area = _cross(tx[:, 0], ty[:, 0], tx[:, 1], ty[:, 1], tx[:, 2], ty[:, 2])
     keep = np.flatnonzero(np.isfinite(area) & (area != 0))  # an area can overflow to inf - inf
+    if keep.size == tx.shape[0]:  # the usual case: no copies
+        return _scanline(finite, tx, ty, shape)
     return _scanline(finite[keep], tx[keep], ty[keep], shape)
 
 
@@ -292,7 +295,7 @@ def _scanline_block(
     offsets = np.cumsum(count) - count
     row = np.repeat(lo.astype(np.int64) - offsets, count) + np.arange(total, dtype=np.int64)
     params = (ax, ay, bx, by, _slope(ax, ay, cx, cy), _slope(ax, ay, bx, by), _slope(bx, by, cx, cy))
-    x_left, x_right = _row_extent(tuple(np.repeat(a, count) for a in params), row.astype(float))
+    x_left, x_right = _row_extent(tuple(np.take(a, which) for a in params), row.astype(float))
     col0 = np.maximum(np.ceil(x_left), 0)
     col1 = np.minimum(np.floor(x_right), n_cols - 1)
     keep = np.flatnonzero(col1 >= col0)

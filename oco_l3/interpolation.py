@@ -731,6 +731,8 @@ def _voronoi_fans(tri: Triangulation) -> tuple[np.ndarray, np.ndarray, np.ndarra
     # A sliver on the hull (three nearly collinear soundings along a swath edge) can have no finite circumcentre:
     # its Voronoi vertex is at infinity. Its fan triangles are left out; the cells they would cover are searched.
     finite = np.isfinite(tri_xy).all(axis=(1, 2))
+    if finite.all():
+        return np.concatenate(sites), tri_xy[:, :, 0], tri_xy[:, :, 1]
     return np.concatenate(sites)[finite], tri_xy[finite, :, 0], tri_xy[finite, :, 1]
 
 
@@ -781,8 +783,8 @@ def _edge_factors(tri: Triangulation, affine: np.ndarray) -> np.ndarray:
     The direction is from this triangle's centroid to the neighbour's (the affine-invariant choice), written in
     barycentric coordinates of this triangle; edges on the hull use the centroid direction (-2/3).
     """
-    neighbours = tri.neighbors
-    centroids = tri.points[tri.simplices].mean(axis=1)
+    neighbours, p, s = tri.neighbors, tri.points, tri.simplices
+    centroids = (p[s[:, 0]] + p[s[:, 1]] + p[s[:, 2]]) / 3  # what .mean(axis=1) gives, several times faster
     factors = np.full(neighbours.shape, -2.0 / 3.0)
     for k in range(3):
         has = neighbours[:, k] >= 0
@@ -929,7 +931,8 @@ def _ct_weights(simplex: np.ndarray, bary: np.ndarray, n_triangles: int) -> csr_
     u = np.where(q == 0, b1, b0) - low
     v = np.where(q == 2, b1, b2) - low
     m = q.shape[0]
-    columns = (_SLOTS * n_triangles).astype(np.int32)[q] + simplex.astype(np.int32)[:, None]  # (m, 10)
+    columns = np.take((_SLOTS * n_triangles).astype(np.int32), q, axis=0)  # (m, 10); take: 2x fancy indexing
+    columns += simplex.astype(np.int32)[:, None]
     indptr = np.arange(0, 10 * m + 1, 10, dtype=np.int32)
     basis = _cubic_basis(u, v, 3 * low)
     return csr_array((basis.reshape(-1), columns.reshape(-1), indptr), shape=(m, len(_UNIQUE) * n_triangles))
