@@ -101,6 +101,13 @@ class PointInterpolator:
         self.tri = _triangulate(self.points, name)
         self._operators: dict[bytes, _GradientOperator] = {}
 
+    def prepare(self, method: Method) -> None:
+        """Compute now what evaluating by ``method`` needs of the triangulation (the cubic's vertex gradient operator
+        and edge factors), instead of at the first evaluation."""
+        if method == "cubic" and self.tri is not None:
+            self._gradients(None)
+            _ = self._shape_factors
+
     @property
     def degenerate(self) -> bool:
         """True when the points could not be triangulated (every method is then nearest neighbour)."""
