@@ -56,7 +56,8 @@ class Triangulation:
         else:
             hull = nb.T.reshape(-1) < 0  # edge opposite corner k of triangle t, in the same order as src/dst
             src, dst = np.concatenate([src, dst[hull]]), np.concatenate([dst, src[hull]])
-        order = np.argsort(src, kind="stable")
+        # The same stable order; NumPy radix-sorts 16-bit keys, several times faster than 32-bit ones.
+        order = np.argsort(src.astype(np.uint16) if self.points.shape[0] <= 1 << 16 else src, kind="stable")
         indptr = np.zeros(self.points.shape[0] + 1, dtype=np.intp)
         np.cumsum(np.bincount(src, minlength=self.points.shape[0]), out=indptr[1:])
         return indptr, dst[order].astype(np.intp)

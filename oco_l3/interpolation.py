@@ -344,10 +344,11 @@ class PointInterpolator:
             out = _linear_evaluate(self.tri.simplices, _Element(self.tri.points, None, vals, None), simplex, bary, dtype)
         else:
             grad = gradients[0] if len(gradients) == 1 else np.concatenate(gradients, axis=1)
-            per_column = factors[0] if len(factors) == 1 else np.concatenate(
-                [np.repeat(f[:, :, None], w, axis=2) for f, w in zip(factors, widths, strict=True)], axis=2)
-            out = _ct_evaluate(self.tri.simplices, _Element(self.tri.points, per_column, vals, grad), simplex, bary,
-                               dtype)
+            element = _Element(self.tri.points, factors[0], vals, grad)
+            if len(factors) > 1:  # each part's columns with its own factors (expanded block by block)
+                groups = np.repeat(np.arange(len(factors)), widths)
+                element = _Element(self.tri.points, np.stack(factors, axis=2), vals, grad, groups)
+            out = _ct_evaluate(self.tri.simplices, element, simplex, bary, dtype)
         col = 0
         for width, ok in zip(widths, shared, strict=True):
             if ok is not None:
@@ -474,13 +475,14 @@ class Subset:
 @dataclass(frozen=True)
 class _Element:
     """What the interpolants need on a triangulation's vertices: plane coordinates ``(N, 2)``, the cubic's edge
-    factors ``(T, 3)`` (:func:`_edge_factors`; or ``(T, 3, k)``, per column), values ``(N, k)`` and gradients
-    ``(N, k, 2)`` (None for ``linear``)."""
+    factors ``(T, 3)`` (:func:`_edge_factors`; or ``(T, 3, G)``, ``G`` sets of them, and ``groups``: the set each
+    column uses), values ``(N, k)`` and gradients ``(N, k, 2)`` (None for ``linear``)."""
 
     points: np.ndarray
     factors: np.ndarray | None
     vals: np.ndarray
     grad: np.ndarray | None
+    groups: np.ndarray | None = None  # with factors (T, 3, G): the group (of factors) of each column
 
 
 def match_triangles(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -492,9 +494,10 @@ def match_triangles(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     if b.shape[0] == 0 or n > 2_000_000:  # keys would overflow int64: no match (the caller grids alone)
         return match, perm
 
-    def keys(t: np.ndarray) -> np.ndarray:
-        s = np.sort(t, axis=1).astype(np.int64)
-        return (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
+    def keys(t: np.ndarray) -> np.ndarray:  # the sorted corners as one number (no per-row sort: 5x faster)
+        a, b, c = t[:, 0].astype(np.int64), t[:, 1].astype(np.int64), t[:, 2].astype(np.int64)
+        low, high = np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)
+        return (low * n + (a + b + c - low - high)) * n + high
 
     ka, kb = keys(a), keys(b)
     order = np.argsort(kb)
@@ -861,7 +864,8 @@ def _ct_evaluate(
             continue
         part = slice(t0, t0 + _TRI_BLOCK)
         block = ordinates[:, : s[part].shape[0]]
-        _ct_ordinates_block(element.points, s[part], factors[part], element.vals, element.grad, block)
+        f = factors[part] if element.groups is None else factors[part][:, :, element.groups]  # (t, 3[, k])
+        _ct_ordinates_block(element.points, s[part], f, element.vals, element.grad, block)
         table = block.reshape(-1, k)
         for q0 in range(p0, p1, _BLOCK):
             q1 = min(q0 + _BLOCK, p1)
@@ -890,8 +894,8 @@ def _ct_ordinates_block(
     points: np.ndarray, s: np.ndarray, factors: np.ndarray, vals: np.ndarray, grad: np.ndarray, out: np.ndarray
 ) -> None:
     """Bezier ordinates of the Clough-Tocher macro-element of the triangles ``s`` (corner indices), in the order
-    of :data:`_UNIQUE`, written into ``out`` ``(19, len(s), k)``; ``factors`` ``(len(s), 3)`` or, per column,
-    ``(len(s), 3, k)``."""
+    of :data:`_UNIQUE`, written into ``out`` ``(19, len(s), k)``; ``factors`` ``(len(s), 3)``, or ``(len(s), 3, k)``
+    per column."""
     p = points[s]  # (T, 3, 2)
     f = np.ascontiguousarray(np.moveaxis(vals[s], 1, 0))  # (3, T, k)
     g = np.ascontiguousarray(np.moveaxis(grad[s], (1, 3), (0, 1)))  # (3, 2, T, k)
@@ -914,7 +918,7 @@ def _ct_ordinates_block(
         "1101": ("3000", "2100", "1200", "0300", "0201", "2001"),
     }.items():
         edge = {"0111": 0, "1011": 1, "1101": 2}[name]
-        gamma = factors[:, edge] if factors.ndim == 3 else factors[:, edge, None]  # per column, or for all
+        gamma = factors[:, edge, None] if factors.ndim == 2 else factors[:, edge]  # for all columns, or each
         cross = c[d] - c[a] + 3 * (c[b3] - c[c3])
         c[name][:] = (gamma * cross - c[a] + 2 * c[b3] - c[c3] + c[e] + c[g2]) / 2
     c["1002"][:] = (c["1101"] + c["1011"] + c["2001"]) / 3
