@@ -617,14 +617,22 @@ def _gradient_operator(
         neighbour = neighbour[edges]
         indptr = np.concatenate([[0], np.cumsum(degree)])
     n = rows.shape[0]
-    owner = np.repeat(np.arange(n), np.diff(indptr))
+    degree = np.diff(indptr)
+    owner = np.repeat(np.arange(n), degree)
     d = points[neighbour] - points[rows[owner]]
-    usable = np.ones(owner.shape[0]) if keep is None else (keep[rows[owner]] & keep[neighbour]).astype(float)
-    count = np.bincount(owner, usable, minlength=n)
-    scale = np.bincount(owner, usable * np.hypot(d[:, 0], d[:, 1]), minlength=n) / np.maximum(count, 1)
+    length = np.hypot(d[:, 0], d[:, 1])
+    if keep is None:  # every neighbour usable (weights of one, left out)
+        count = degree.astype(float)
+        scale = np.bincount(owner, length, minlength=n) / np.maximum(count, 1)
+    else:
+        usable = (keep[rows[owner]] & keep[neighbour]).astype(float)
+        count = np.bincount(owner, usable, minlength=n)
+        scale = np.bincount(owner, usable * length, minlength=n) / np.maximum(count, 1)
     scale = np.where(scale > 0, scale, 1.0)
-    ux, uy = d[:, 0] / scale[owner], d[:, 1] / scale[owner]
-    weight = usable / np.maximum(ux * ux + uy * uy, 1e-300)
+    scale_at = scale[owner]
+    ux, uy = d[:, 0] / scale_at, d[:, 1] / scale_at
+    square = np.maximum(ux * ux + uy * uy, 1e-300)
+    weight = 1 / square if keep is None else usable / square
     x = (ux, uy, 0.5 * ux * ux, ux * uy, 0.5 * uy * uy)
     wx = [weight * xi for xi in x]
     normal = np.empty((n, 5, 5))
@@ -638,16 +646,18 @@ def _gradient_operator(
         full = np.zeros((n, 2, 5))
         full[quad] = inv_rows
         quad[quad] = ok
-        r = full[owner]
-        cx = sum((r[:, 0, i] * wx[i] for i in range(5)), cx)
-        cy = sum((r[:, 1, i] * wx[i] for i in range(5)), cy)
+        r = np.take(full.reshape(n, 10), owner, axis=0)  # (E, 10): take is 2x fancy indexing here
+        cx = sum((r[:, i] * wx[i] for i in range(5)), cx)
+        cy = sum((r[:, 5 + i] * wx[i] for i in range(5)), cy)
     a, b, c = normal[:, 0, 0], normal[:, 0, 1], normal[:, 1, 1]
     det = a * c - b * b
-    det = np.where(det > 1e-8 * a * c, det, np.inf)[owner]  # no plane fit either: zero gradient
-    plane = ~quad[owner]
-    a, b, c = a[owner], b[owner], c[owner]
-    cx = np.where(plane, (c * wx[0] - b * wx[1]) / det, cx) / scale[owner]
-    cy = np.where(plane, (a * wx[1] - b * wx[0]) / det, cy) / scale[owner]
+    det = np.where(det > 1e-8 * a * c, det, np.inf)  # no plane fit either: zero gradient
+    plane = np.flatnonzero(~quad[owner])  # the few edges of vertices fitted by a plane
+    at = owner[plane]
+    cx[plane] = (c[at] * wx[0][plane] - b[at] * wx[1][plane]) / det[at]
+    cy[plane] = (a[at] * wx[1][plane] - b[at] * wx[0][plane]) / det[at]
+    cx /= scale_at
+    cy /= scale_at
     e = owner.shape[0]
     matrix = csr_array(
         (np.concatenate([cx, cy]), np.concatenate([neighbour, neighbour]), np.concatenate([indptr, indptr[1:] + e])),
