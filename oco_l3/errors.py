@@ -103,6 +103,11 @@ class CaptureWriteBlocked(TransientError):
     lock, the network); the granule's other captures were written. Raised once per granule."""
 
 
+class WorkerProcessDied(TransientError):
+    """A worker process of :mod:`oco_l3.process_pool` ended in the middle of a call (killed, out of memory). The
+    call's work was not finished; the next call gets a new process."""
+
+
 def one_line(exc: BaseException) -> str:
     """The exception as one line: its type name and its first message line."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -311,6 +311,7 @@ def test_a_run_whose_only_problems_are_transient_ends_waiting(tmp_path: Path, mo
         calls.append(granule.name)
         raise SourceUnavailable(f"{granule.name}: S3 endpoint unreachable")
 
+    monkeypatch.setenv("OCO_L3_WORKER_PROCESS", "0")  # the replaced function runs in the task's own process
     monkeypatch.setattr(pipeline, "process_granule", outage)
     state = oco_backfill(config=str(config), start=D1, end=D1, return_state=True)
     assert state.is_completed() and state.name == "Waiting", state
