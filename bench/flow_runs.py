@@ -5,17 +5,24 @@ granules (one OCO-3 busy-day granule per day: 60,000 background soundings + SAMs
 800 x 800 cubic, root + /Retrieval, Zarr only, like bench/run.py's day (b)):
 
 * ``oco-l3 run --quicklooks DIR`` with ``max-workers: 2`` (days in two forked processes; a quick-look per capture,
-  as the flows write): wall time and peak RSS of the largest process;
-* ``oco-l3 backfill`` against the server, thread runner of width 1 (``OCO_L3_THREADS``, the default) and 2: the
-  flow time and the peak RSS of the flow process (the only process: every granule is processed in it);
-* the same backfill with ``--dask-address`` on a real ``dask scheduler`` and two ``dask worker`` processes (one
-  thread each);
-* the cost per day of a 3-day and a 30-day backfill (thread runner).
+  as the flows write);
+* ``oco-l3 backfill`` against the server with the default thread runner (width 2, ``OCO_L3_THREADS``): each
+  granule in a worker process of ``oco_l3.process_pool`` while its task's thread waits;
+* the same in the flow's own process, width 1 (``OCO_L3_WORKER_PROCESS=0``, ``OCO_L3_THREADS=1``): how the flows
+  ran before the worker processes, measured in the same run for comparison;
+* the same backfill with ``--dask-address`` on a real ``dask scheduler`` and two plain ``dask worker`` processes
+  (``--nthreads 1``, no extra environment);
+* the cost per day of a 3-day and a ``--long``-day backfill (default runner).
 
-"Flow time" is the flow run's duration as Prefect records it (the flow run's start to its end, as the UI shows):
-loading the config, searching and planning, every granule task, the state table and the artifacts; it leaves out
-the process start and `import prefect` (about 4 s, paid once per flow run by a worker), which are printed apart as
-the CLI's wall time. `oco-l3 run`'s time is its process wall time, imports included.
+Figures per run: "flow time" is the flow run's duration as Prefect records it (the flow run's start to its end,
+as the UI shows: loading the config, searching and planning, every granule task, the state table, the artifacts);
+it leaves out the process start and `import prefect` (about 4 s, paid once per flow run by a worker), which are in
+the CLI's wall time, printed beside it. `oco-l3 run`'s time is its process wall time, imports included. "CPU" is
+user + system seconds of every process of the command (the flow process and its worker processes; for Dask the
+scheduler's and workers' own CPU is counted apart); "flow-process peak" is the peak RSS (VmHWM) of the flow's
+own process; "worker peak" is the largest peak RSS of one worker process and "sum" the sum of their peaks (an
+upper bound of what they held at once). The machine may be loaded by others: compare rows of one run, and read
+CPU seconds beside wall seconds.
 
     .venv/bin/python bench/flow_runs.py [--days 12] [--long 30]     (also run by bench/run.py)
 """
@@ -23,6 +30,7 @@ the CLI's wall time. `oco-l3 run`'s time is its process wall time, imports inclu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -32,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -70,9 +79,10 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("prefect server did not start")
 
 
-def start_dask(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
+def start_dask(tmp: Path, **extra: str) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """A plain ``dask scheduler`` and two ``dask worker --nthreads 1`` processes (``extra``: their environment)."""
     address = f"tcp://127.0.0.1:{_port()}"
-    env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ} | extra
     common: dict[str, Any] = {"env": env, "cwd": tmp, "start_new_session": True, "stdout": subprocess.DEVNULL,
                               "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
@@ -124,15 +134,83 @@ def config(tmp: Path, name: str, granules: Path, days: int, **extra: Any) -> Pat
     return path
 
 
-def timed(cmd: list[str], env: dict[str, str], tmp: Path, name: str) -> dict[str, Any]:
-    """Wall time, peak RSS (GNU time: the largest process of the command) and the output's last lines."""
-    rss = tmp / f"{name}.rss"
+def _hwm_kb(pid: int) -> int:
+    """The peak resident size of a live process (VmHWM), 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Sampler:
+    """Polls the peak RSS of a process and of every process below it (and of ``extra`` processes) until stopped."""
+
+    def __init__(self, pid: int, extra: list[int] | None = None) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.extra = [psutil.Process(p) for p in extra or []]
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            for extra in self.extra:
+                with contextlib.suppress(psutil.Error):
+                    procs += [extra, *extra.children(recursive=True)]
+            for proc in procs:
+                self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), _hwm_kb(proc.pid))
+            self._stop.wait(0.1)
+
+    def stop(self) -> dict[int, int]:
+        self._stop.set()
+        self._thread.join()
+        return self.peaks
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system seconds of live processes and of the children they reaped."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+                t = proc.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def timed(cmd: list[str], env: dict[str, str], tmp: Path, name: str, others: list[int] | None = None) -> dict[str, Any]:
+    """Wall and CPU time, the command process's peak RSS, its worker processes' peaks (the processes below it,
+    and below ``others``: Dask workers), and the output's last lines."""
+    others = others or []
+    cpu_others = _cpu_s(others)
     t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-o", str(rss), "-f", "%M", *cmd], env=env, capture_output=True,
-                          text=True, cwd=tmp)
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sampler = Sampler(proc.pid, others)
+    output = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(int(rss.read_text().split()[-1]) / 1024),
-            "returncode": proc.returncode, "tail": (proc.stdout + proc.stderr)[-600:]}
+    peaks = sampler.stop()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    workers = [kb for pid, kb in peaks.items() if pid != proc.pid and pid not in others]
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime + _cpu_s(others) - cpu_others, 1),
+            "peak_rss_mb": round(max(peaks.get(proc.pid, 0), 0) / 1024),
+            "largest_process_mb": round(usage.ru_maxrss / 1024),
+            "worker_peak_mb": round(max(workers, default=0) / 1024), "worker_peak_sum_mb": round(sum(workers) / 1024),
+            "workers": len(workers), "returncode": proc.returncode, "tail": output.decode(errors="replace")[-600:]}
 
 
 def flow_seconds(api: str, name: str) -> float:
@@ -146,18 +224,37 @@ def flow_seconds(api: str, name: str) -> float:
     return round((end - start).total_seconds(), 2)
 
 
-def backfill(api: str, cfg: Path, days: int, tmp: Path, name: str, *extra: str, threads: int = 1) -> dict[str, Any]:
+def backfill(api: str, cfg: Path, days: int, tmp: Path, name: str, *extra: str, others: list[int] | None = None,
+             **env: str) -> dict[str, Any]:
     end = START + dt.timedelta(days=days - 1)
     out = timed([str(BIN / "oco-l3"), "backfill", "-i", str(cfg), "--start", str(START), "--end", str(end), *extra],
-                _env(PREFECT_API_URL=api, PREFECT_HOME=str(tmp / "client-home"), OCO_L3_THREADS=str(threads)),
-                tmp, name)
+                _env(PREFECT_API_URL=api, PREFECT_HOME=str(tmp / "client-home"), **env), tmp, name, others)
     out["flow_s"] = flow_seconds(api, "oco-backfill")
     out["per_day_s"] = round(out["flow_s"] / days, 3)
     return out
 
 
-def run(days: int, long: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"days": days, "long": long}
+#: The N-day cases, in the order of the first repeat (later repeats rotate it, so no case always runs first).
+CASES = ("cli_run_2workers", "flow_threads", "flow_in_process", "flow_dask")
+
+
+def _case(case: str, api: str, tmp: Path, granules: Path, days: int, dask: tuple[list[int], str], i: int
+          ) -> dict[str, Any]:
+    name = f"{case}-{i}"
+    if case == "cli_run_2workers":
+        cfg = config(tmp, name, granules, days, **{"max-workers": 2})
+        return timed([str(BIN / "oco-l3"), "run", "--quicklooks", str(tmp / f"looks-{i}"), "-i", str(cfg)], _env(),
+                     tmp, name)
+    cfg = config(tmp, name, granules, days)
+    if case == "flow_in_process":  # how the flows ran before the worker processes
+        return backfill(api, cfg, days, tmp, name, OCO_L3_WORKER_PROCESS="0", OCO_L3_THREADS="1")
+    if case == "flow_dask":
+        return backfill(api, cfg, days, tmp, name, "--dask-address", dask[1], others=dask[0])
+    return backfill(api, cfg, days, tmp, name)
+
+
+def run(days: int, long: int, repeat: int = 1, dask_in_process: bool = False) -> dict[str, Any]:
+    results: dict[str, Any] = {"days": days, "long": long, "repeat": repeat, **{c: [] for c in CASES}}
     with tempfile.TemporaryDirectory(prefix="oco-l3-bench-flows-") as d:
         tmp = Path(d)
         (tmp / "home").mkdir()
@@ -166,15 +263,17 @@ def run(days: int, long: int) -> dict[str, Any]:
         server, api = start_server(tmp / "home")
         dask: list[subprocess.Popen[bytes]] = []
         try:
-            results["cli_run_2workers"] = timed([str(BIN / "oco-l3"), "run", "--quicklooks", str(tmp / "looks"), "-i",
-                                                 str(config(tmp, "cli", granules, days, **{"max-workers": 2}))],
-                                                _env(), tmp, "cli")
-            results["flow_threads"] = backfill(api, config(tmp, "threads", granules, days), days, tmp, "threads")
-            results["flow_threads_2"] = backfill(api, config(tmp, "threads2", granules, days), days, tmp, "threads2",
-                                                 threads=2)
+            if dask_in_process:  # the granules in the Dask workers' own processes (OCO_L3_WORKER_PROCESS=0 there)
+                dask, address = start_dask(tmp, OCO_L3_WORKER_PROCESS="0")
+                results["flow_dask_in_process"] = [backfill(api, config(tmp, f"dip{i}", granules, days), days, tmp,
+                                                            f"dip{i}", "--dask-address", address,
+                                                            others=[p.pid for p in dask]) for i in range(repeat)]
+                stop(dask)
             dask, address = start_dask(tmp)
-            results["flow_dask"] = backfill(api, config(tmp, "dask", granules, days), days, tmp, "dask",
-                                            "--dask-address", address)
+            for i in range(repeat):
+                for case in CASES[i % len(CASES):] + CASES[:i % len(CASES)]:
+                    results[case].append(_case(case, api, tmp, granules, days, ([p.pid for p in dask], address), i))
+                    _clean(tmp, f"{case}-{i}")
             stop(dask)
             dask = []
             results["backfill_3_days"] = backfill(api, config(tmp, "d3", granules, 3), 3, tmp, "d3")
@@ -182,35 +281,60 @@ def run(days: int, long: int) -> dict[str, Any]:
         finally:
             stop(dask + [server])
             shutil.rmtree(tmp / "home", ignore_errors=True)
-    cli, fl = results["cli_run_2workers"], results["flow_threads"]
-    results["flow_over_cli"] = round(fl["flow_s"] / cli["wall_s"], 2)
-    results["dask_over_threads"] = round(results["flow_dask"]["flow_s"] / fl["flow_s"], 2)
+    results["flow_over_cli"] = [round(f["flow_s"] / c["wall_s"], 2)
+                                for f, c in zip(results["flow_threads"], results["cli_run_2workers"], strict=True)]
+    results["dask_over_threads"] = [round(k["flow_s"] / f["flow_s"], 2)
+                                    for k, f in zip(results["flow_dask"], results["flow_threads"], strict=True)]
     return results
 
 
+def _clean(tmp: Path, name: str) -> None:
+    """Each case's outputs, removed once measured (keeps the temporary folder small between cases)."""
+    shutil.rmtree(tmp / f"out-{name}", ignore_errors=True)
+
+
+def _mem(r: dict[str, Any]) -> str:
+    return (f"flow-process peak {r['peak_rss_mb']} MB; {r['workers']} worker processes, largest peak "
+            f"{r['worker_peak_mb']} MB, sum of peaks {r['worker_peak_sum_mb']} MB")
+
+
 def report(r: dict[str, Any], long: int) -> None:
-    cli, th, dk = r["cli_run_2workers"], r["flow_threads"], r["flow_dask"]
-    print(f"flows: {r['days']} busy days (one OCO-3 granule a day, 3 SAMs, 800 x 800 cubic, Zarr)")
-    print(f"  oco-l3 run, max-workers 2: {cli['wall_s']:.1f} s wall, peak RSS {cli['peak_rss_mb']} MB")
-    print(f"  backfill flow, thread runner (1, the default): flow {th['flow_s']:.1f} s (x{r['flow_over_cli']} of "
-          f"oco-l3 run; CLI wall {th['wall_s']:.1f} s), flow-process peak RSS {th['peak_rss_mb']} MB")
-    t2 = r["flow_threads_2"]
-    print(f"  backfill flow, thread runner (2): flow {t2['flow_s']:.1f} s, flow-process peak RSS {t2['peak_rss_mb']} MB")
-    print(f"  backfill flow, Dask (scheduler + 2 worker processes): flow {dk['flow_s']:.1f} s "
-          f"(x{r['dask_over_threads']} of the thread runner), flow-process peak RSS {dk['peak_rss_mb']} MB (the "
-          "workers' memory is their own)")
-    lg = r[f"backfill_{long}_days"]
-    print(f"  cost per day: 3-day backfill {r['backfill_3_days']['per_day_s']:.2f} s, {long}-day backfill "
-          f"{lg['per_day_s']:.2f} s (flow time / days)")
+    print(f"flows: {r['days']} busy days (one OCO-3 granule a day, 3 SAMs, 800 x 800 cubic, Zarr), "
+          f"{r.get('repeat', 1)} interleaved repeat(s)")
+    for i in range(len(r["cli_run_2workers"])):
+        cli, th, ip, dk = (r[c][i] for c in CASES)
+        print(f" run {i + 1}:")
+        print(f"  oco-l3 run, max-workers 2: {cli['wall_s']:.1f} s wall, {cli['cpu_s']:.0f} s CPU; largest process "
+              f"{cli['largest_process_mb']} MB, {cli['workers']} worker processes, sum of peaks "
+              f"{cli['worker_peak_sum_mb'] + cli['peak_rss_mb']} MB")
+        print(f"  backfill flow, default (thread runner 2 + worker processes): flow {th['flow_s']:.1f} s "
+              f"(x{r['flow_over_cli'][i]} of oco-l3 run; CLI wall {th['wall_s']:.1f} s, {th['cpu_s']:.0f} s CPU); "
+              f"{_mem(th)}")
+        print(f"  backfill flow, in the flow's process, width 1 (before): flow {ip['flow_s']:.1f} s "
+              f"(x{ip['flow_s'] / cli['wall_s']:.2f}; {ip['cpu_s']:.0f} s CPU); flow-process peak {ip['peak_rss_mb']} MB")
+        print(f"  backfill flow, Dask (scheduler + 2 plain worker processes, 1 thread each): flow {dk['flow_s']:.1f} s "
+              f"(x{r['dask_over_threads'][i]} of the default; {dk['cpu_s']:.0f} s CPU incl. scheduler and workers); "
+              f"flow-process peak {dk['peak_rss_mb']} MB; Dask worker + worker processes: largest peak "
+              f"{dk['worker_peak_mb']} MB")
+    for i, dip in enumerate(r.get("flow_dask_in_process", [])):
+        print(f"  Dask, granules in the Dask workers' own processes (before), run {i + 1}: flow {dip['flow_s']:.1f} s, "
+              f"{dip['cpu_s']:.0f} s CPU incl. scheduler and workers")
+    lg, d3 = r[f"backfill_{long}_days"], r["backfill_3_days"]
+    print(f"  cost per day: 3-day backfill {d3['per_day_s']:.2f} s, {long}-day backfill {lg['per_day_s']:.2f} s "
+          f"(flow time / days; CPU {d3['cpu_s'] / 3:.1f} s vs {lg['cpu_s'] / long:.1f} s per day; flow-process peak "
+          f"{d3['peak_rss_mb']} vs {lg['peak_rss_mb']} MB)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=12)
     parser.add_argument("--long", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=1, help="repeats of the N-day cases, interleaved")
+    parser.add_argument("--dask-in-process", action="store_true",
+                        help="also: Dask workers processing granules in their own process (as before)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    results = run(args.days, args.long)
+    results = run(args.days, args.long, args.repeat, args.dask_in_process)
     report(results, args.long)
     print(json.dumps(results))
     return 0
