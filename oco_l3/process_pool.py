@@ -119,7 +119,7 @@ class ProcessPool:
             self._release(worker, healthy)
         if kind == "error":
             raise value
-        return value  # type: ignore[no-any-return]
+        return value
 
     def close(self) -> None:
         """Stop every worker (each ends when its connection closes)."""
