@@ -33,6 +33,7 @@ import importlib
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -112,9 +113,7 @@ class ProcessPool:
             kind, value = _relay(worker)
             healthy = True
         except (EOFError, OSError) as exc:
-            code = worker.process.poll()
-            raise WorkerProcessDied(f"{_name_of(fn)}: {worker.name} ended "
-                                    f"({'exit code ' + str(code) if code is not None else one_line(exc)})") from None
+            raise WorkerProcessDied(f"{_name_of(fn)}: {worker.name} ended ({_how_it_ended(worker, exc)})") from None
         finally:
             self._release(worker, healthy)
         if kind == "error":
@@ -188,6 +187,16 @@ def _redact(record: logging.LogRecord) -> None:
         record.exc_text = redact(record.exc_text)
 
 
+def _how_it_ended(worker: _Worker, exc: BaseException) -> str:
+    try:
+        code = worker.process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return one_line(exc)
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}" + (", out of memory?" if code == -signal.SIGKILL else "")
+    return f"exit code {code}"
+
+
 def _name_of(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
@@ -234,7 +243,7 @@ class _Forward(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            fields = dict(record.__dict__)
+            fields = {k: v for k, v in record.__dict__.items() if isinstance(v, str | int | float | bool | None)}
             fields.update(msg=record.getMessage(), args=None, exc_info=None,
                           exc_text=self._exc_text(record), stack_info=record.stack_info)
             self._send(("log", fields))
