@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the real services the tests start on loopback (PostgreSQL, RabbitMQ) when they are missing.
+# Install the real services the tests start on loopback (PostgreSQL, RabbitMQ) when they are missing, and
+# Debian's Chromium, with which a test looks at the Prefect UI's flow run page as an operator would.
 # The tests themselves start and stop throwaway instances; nothing here starts a service.
 set -euo pipefail
 need=()
@@ -13,4 +14,10 @@ if [ ${#need[@]} -gt 0 ]; then
     # apt's own attempt to start the services fails without systemd; the packages are still installed.
     command -v rabbitmq-server >/dev/null 2>&1 || { echo "could not install ${need[*]}"; exit 1; }
   }
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package) for the browser test of the Prefect UI"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null; } ||
+    echo "could not install chromium: the browser test will be skipped"
 fi

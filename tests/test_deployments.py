@@ -240,3 +240,57 @@ def test_two_deployments_at_once_never_process_the_same_day(deployed: dict[str, 
     messages = [r["state"]["message"] for r in runs.values()]
     done = [int(m.split(" granules")[0].rsplit(" ", 1)[1]) for m in messages]
     assert sum(done) == 12, messages  # between them every granule once
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def rendered(url: str, profile: Path, screenshot: Path | None = None) -> str:
+    """The DOM of a page of the Prefect UI as headless Chromium renders it (the UI is a single-page app: the text
+    exists only after its scripts have fetched the API); optionally a screenshot beside it."""
+    assert CHROMIUM
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--window-size=1400,1100", "--virtual-time-budget=20000"]
+    if screenshot is not None:
+        subprocess.run([*flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=120)
+    return subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/install-services.sh installs it)")
+def test_operator_sees_the_failure_summary_and_quicklooks_in_the_browser(deployed: dict[str, Any]) -> None:
+    """The flow run page and its artifacts, rendered by a real browser against the real server's UI: the run is
+    red, the failed (mission, day) and its reason are on the summary and in the day table, the quick-looks are
+    listed. Screenshots are left in the test's folder for a human to look at."""
+    import re
+
+    from oco_l3.sample_data import write_sample_tree
+
+    tmp: Path = deployed["tmp"] / "browser"
+    tmp.mkdir()
+    days = write_sample_tree(tmp / "granules", DAY, DAY + dt.timedelta(days=1), missions=("oco2",))
+    bad = days[DAY + dt.timedelta(days=1)]["oco2"]
+    bad.write_bytes(b"this is not a netCDF-4 file")
+    config = tmp / "browser.yaml"
+    config.write_text(yaml.safe_dump({
+        "output": {"local": str(tmp / "out")}, "grid": {"latitude": 30, "longitude": 30, "method": "linear"},
+        "search": {"source": "local", "local": str(tmp / "granules"), "missions": ["oco2"]},
+        "state": {"url": f"sqlite:///{tmp / 'state.db'}"}}))
+    run_id = create_run(deployed, "oco-backfill", {"config": str(config), "start": str(DAY),
+                                                   "end": str(DAY + dt.timedelta(days=1))})
+    run = run_worker(deployed, deployed["env"], [run_id])[run_id]
+    assert run["state"]["type"] == "FAILED", run["state"]
+    ui = deployed["api"].removesuffix("/api")
+    page = rendered(f"{ui}/runs/flow-run/{run_id}", tmp / "chrome", tmp / "flow-run.png")
+    assert run["name"] in page and "Failed" in page, page[-2000:]
+    assert f"{bad.name}: GranuleUnreadable" in page  # the error log line, on the run's Logs tab
+    artifacts = api(deployed, "/artifacts/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    by_type = {a["type"]: a["id"] for a in artifacts}
+    summary = rendered(f"{ui}/artifacts/artifact/{by_type['markdown']}", tmp / "chrome", tmp / "summary.png")
+    text = re.sub(r"<[^>]+>", " ", summary)
+    assert "Failed (1)" in text and f"oco2 {DAY + dt.timedelta(days=1)}" in text, text[-3000:]
+    assert "Quick-looks (" in text and ".png" in text
+    table = re.sub(r"<[^>]+>", " ", rendered(f"{ui}/artifacts/artifact/{by_type['table']}", tmp / "chrome",
+                                              tmp / "days.png"))
+    assert re.search(rf"oco2\s+{DAY + dt.timedelta(days=1)}\s+failed\s+{re.escape(bad.name)}", table), table[-3000:]
+    assert re.search(rf"oco2\s+{DAY}\s+done", table)

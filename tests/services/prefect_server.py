@@ -3,7 +3,7 @@
 * ``prefect_harness`` (session): ONE ``prefect_test_harness(server_startup_timeout=120)`` for every flow test
   (each start costs ~16 s here).
 * ``prefect_server`` (session): a real ``prefect server start --host 127.0.0.1 --port N`` with a temporary
-  ``PREFECT_HOME`` (SQLite), healthy within 120 s; yields the API URL. Stopped at the end of the session. Its
+  ``PREFECT_HOME`` (SQLite), its UI served as an operator's is, healthy within 120 s; yields the API URL. Stopped at the end of the session. Its
   scheduler runs every 2 s (deployments' schedules get their runs at once); ``prefect_server_log`` is its log file.
 """
 
@@ -45,10 +45,11 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _server_env(home: Path) -> dict[str, str]:
+def _server_env(home: Path, url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    # the UI asks the API at PREFECT_UI_API_URL (by default the settings' host and port, not the command line's)
     env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false",
+               PREFECT_UI_API_URL=url,
                PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2")
     return env
 
@@ -70,7 +71,7 @@ def prefect_server() -> Iterator[str]:
     prefect = str(Path(sys.executable).parent / "prefect")
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=_server_env(home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            env=_server_env(home, url), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not _healthy(url):
