@@ -2,8 +2,9 @@
 
 Rules (issue 2):
 
-* A capture is a run of consecutive soundings in SAM mode (normalised code 4) or target mode (2) with one target id.
-  The run ends where the mode or the target id changes.
+* A capture is a run of consecutive soundings in one of the product's capture modes
+  (:attr:`~oco_l3.missions.MissionSpec.capture_modes`: SAM (normalised code 4) and target mode (2); OCO-2 target mode
+  only) with one target id. The run ends where the mode or the target id changes.
 * Soundings without a target id (``none``, ``Missing``, empty: :data:`~oco_l3.soundings.NO_TARGET`) in SAM or target
   mode belong to the run of one target they touch (issue 13): a run of them between two runs of the same mode and
   the same target (no time gap) joins the two into one capture, whatever its length; one at the start or the end of
@@ -14,8 +15,9 @@ Rules (issue 2):
   capture; the interrupting soundings are not part of it.
 * Captures whose target is ``none``/``Missing`` or absent from the target file are skipped with a warning naming the
   target.
-* OCO-2 Lite files carry no target id: a target-mode capture goes to the target whose centroid is nearest to the
-  capture's centroid, and is skipped when none of its soundings lies inside that target's bbox.
+* Products whose captures go to the nearest target (:attr:`~oco_l3.missions.MissionSpec.targets` ``nearest``:
+  OCO-2 FP and SIF, whose files carry no usable target id): a capture goes to the target whose centroid is nearest
+  to the capture's centroid, and is skipped when none of its soundings lies inside that target's bbox.
 * A time gap of more than :data:`MAX_GAP` between consecutive soundings also ends a run (two overpasses of one
   target on one day are two captures even when no other sounding lies between them in the file).
 * The capture's time is the time of its first sounding (before any quality filtering), so the pre-QF and post-QF
@@ -31,7 +33,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from oco_l3.soundings import MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
+from oco_l3.missions import mission_spec
+from oco_l3.soundings import MODE_SAM, NO_TARGET, Mission, Soundings
 from oco_l3.targets import Target
 
 log = logging.getLogger(__name__)
@@ -87,32 +90,35 @@ def time_segments(time: np.ndarray) -> np.ndarray:
 
 
 def capture_runs(soundings: Soundings) -> list[Run]:
-    """Maximal runs of soundings with one key ``(mode, target id, time segment)`` -- SAM and target mode (OCO-2:
-    target mode only, target id ``""``: its Lite files carry none) -- and runs of the other modes (key None)."""
+    """Maximal runs of soundings with one key ``(mode, target id, time segment)`` -- the product's capture modes
+    (target id ``""`` for products whose captures go to the nearest target) -- and runs of the other modes (key
+    None)."""
     n = len(soundings)
     if n == 0:
         return []
     mode = np.asarray(soundings.mode)
-    oco2 = soundings.mission == "oco2"
-    capture = mode == MODE_TARGET if oco2 else np.isin(mode, (MODE_SAM, MODE_TARGET))
+    spec = mission_spec(soundings.mission)
+    by_id = spec.targets == "id"
+    capture = np.isin(mode, spec.capture_modes)
     tid = np.asarray(soundings.target_id)
     seg = time_segments(soundings.time)
     kind = np.where(capture, mode, -1)  # every other mode is one key (None)
     change = kind[1:] != kind[:-1]
     same_kind = capture[1:] & ~change
-    if not oco2:
+    if by_id:
         change |= same_kind & (tid[1:] != tid[:-1])
     change |= same_kind & (seg[1:] != seg[:-1])
     starts = np.concatenate([[0], np.flatnonzero(change) + 1])
     stops = np.append(starts[1:], n)
     return [
-        Run((int(mode[i]), "" if oco2 else str(tid[i]), int(seg[i])) if capture[i] else None, int(i), int(j))
+        Run((int(mode[i]), str(tid[i]) if by_id else "", int(seg[i])) if capture[i] else None, int(i), int(j))
         for i, j in zip(starts, stops, strict=True)
     ]
 
 
 def _unidentified(key: AnyKey | None) -> bool:
-    """A SAM/target-mode key without a target id (OCO-2 keys, which never have one, count too)."""
+    """A SAM/target-mode key without a target id (the keys of nearest-target products, which never have one, count
+    too)."""
     return key is not None and str(key[1]).strip() in NO_TARGET
 
 
@@ -211,10 +217,11 @@ def _resolve_target(
 ) -> tuple[Target | None, str]:
     """The capture's target, or None with the reason it is skipped."""
     tid = key[1]
-    if soundings.mission == "oco2":
+    spec = mission_spec(soundings.mission)
+    if spec.targets == "nearest":
         target = _nearest_target(soundings, index, targets)
         if target is None:
-            return None, "no OCO-2 targets loaded"
+            return None, f"no {spec.name} targets loaded"
         if not _inside_bbox(soundings, index, target):
             return None, f"nearest target {target.id!r} bbox does not contain any of its soundings"
         return target, ""

@@ -135,10 +135,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config = load_config(args.input)
     if getattr(config, "product", "oco") == "oco":
+        from oco_l3.missions import MISSIONS
         from oco_l3.pipeline import targets_for
 
-        counts = {m: len(targets_for(config, m)) for m in ("oco3", "oco2")}
-        print(f"{args.input}: ok (targets: oco3/sif {counts['oco3']}, oco2 {counts['oco2']})")
+        lists: dict[str, list[str]] = {}
+        for key, spec in MISSIONS.items():
+            lists.setdefault(spec.target_list.key, []).append(key)
+        counts = ", ".join(f"{'/'.join(keys)} {len(targets_for(config, keys[0]))}" for keys in lists.values())
+        print(f"{args.input}: ok (targets: {counts})")
     else:
         print(f"{args.input}: ok ({config.product})")
     return 0

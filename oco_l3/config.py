@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -27,12 +28,13 @@ from pydantic import (
 
 from oco_l3.errors import ConfigInvalid
 from oco_l3.grids import MAX_CELLS_PER_SIDE
-from oco_l3.soundings import Mission
+from oco_l3.missions import DEFAULT_MISSIONS, MISSION_KEYS, MISSIONS, check_mission, mission_spec
 
 Method = Literal["linear", "cubic", "nearest"]
 #: ``output.format``: the Zarr format of new stores (README "Output layout"; an existing store keeps its own).
 StoreFormat = Literal["zarr2", "zarr3"]
-MISSION_ORDER: tuple[Mission, ...] = ("oco3", "oco3_sif", "oco2")
+#: A key of the mission registry (:data:`oco_l3.missions.MISSIONS`), validated.
+Mission = Annotated[str, AfterValidator(check_mission)]
 DEFAULT_CHUNKING = (250, 250, 5)  # latitude, longitude, time (seed README)
 
 
@@ -66,17 +68,23 @@ InputItem = str | S3Object
 
 
 class DayInputs(_Model):
-    """A per-day mapping ``{oco3, oco2, oco3_sif}``; a null value means the mission is absent that day."""
+    """A per-day mapping ``{mission: item}`` (``oco3``, ``oco2``, ``oco3_sif``, ... any registered mission); a null
+    value means the mission is absent that day."""
 
-    oco3: InputItem | None = None
-    oco2: InputItem | None = None
-    oco3_sif: InputItem | None = None
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, InputItem | None] = Field(init=False)  # the missions' items, validated
 
-    def items(self) -> list[tuple[Mission, InputItem]]:
-        pairs: list[tuple[Mission, InputItem | None]] = [
-            ("oco3", self.oco3), ("oco2", self.oco2), ("oco3_sif", self.oco3_sif)
-        ]
-        return [(m, v) for m, v in pairs if v is not None]
+    @model_validator(mode="after")
+    def _missions_only(self) -> DayInputs:
+        unknown = [k for k in self.model_extra or {} if k not in MISSIONS]
+        if unknown:
+            raise ValueError(f"{str(unknown[0])[:40]}: unknown key (a day maps missions: {', '.join(MISSION_KEYS)})")
+        return self
+
+    def items(self) -> list[tuple[str, InputItem]]:
+        """The missions present that day and their items, in registry order."""
+        given = self.model_extra or {}
+        return [(m, v) for m in MISSION_KEYS if (v := given.get(m)) is not None]
 
 
 class QueueConfig(_Model):
@@ -228,7 +236,8 @@ class SearchConfig(_Model):
     source: Literal["cmr", "local", "s3"] = "cmr"
     local: str | None = None
     s3: str | None = None
-    missions: list[Mission] = Field(default_factory=lambda: list(MISSION_ORDER))
+    #: the products searched and waited for (default: the registry's default missions)
+    missions: list[Mission] = Field(default_factory=lambda: list(DEFAULT_MISSIONS))
 
 
 class StateConfig(_Model):
@@ -253,12 +262,14 @@ class RunConfig(_Model):
     state: StateConfig | None = None
     gaps: str | None = None
 
-    def target_path(self, mission: Mission) -> str | None:
-        """The target file for ``mission`` (SIF uses the OCO-3 file); ``None`` means the bundled one."""
+    def target_path(self, mission: str) -> str | None:
+        """The target file for ``mission``'s target list (OCO-3 and OCO-3 SIF: ``oco3``, the one path given as a
+        string; OCO-2 and OCO-2 SIF: ``oco2``); ``None`` means the bundled one."""
+        key = mission_spec(mission).target_list.key
         tf = self.target_file
         if tf is None or isinstance(tf, str):
-            return None if (tf is None or mission == "oco2") else tf
-        return tf.oco2 if mission == "oco2" else tf.oco3
+            return tf if key == "oco3" else None
+        return tf.oco2 if key == "oco2" else tf.oco3
 
     @property
     def title(self) -> QfNames:
@@ -277,7 +288,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(
-            _loc_part(p) for p in e["loc"] if not str(p).startswith(("function-", "union[")) and str(p) not in _TAGS
+            _loc_part(p) for p in e["loc"]
+            if not str(p).startswith(("function-", "union[")) and str(p) not in _TAGS and str(p) != "[key]"
         )
         msg = " ".join(e["msg"].removeprefix("Value error, ").split())
         if e["type"] == "extra_forbidden":

@@ -16,14 +16,19 @@ from typing import Any
 
 import yaml
 
+from oco_l3.missions import DEFAULT_MISSIONS, MISSIONS
+
 DEMO_START = dt.date(2020, 3, 3)
-#: A small selection keeps the demo quick while showing root and group variables (the later config's form).
-DEMO_VARIABLES = {
-    "oco3": [{"group": "/", "name": "xco2"}, {"group": "/", "name": "xco2_uncertainty"},
-             {"group": "/Retrieval", "name": "psurf"}, {"group": "/Retrieval", "name": "surface_type"}],
-    "oco2": [{"group": "/", "name": "xco2"}, {"group": "/Retrieval", "name": "psurf"}],
-    "oco3_sif": [{"group": "/", "name": "Daily_SIF_757nm"}, {"group": "/Science", "name": "SIF_757nm"}],
-}
+
+
+def _ref(key: str) -> dict[str, str]:
+    group, _, name = key.rpartition("/")
+    return {"group": f"/{group}", "name": name}
+
+
+#: A small selection keeps the demo quick while showing root and group variables (the later config's form): each
+#: default mission's key variables.
+DEMO_VARIABLES = {m: [_ref(k) for k in MISSIONS[m].key_variables] for m in DEFAULT_MISSIONS}
 
 
 def demo_config(out: Path, granules: list[str] | None) -> dict[str, Any]:
@@ -35,7 +40,7 @@ def demo_config(out: Path, granules: list[str] | None) -> dict[str, Any]:
         },
         "grid": {"latitude": 400, "longitude": 400, "method": "cubic"},
         "variables": DEMO_VARIABLES,
-        "search": {"source": "local", "local": str(out / "granules"), "missions": ["oco3", "oco3_sif", "oco2"]},
+        "search": {"source": "local", "local": str(out / "granules"), "missions": list(DEFAULT_MISSIONS)},
         "state": {"url": f"sqlite:///{out / 'oco-l3-state.db'}"},
     }
     if granules is not None:

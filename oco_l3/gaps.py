@@ -14,26 +14,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from oco_l3.errors import ConfigInvalid
-from oco_l3.soundings import MISSIONS, Mission
+from oco_l3.missions import MISSIONS
 
 log = logging.getLogger(__name__)
 
-#: First day with science data, per mission; a day before it is expected absent.
-MISSION_START: Mapping[Mission, dt.date] = {
-    "oco2": dt.date(2014, 9, 6),
-    "oco3": dt.date(2019, 8, 6),
-    "oco3_sif": dt.date(2019, 8, 6),
-}
+#: First day with science data, per mission (:attr:`~oco_l3.missions.MissionSpec.start`); a day before it is
+#: expected absent.
+MISSION_START: Mapping[str, dt.date] = {key: spec.start for key, spec in MISSIONS.items()}
 
 
 @dataclass(frozen=True)
 class Gap:
     """One known gap of one mission, both ends inclusive."""
 
-    mission: Mission
+    mission: str
     start: dt.date
     stop: dt.date
 
@@ -58,7 +55,7 @@ def _parse_entry(entry: Any, source: str, index: int) -> list[Gap]:
             raise ConfigInvalid(f"{source}: gap entry {index}.{mission}: needs start and stop as YYYY-MM-DD") from None
         if stop < start:
             raise ConfigInvalid(f"{source}: gap entry {index}.{mission}: stop {stop} is before start {start}")
-        gaps.append(Gap(cast(Mission, mission), start, stop))
+        gaps.append(Gap(str(mission), start, stop))
     return gaps
 
 
@@ -86,7 +83,7 @@ def load_gaps(path: str | Path | None = None) -> tuple[Gap, ...]:
 
 def expected_absent(mission: str, day: dt.date, gaps: Iterable[Gap] = ()) -> str | None:
     """Why ``mission`` has no granule on ``day`` by design (before its start, or a known gap), else ``None``."""
-    start = MISSION_START.get(cast(Mission, mission))
+    start = MISSION_START.get(mission)
     if start is not None and day < start:
         return f"before mission start {start.isoformat()}"
     for gap in gaps:

@@ -3,10 +3,11 @@
 Layout. One Zarr v2 store per QF pass at ``<root>/<naming.pre_qf|post_qf>`` (consolidated, readable with
 ``xr.open_zarr``), one time slice per day at 00:00 UTC. Variables carry the mission prefix of the reference product
 (``OCO3_global_``, ``OCO2_global_``, ``OCO3_SIF_global_``); a variable of a source group stays in a Zarr group of that
-name with the prefixed variable name inside (``Retrieval/OCO3_global_psurf``), as the reference writes it. Each group
-carries its own ``time``/``latitude``/``longitude`` coordinates.
+name with the prefixed variable name inside (``Retrieval/OCO3_global_psurf``), as the reference writes it (each
+mission's :attr:`~oco_l3.missions.MissionSpec.global_prefix`). Each group carries its own
+``time``/``latitude``/``longitude`` coordinates.
 
-Per-cell layers (OCO-3 and OCO-3 SIF): ``<prefix>_target_id`` (int32, fill -1) is an index into the variable's
+Per-cell layers (the missions whose spec has ``global_layers``: OCO-3 and OCO-3 SIF): ``<prefix>_target_id`` (int32, fill -1) is an index into the variable's
 ``target_ids`` attribute (the list of target ids; an id keeps its index for the life of the store, new ids are
 appended), ``<prefix>_target_type`` (int8, fill -1; 1 fossil, 2 ecostress, 3 sif, 4 volcano, 5 tccon, 6 other, the
 reference's codes) and ``<prefix>_operation_mode`` (int8, fill -1; normalised Lite FP codes, 2 target, 4 SAM, of the
@@ -51,9 +52,10 @@ import numpy as np
 from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, one_line
 from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
+from oco_l3.missions import DEFAULT_MISSIONS, MISSIONS, mission_spec
 from oco_l3.pipeline import DayResult
 from oco_l3.sounding_footprints import SoundingFootprints
-from oco_l3.soundings import MISSIONS, MODE_SAM, MODE_TARGET, NO_TARGET, Mission, Soundings
+from oco_l3.soundings import MODE_SAM, NO_TARGET, Mission, Soundings
 from oco_l3.targets import BBox, Target
 from oco_l3.zarr_store import Layout, Piece, Slab, TimeAxis, VarSlice, lat_lon, upsert
 from oco_l3.zarr_store._txn import is_metadata_key
@@ -66,9 +68,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QF = Literal["pre", "post"]
-PREFIX: Mapping[str, str] = {"oco3": "OCO3_global", "oco2": "OCO2_global", "oco3_sif": "OCO3_SIF_global"}
+#: The variable prefix per mission (``OCO3_global``, ...: each spec's ``global_prefix``).
+PREFIX: Mapping[str, str] = {key: spec.global_prefix for key, spec in MISSIONS.items()}
 #: Missions that get the per-cell target id / target type / operation mode layers.
-LAYER_MISSIONS: tuple[Mission, ...] = ("oco3", "oco3_sif")
+LAYER_MISSIONS: tuple[Mission, ...] = tuple(key for key, spec in MISSIONS.items() if spec.global_layers)
 TYPE_CODES: Mapping[str, int] = {"fossil": 1, "ecostress": 2, "sif": 3, "volcano": 4, "tccon": 5, "other": 6}
 LAYER_FILL = -1
 COORDS = ("time", "latitude", "longitude")
@@ -97,7 +100,7 @@ def layer_keys(mission: str) -> dict[str, str]:
 
 
 def _layer_attrs(mission: str) -> dict[str, dict[str, Any]]:
-    name = "OCO-3 SIF" if mission == "oco3_sif" else "OCO-3"
+    name = mission_spec(mission).name
     keys = layer_keys(mission)
     return {
         keys["target_id"]: {
@@ -260,7 +263,7 @@ def commit_global_day(
     day: dt.date,
     canvas: DayCanvas,
     *,
-    missions: Sequence[str] = MISSIONS,
+    missions: Sequence[str] = DEFAULT_MISSIONS,
     attrs: Mapping[str, Any] | None = None,
     lock_timeout: float = 600.0,
     zarr_format: int = 2,
@@ -316,7 +319,7 @@ class GlobalCaptureProduct:
     """One capture on the global grid (both QF passes as global pieces)."""
 
     mission: Mission
-    target: Target | None  # None: no target id (``none``/``Missing``) or OCO-2 (no ids in the file)
+    target: Target | None  # None: no target id (``none``/``Missing``) or a nearest-target mission (OCO-2)
     mode: str
     start_time: np.datetime64
     n_soundings: int
@@ -403,19 +406,18 @@ def global_captures(soundings: Soundings, targets: Mapping[str, Target]) -> list
     Runs are split (also at time gaps), given their soundings without a target id and merged across short
     interruptions exactly as in :mod:`oco_l3.captures`, but no capture is skipped for its target: an id missing
     from the target file becomes an ad-hoc target (its type from the id prefix), ``none``/``Missing`` ids give no
-    target (target-id layer -1, type ``other``). OCO-2 captures carry no target (the files have no ids; OCO-2 has
-    no target layers).
+    target (target-id layer -1, type ``other``). Captures of nearest-target missions (OCO-2 FP and SIF) carry no
+    target (the files have no usable ids; they have no target layers).
     """
     from oco_l3.captures import absorb_unidentified, find_runs, group_runs, time_segments
 
+    spec = mission_spec(soundings.mission)
+    capture_modes, by_id = set(spec.capture_modes), spec.targets == "id"
     ids = soundings.target_id.tolist()
     segments = time_segments(soundings.time).tolist()
     keys: list[tuple[int, str, int] | None] = []
     for m, t, seg in zip(soundings.mode.tolist(), ids, segments, strict=True):
-        if m not in (MODE_SAM, MODE_TARGET) or (soundings.mission == "oco2" and m != MODE_TARGET):
-            keys.append(None)
-        else:
-            keys.append((int(m), "" if soundings.mission == "oco2" else str(t), seg))
+        keys.append((int(m), str(t) if by_id else "", seg) if m in capture_modes else None)
     out = []
     for (mode, tid, _), parts in group_runs(absorb_unidentified(find_runs(keys))):
         index = np.concatenate([np.arange(r.start, r.stop) for r in parts])
@@ -457,9 +459,9 @@ def compose_day(grid: GridSpec, chunks: tuple[int, int], captures: Iterable[Glob
 
 
 def expected_missions(config: RunConfig) -> tuple[Mission, ...]:
-    """The missions the global product covers: ``search.missions`` when configured, else all three."""
+    """The missions the global product covers: ``search.missions`` when configured, else the default missions."""
     search = getattr(config, "search", None)
-    return tuple(search.missions) if search is not None else MISSIONS
+    return tuple(search.missions) if search is not None else DEFAULT_MISSIONS
 
 
 def global_store_path(config: RunConfig, root: str, qf: QF) -> str:
@@ -474,7 +476,8 @@ def global_attrs(config: RunConfig, qf: QF) -> dict[str, Any]:
     title = config.title.pre_qf if qf == "pre" else config.title.post_qf
     return {
         "title": title,
-        "product": "global daily (all SAM and target captures of OCO-3, OCO-2 and OCO-3 SIF)",
+        "product": "global daily (all SAM and target captures of "
+                   f"{', '.join(mission_spec(m).name for m in expected_missions(config))})",
         "interpolation_method": config.grid.method,
         "mask_scaling": config.mask_scaling,
         "quality_flag_filtered": qf == "post",

@@ -13,10 +13,8 @@ import posixpath
 import numpy as np
 
 from oco_l3.errors import UnsafePath
+from oco_l3.missions import MISSIONS
 from oco_l3.targets import is_safe_id
-
-#: COG file-name prefix per mission.
-COG_PREFIX = {"oco3": "oco3-co2", "oco2": "oco2-co2", "oco3_sif": "oco3-sif"}
 
 _MAX_SHOWN = 60
 
@@ -76,11 +74,12 @@ def _time_text(time: np.datetime64) -> str:
 
 
 def cog_name(mission: str, target_id: str, time: np.datetime64, qf_filtered: bool, key: str) -> str:
-    """``{oco3-co2|oco2-co2|oco3-sif}_{target}_{%Y-%m-%dT%H%M%SZ}_{filtered|unfiltered}_{[Group.]var}.tif``."""
-    if mission not in COG_PREFIX:
-        raise UnsafePath(f"mission '{_shown(mission)}' is not one of {sorted(COG_PREFIX)}")
+    """``{cog_prefix}_{target}_{%Y-%m-%dT%H%M%SZ}_{filtered|unfiltered}_{[Group.]var}.tif`` (the mission's
+    :attr:`~oco_l3.missions.MissionSpec.cog_prefix`: ``oco3-co2``, ``oco2-co2``, ``oco3-sif``, ``oco2-sif``)."""
+    if mission not in MISSIONS:
+        raise UnsafePath(f"mission '{_shown(mission)}' is not one of {sorted(MISSIONS)}")
     _check_part(target_id)
     var = key.replace("/", ".")
     _check_part(var)
     qf = "filtered" if qf_filtered else "unfiltered"
-    return f"{COG_PREFIX[mission]}_{target_id}_{_time_text(time)}_{qf}_{var}.tif"
+    return f"{MISSIONS[mission].cog_prefix}_{target_id}_{_time_text(time)}_{qf}_{var}.tif"

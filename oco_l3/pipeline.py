@@ -37,6 +37,7 @@ from oco_l3.errors import (
     TransientError,
     one_line,
 )
+from oco_l3.missions import mission_spec
 from oco_l3.soundings import Mission, Soundings
 from oco_l3.targets import Target, load_targets
 
@@ -48,12 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QF = Literal["pre", "post"]
-COG_MISSION = {"oco3": "oco3-co2", "oco2": "oco2-co2", "oco3_sif": "oco3-sif"}
-PLATFORM = {
-    "oco3": ("International Space Station", "OCO-3"),
-    "oco2": ("OCO-2", "OCO-2"),
-    "oco3_sif": ("International Space Station", "OCO-3"),
-}
 
 
 # --- inputs ------------------------------------------------------------------------------------------------
@@ -165,8 +160,8 @@ def _targets(path: str | None, default: str) -> dict[str, Target]:
 
 
 def targets_for(config: RunConfig, mission: Mission) -> dict[str, Target]:
-    default = "targets_oco2-pub.json" if mission == "oco2" else "targets.json"
-    return _targets(config.target_path(mission), default)
+    """The targets ``mission``'s captures go to: the config's file for its target list, else the bundled one."""
+    return _targets(config.target_path(mission), mission_spec(mission).target_list.bundled)
 
 
 @contextmanager
@@ -296,7 +291,7 @@ def naming(config: RunConfig, qf: QF) -> str:
 
 
 def store_attrs(config: RunConfig, commit: StoreCommit) -> dict[str, Any]:
-    platform, sensor = PLATFORM[commit.mission]
+    spec = mission_spec(commit.mission)
     title = config.title.pre_qf if commit.qf == "pre" else config.title.post_qf
     return {
         "title": title,
@@ -307,11 +302,11 @@ def store_attrs(config: RunConfig, commit: StoreCommit) -> dict[str, Any]:
         "interpolation_method": config.grid.method,
         "mask_scaling": config.mask_scaling,
         "quality_flag_filtered": commit.qf == "post",
-        "qf_state": "post_qf (xco2_quality_flag == 0 / SIF Quality_Flag in {0,1})" if commit.qf == "post" else "pre_qf (all soundings)",
-        "platform": platform,
-        "sensor": sensor,
+        "qf_state": f"post_qf ({spec.post_qf.describe()})" if commit.qf == "post" else "pre_qf (all soundings)",
+        "platform": spec.platform,
+        "sensor": spec.sensor,
         "institution": "oco-l3 (open-source Level-3 processor)",
-        "source": f"{commit.mission} L2 Lite {'SIF' if commit.mission == 'oco3_sif' else 'FP'}",
+        "source": spec.title,
         "software": f"oco-l3 {oco_l3.__version__}",
     }
 
@@ -402,8 +397,9 @@ def export_cogs(config: RunConfig, products: GranuleProducts) -> list[str]:
 
 
 def quicklook_variable(cap: CaptureProduct) -> str | None:
+    """The capture's headline variable (the first of its mission's key variables it has), else its first one."""
     keys = list(cap.pre.data)
-    preferred = ("xco2", "Daily_SIF_757nm", "SIF_740nm")
+    preferred = mission_spec(cap.mission).key_variables
     return next((k for k in preferred if k in cap.pre.data), keys[0] if keys else None)
 
 
@@ -419,7 +415,8 @@ def write_quicklooks(config: RunConfig, products: GranuleProducts, directory: st
         if key is None:
             continue
         stamp = np.datetime_as_string(cap.start_time, unit="s").replace(":", "")
-        path = os.path.join(directory, f"{COG_MISSION[cap.mission]}_{cap.target.id}_{stamp}Z_{key.replace('/', '.')}.png")
+        name = f"{mission_spec(cap.mission).cog_prefix}_{cap.target.id}_{stamp}Z_{key.replace('/', '.')}.png"
+        path = os.path.join(directory, name)
         title = f"{cap.mission} {cap.target.id} {cap.target.name} {stamp}Z {key}"
         units = str(cap.pre.attrs.get(key, {}).get("units", ""))
         post = cap.post.full(key) if cap.post is not None and key in cap.post.data else None

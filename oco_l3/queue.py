@@ -1,7 +1,7 @@
 """RabbitMQ input: a long-running consumer that runs the product on the inputs each message names.
 
 A message body is YAML ``inputs: [...]`` with the same item forms as ``input.files`` (local paths, ``s3://`` URLs,
-``{path, accessKeyID, secretAccessKey, region?}`` objects, per-day ``{oco3, oco2, oco3_sif}`` mappings). It is parsed
+``{path, accessKeyID, secretAccessKey, region?}`` objects, per-day ``{mission: item}`` mappings). It is parsed
 with ``yaml.safe_load`` only and validated with pydantic; an unknown key rejects the message.
 
 Delivery contract (prefetch 1, manual acknowledgement):

@@ -3,12 +3,15 @@
 Nothing here is a real measurement. Every file written by this module says so in its global attributes
 (``title`` and ``comment`` contain "SYNTHETIC oco-l3 sample data"). The files follow formats.md sections 1 and 2:
 
+Which layout, name, platform, build, target list and capture plan a granule gets comes from its product's
+:class:`~oco_l3.missions.MissionSpec` (a new registered product needs nothing here unless its layout is new).
+
 * Lite FP (``oco3_LtCO2_*``, ``oco2_LtCO2_*``): dimension ``sounding_id`` (also a coordinate variable),
   ``levels`` = 20, ``vertices`` = 4, ``bands`` = 3, ``epoch_dimension`` = 7 and (OCO-2 only) ``footprints`` = 8;
   float32 variables with ``missing_value = -999999``; int8 ``xco2_quality_flag``; ``time`` in seconds since
   1970-01-01; groups ``/Sounding`` (``operation_mode``, string ``target_id``/``target_name`` -- OCO-3 only by
   default, OCO-2 files lack them), ``/Retrieval``, ``/Meteorology``, ``/Preprocessors``.
-* Lite SIF (``oco3_LtSIF_*``): dimensions ``sounding_dim``, ``vertex_dim``, ``sequences_dim``; float32 variables
+* Lite SIF (``oco3_LtSIF_*``, ``oco2_LtSIF_*``): dimensions ``sounding_dim``, ``vertex_dim``, ``sequences_dim``; float32 variables
   with ``_FillValue = missing_value = -999999``; ``Delta_Time`` in seconds since 1990-01-01; SIF mode codes
   (3 = SAM, 4 = transition) in ``/Metadata/MeasurementMode``; targets in ``/Sequences``.
 
@@ -49,9 +52,9 @@ import netCDF4
 import numpy as np
 
 from oco_l3.errors import GranuleSchemaMismatch, GranuleUnreadable, OcoL3Error
+from oco_l3.missions import DEFAULT_MISSIONS, MISSION_KEYS, MISSIONS, MissionSpec, mission_spec
 from oco_l3.readers.naming import granule_filename
 from oco_l3.soundings import (
-    MISSIONS,
     MODE_GLINT,
     MODE_NADIR,
     MODE_SAM,
@@ -65,12 +68,8 @@ SYNTHETIC = "SYNTHETIC oco-l3 sample data"
 FILL = -999999.0
 FRAME_SECONDS = 1.0 / 3.0
 KM_PER_DEG = 111.32
-#: Realistic build ids used in sample file names.
-BUILDS: dict[Mission, str] = {"oco3": "B11072Ar", "oco2": "B11100Ar", "oco3_sif": "B11012Ar"}
-#: Footprint size (across-track, along-track) in km.
-FOOTPRINT_KM: dict[Mission, tuple[float, float]] = {
-    "oco3": (1.6, 2.1), "oco3_sif": (1.6, 2.1), "oco2": (1.29, 2.25),
-}
+#: Footprint size (across-track, along-track) in km, per platform (the file-name platform of a product).
+FOOTPRINT_KM: dict[str, tuple[float, float]] = {"oco3": (1.6, 2.1), "oco2": (1.29, 2.25)}
 UNIX_EPOCH = dt.datetime(1970, 1, 1)
 SIF_EPOCH_OFFSET = 631152000.0  # seconds from 1970-01-01 to 1990-01-01
 DEFAULT_DELTA_TIME_UNITS = "seconds since 1990-01-01 00:00:00 UTC"
@@ -242,9 +241,13 @@ _UNITS: dict[str, str] = {
 }
 
 
+def _is_sif(mission: Mission) -> bool:
+    return mission_spec(mission).naming.kind == "SIF"
+
+
 def analytic_keys(mission: Mission) -> tuple[str, ...]:
     """The analytic science variables written for ``mission``."""
-    return tuple(ANALYTIC_SIF if mission == "oco3_sif" else ANALYTIC_FP)
+    return tuple(ANALYTIC_SIF if _is_sif(mission) else ANALYTIC_FP)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -350,14 +353,14 @@ def _seconds(when: dt.datetime) -> float:
 
 
 def _targets_for(mission: Mission) -> Mapping[str, Target]:
-    return load_targets(default="targets_oco2-pub.json") if mission == "oco2" else load_targets()
+    return load_targets(default=mission_spec(mission).target_list.bundled)
 
 
 def _build_table(mission: Mission, day: dt.date, captures: Sequence[CaptureSpec], n_background: int,
                  seed: int, bad_coordinates: int) -> _Table:
     rng = np.random.default_rng(seed)
     targets = _targets_for(mission)
-    size = FOOTPRINT_KM[mission]
+    size = FOOTPRINT_KM[mission_spec(mission).naming.platform]
     parts: list[dict[str, np.ndarray]] = []
     sequences: list[tuple[str, str]] = []
     day_start = _seconds(dt.datetime.combine(day, dt.time()))
@@ -472,22 +475,23 @@ def _f32var(dims: tuple[str, ...], data: np.ndarray, fill_attr: str, **attrs: An
     return _Var(dims, np.asarray(data, np.float32), {**attrs, **extra})
 
 
-def _global_attrs(mission: Mission, day: dt.date, table: _Table) -> dict[str, Any]:
-    platform = {"oco3": "ISS", "oco3_sif": "International Space Station", "oco2": "OCO-2"}[mission]
+def _global_attrs(spec: MissionSpec, day: dt.date, table: _Table) -> dict[str, Any]:
     start = dt.datetime.fromtimestamp(float(table.unix.min()), dt.UTC)
     end = dt.datetime.fromtimestamp(float(table.unix.max()), dt.UTC)
+    sif = spec.naming.kind == "SIF"
     common = {
-        "title": f"{SYNTHETIC} (layout of the {'SIF Lite' if mission == 'oco3_sif' else 'ACOS L2 Lite Output'})",
+        "title": f"{SYNTHETIC} (layout of the {'SIF Lite' if sif else 'ACOS L2 Lite Output'})",
         "comment": f"{SYNTHETIC}: not a measurement; written by oco_l3.sample_data for tests and demos",
-        "Sensor": "OCO-2" if mission == "oco2" else "OCO-3",
-        "Platform": platform,
+        "Sensor": spec.sensor,
+        "Platform": spec.platform,
         "date_time_coverage": f"{start:%Y-%m-%dT%H:%M:%S}Z/{end:%Y-%m-%dT%H:%M:%S}Z",
     }
-    if mission == "oco3_sif":
-        return {**common, "conventions": "CF-1.6", "product_version": BUILDS[mission], "cdm_data": "point",
-                "platform": platform, "spatial_resolution": "2.1km x 1.6km at nadir",
+    if sif:
+        across, along = FOOTPRINT_KM[spec.naming.platform]
+        return {**common, "conventions": "CF-1.6", "product_version": spec.naming.build, "cdm_data": "point",
+                "platform": spec.platform, "spatial_resolution": f"{along}km x {across}km at nadir",
                 "InputCollectionLabel": "SYNTHETIC", "InputBuildId": "SYNTHETIC"}
-    return {**common, "BuildId": "B11.0.SYNTHETIC", "CollectionLabel": f"SYNTHETIC_{BUILDS[mission]}",
+    return {**common, "BuildId": "B11.0.SYNTHETIC", "CollectionLabel": f"SYNTHETIC_{spec.naming.build}",
             "filtering_state": "synthetic", "data_day": f"{day:%Y-%m-%d}"}
 
 
@@ -512,8 +516,10 @@ def _date_array(unix: np.ndarray) -> np.ndarray:
 def _fp_layout(mission: Mission, day: dt.date, table: _Table, target_vars: bool) -> _Layout:
     n = table.lat.size
     s = ("sounding_id",)
+    spec = mission_spec(mission)
+    oco2 = spec.naming.platform == "oco2"
     dims: dict[str, int | None] = {"sounding_id": n, "levels": 20, "bands": 3, "vertices": 4, "epoch_dimension": 7}
-    if mission == "oco2":
+    if oco2:
         dims["footprints"] = 8
     fa = "missing_value"
     root: dict[str, _Var] = {
@@ -534,7 +540,7 @@ def _fp_layout(mission: Mission, day: dt.date, table: _Table, target_vars: bool)
                                    np.broadcast_to(np.linspace(0.1, 1000, 20, dtype=np.float32), (n, 20)), fa,
                                    units="hPa"),
     }
-    if mission == "oco2":
+    if oco2:
         root["footprints"] = _Var(("footprints",), np.arange(1, 9, dtype=np.int16))
     groups: dict[str, dict[str, _Var]] = {"": root, "Sounding": {}, "Retrieval": {}, "Meteorology": {},
                                           "Preprocessors": {}}
@@ -542,22 +548,24 @@ def _fp_layout(mission: Mission, day: dt.date, table: _Table, target_vars: bool)
         group, _, name = key.rpartition("/")
         groups[group][name] = _science(table, key, s, fa)
     snd = groups["Sounding"]
-    snd["operation_mode"] = _Var(s, table.mode.astype(np.int8), {"long_name": "0 ND, 1 GL, 2 TG, 3 XS, 4 SAM"})
+    snd["operation_mode"] = _Var(s, spec.modes.product_code(table.mode).astype(np.int8),
+                                 {"long_name": spec.modes.meanings})
     snd["footprint"] = _Var(s, table.footprint)
     snd["orbit"] = _Var(s, np.full(n, 12345, np.int32))
     if target_vars:
         snd["target_id"] = _Var(s, table.target_id.astype(object))
         snd["target_name"] = _Var(s, table.target_name.astype(object))
-    return _Layout(dims, groups, _global_attrs(mission, day, table))
+    return _Layout(dims, groups, _global_attrs(spec, day, table))
 
 
-def _sif_layout(day: dt.date, table: _Table, delta_time_units: str) -> _Layout:
+def _sif_layout(mission: Mission, day: dt.date, table: _Table, delta_time_units: str) -> _Layout:
     n = table.lat.size
     s = ("sounding_dim",)
+    spec = mission_spec(mission)
     seqs = table.sequences or [("none", "none")]
     dims: dict[str, int | None] = {"sounding_dim": n, "vertex_dim": 4, "sequences_dim": len(seqs)}
     fa = "_FillValue"
-    sif_modes = np.array([0, 1, 2, 4, 3], np.int8)[table.mode]
+    sif_modes = spec.modes.product_code(table.mode).astype(np.int8)
     root: dict[str, _Var] = {
         "Latitude": _f32var(s, table.lat, fa, units="degrees_north"),
         "Longitude": _f32var(s, table.lon, fa, units="degrees_east"),
@@ -571,7 +579,7 @@ def _sif_layout(day: dt.date, table: _Table, delta_time_units: str) -> _Layout:
         group, _, name = key.rpartition("/")
         groups[group][name] = _science(table, key, s, fa)
     groups["Metadata"] = {
-        "MeasurementMode": _Var(s, sif_modes, {"comment": "0 ND, 1 GL, 2 TG, 3 AM (SAM), 4 XS"}),
+        "MeasurementMode": _Var(s, sif_modes, {"comment": spec.modes.meanings}),
         "OrbitId": _Var(s, np.full(n, 12345, np.int32)),
         "SoundingId": _Var(s, _sounding_ids(table.unix, table.footprint)),
         "FootprintId": _Var(s, table.footprint),
@@ -581,7 +589,7 @@ def _sif_layout(day: dt.date, table: _Table, delta_time_units: str) -> _Layout:
         "SequencesId": _Var(("sequences_dim",), np.array([i for i, _ in seqs], dtype=object)),
         "SequencesName": _Var(("sequences_dim",), np.array([m for _, m in seqs], dtype=object)),
     }
-    return _Layout(dims, groups, _global_attrs("oco3_sif", day, table))
+    return _Layout(dims, groups, _global_attrs(spec, day, table))
 
 
 @dataclass(frozen=True)
@@ -666,17 +674,19 @@ def write_granule(
 
     ``captures`` are laid out as described in the module docstring, ``n_background`` nadir/glint soundings
     with target "none" start at 00:00:30 (they must not overlap a capture in time). ``bad_coordinates``
-    background soundings get a fill latitude or a longitude of 400 (readers drop them). OCO-2 files carry no
-    ``/Sounding/target_id``/``target_name`` unless ``oco2_target_vars``. ``delta_time_units`` sets the SIF
+    background soundings get a fill latitude or a longitude of 400 (readers drop them). Lite FP files of products
+    whose captures go to the nearest target (OCO-2) carry no ``/Sounding/target_id``/``target_name`` unless
+    ``oco2_target_vars``. ``delta_time_units`` sets the SIF
     ``Delta_Time`` units attribute (the value is always seconds since 1990-01-01). ``storage`` sets the chunking
     and filters (default :data:`LITE_STORAGE`; ``compress=False`` is :data:`CONTIGUOUS`).
     """
     path = Path(path)
     table = _build_table(mission, day, captures, n_background, seed, bad_coordinates)
-    if mission == "oco3_sif":
-        layout = _sif_layout(day, table, delta_time_units)
+    if _is_sif(mission):
+        layout = _sif_layout(mission, day, table, delta_time_units)
     else:
-        layout = _fp_layout(mission, day, table, target_vars=(mission == "oco3" or oco2_target_vars))
+        by_id = mission_spec(mission).targets == "id"
+        layout = _fp_layout(mission, day, table, target_vars=by_id or oco2_target_vars)
     _write_layout(path, layout, storage or (LITE_STORAGE if compress else CONTIGUOUS))
     return path
 
@@ -700,10 +710,11 @@ def day_plan(day: dt.date, profile: str = "default") -> DayPlan:
     * ``default``: OCO-3 FP and SIF: SAM fossil0005 (3,000 soundings, 03:10, 2-sounding interruption), SAM
       fossil0036 (3,200, 09:20, 1-sounding interruption), target-mode tccon105 (800, 14:00), SAM "Missing" (400,
       17:00), SAM "fossil9999" (not in the target file, 400, 19:00); 6,000 background soundings, 2 of them with
-      bad coordinates. OCO-2: target-mode capture over lamontOK (1,000, 18:30) + 6,000 background.
+      bad coordinates. OCO-2 FP and SIF: target-mode capture over lamontOK (1,000, 18:30) + 6,000 background.
     * ``busy``: OCO-3/SIF: 60,000 background + SAMs fossil0002 (5,600), fossil0007 (10,000), fossil0018 (15,000).
     * ``two-captures``: OCO-3/SIF: 60,000 background + SAM fossil0005 (5,600) + SAM fossil0020 (1,200) = 66,800.
-    OCO-2 is the default one in every profile.
+    OCO-2 is the default one in every profile. "OCO-3" here means every product whose captures include SAMs,
+    "OCO-2" every target-mode-only product (:attr:`~oco_l3.missions.MissionSpec.capture_modes`).
     """
     oco2 = (CaptureSpec("lamontOK", "target", 1000, _at(day, 18, 30)),)
     if profile == "default":
@@ -731,22 +742,24 @@ def day_plan(day: dt.date, profile: str = "default") -> DayPlan:
         background, bad = 60000, 0
     else:
         raise ValueError(f"unknown sample profile {profile!r} (default, busy, two-captures)")
-    return DayPlan(captures={"oco3": oco3, "oco3_sif": oco3, "oco2": oco2},
-                   n_background={"oco3": background, "oco3_sif": background, "oco2": 6000},
+    sam = {key for key, spec in MISSIONS.items() if MODE_SAM in spec.capture_modes}
+    return DayPlan(captures={key: oco3 if key in sam else oco2 for key in MISSIONS},
+                   n_background={key: background if key in sam else 6000 for key in MISSIONS},
                    bad_coordinates=bad)
 
 
 def sample_filename(mission: Mission, day: dt.date) -> str:
-    """The (synthetic, deterministic) granule name of ``mission`` on ``day``."""
-    offset = {"oco3": 0, "oco2": 7, "oco3_sif": 13}[mission]
-    production = dt.datetime.combine(day, dt.time(12, 34, offset)) + dt.timedelta(days=300)
-    return granule_filename(mission, day, BUILDS[mission], production)
+    """The (synthetic, deterministic) granule name of ``mission`` on ``day`` (the collection's build id; the
+    production time 300 days later at 12:34, plus a few seconds per mission so that no two are alike)."""
+    spec = mission_spec(mission)
+    production = dt.datetime.combine(day, dt.time(12, 34, 7 * MISSION_KEYS.index(mission))) + dt.timedelta(days=300)
+    return granule_filename(mission, day, spec.naming.build, production)
 
 
 def write_sample_day(
     directory: str | os.PathLike[str],
     day: dt.date,
-    missions: Sequence[Mission] = MISSIONS,
+    missions: Sequence[Mission] = DEFAULT_MISSIONS,
     seed: int = 0,
     profile: str = "default",
 ) -> dict[Mission, Path]:
@@ -758,7 +771,8 @@ def write_sample_day(
     for mission in missions:
         paths[mission] = write_granule(
             out / sample_filename(mission, day), mission, day, plan.captures[mission],
-            plan.n_background[mission], seed=seed, bad_coordinates=0 if mission == "oco2" else plan.bad_coordinates,
+            plan.n_background[mission], seed=seed,
+            bad_coordinates=plan.bad_coordinates if mission_spec(mission).targets == "id" else 0,
         )
     return paths
 
@@ -767,7 +781,7 @@ def write_sample_tree(
     root: str | os.PathLike[str],
     start: dt.date,
     end: dt.date,
-    missions: Sequence[Mission] = MISSIONS,
+    missions: Sequence[Mission] = DEFAULT_MISSIONS,
     seed: int = 0,
     profile: str = "default",
 ) -> dict[dt.date, dict[Mission, Path]]:

@@ -2,26 +2,27 @@
 
 One :class:`Soundings` holds one granule (or part of one) of one mission as plain NumPy arrays of equal length N.
 Operation modes are normalised to the Lite FP codes (:data:`MODE_SAM`, :data:`MODE_TARGET`, ...), whatever the
-product's own code table, so capture splitting does not need to know the product.
+product's own code table (:class:`oco_l3.missions.ModeTable`), so capture splitting does not need to know it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Mission = Literal["oco3", "oco2", "oco3_sif"]
-MISSIONS: tuple[Mission, ...] = ("oco3", "oco2", "oco3_sif")
+from oco_l3.missions import (  # noqa: F401 - the normalised mode codes, re-exported
+    MODE_GLINT,
+    MODE_NADIR,
+    MODE_SAM,
+    MODE_TARGET,
+    MODE_TRANSITION,
+)
 
-# Normalised operation-mode codes (the Lite FP table). SIF codes are mapped onto these by its reader.
-MODE_NADIR = 0
-MODE_GLINT = 1
-MODE_TARGET = 2
-MODE_TRANSITION = 3
-MODE_SAM = 4
+#: A key of :data:`oco_l3.missions.MISSIONS` (``oco3``, ``oco2``, ``oco3_sif``, ``oco2_sif``).
+Mission = str
 
 #: Target ids that mean "no target".
 NO_TARGET = frozenset({"", "none", "None", "Missing", "missing", "NONE", "MISSING"})
@@ -60,9 +61,10 @@ class Variable:
 class Soundings:
     """A table of N soundings of one mission.
 
-    ``time`` is ``datetime64[ns]`` UTC. ``good`` is the post-QF mask (FP ``xco2_quality_flag == 0``, SIF
-    ``Quality_Flag in {0, 1}``). ``target_id``/``target_name`` are unicode arrays (``"none"`` where the file has
-    no target). ``source`` names the granule(s) the table came from.
+    ``time`` is ``datetime64[ns]`` UTC. ``good`` is the post-QF mask (the product's
+    :attr:`~oco_l3.missions.MissionSpec.post_qf` rule: FP ``xco2_quality_flag == 0``, SIF ``Quality_Flag in
+    {0, 1}``). ``target_id``/``target_name`` are unicode arrays (``"none"`` where the file has no target).
+    ``source`` names the granule(s) the table came from.
     """
 
     mission: Mission

@@ -3,7 +3,8 @@
 One small interface, :class:`GranuleSource`: ``search(missions, start, end) -> [GranuleRef]`` and
 ``fetch(ref, directory) -> location`` (a path or URL that the pipeline's readers can open).
 
-* :class:`CmrSource` -- NASA CMR through earthaccess (collections in :data:`COLLECTIONS`). Every HTTP request has
+* :class:`CmrSource` -- NASA CMR through earthaccess (each mission's
+  :attr:`~oco_l3.missions.MissionSpec.collection`, :data:`COLLECTIONS`). Every HTTP request has
   a timeout; network failures become :class:`SourceUnavailable` / :class:`SourceThrottled` (retried by the
   orchestration layer), a rejected query becomes :class:`ConfigInvalid`. Credentials are earthaccess's business
   (environment, netrc, or a login done by the caller); they never pass through here.
@@ -30,25 +31,15 @@ from oco_l3.errors import (
     SourceThrottled,
     SourceUnavailable,
 )
+from oco_l3.missions import DEFAULT_MISSIONS, MISSIONS, Collection
 from oco_l3.soundings import Mission
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 
-
-@dataclass(frozen=True)
-class Collection:
-    short_name: str
-    version: str
-
-
-#: The CMR collections searched per mission (Lite FP v11 for both XCO2 products, Lite SIF v11 for OCO-3 SIF).
-COLLECTIONS: Mapping[Mission, Collection] = {
-    "oco3": Collection("OCO3_L2_Lite_FP", "11r"),
-    "oco2": Collection("OCO2_L2_Lite_FP", "11.2r"),
-    "oco3_sif": Collection("OCO3_L2_Lite_SIF", "11r"),
-}
+#: The CMR collection searched per mission (from the registry).
+COLLECTIONS: Mapping[Mission, Collection] = {key: spec.collection for key, spec in MISSIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -324,8 +315,9 @@ def source_from_config(search: Any) -> GranuleSource:
 
 
 def missions_of(config: Any) -> list[Mission]:
+    """The missions a run config covers: ``search.missions``, else the registry's default missions."""
     search = getattr(config, "search", None)
-    return list(search.missions) if search is not None else ["oco3", "oco3_sif", "oco2"]
+    return list(search.missions) if search is not None else list(DEFAULT_MISSIONS)
 
 
 def search_granules(config: Any, start: dt.date, end: dt.date) -> list[GranuleRef]:

@@ -35,12 +35,11 @@ def _small(tmp_path: Path, mission: str, name: str = "g.nc4", **kw: object) -> P
 # --- naming ----------------------------------------------------------------------------------------------
 def test_parse_granule_names() -> None:
     g = parse_granule_name("/data/x/oco3_LtCO2_211218_B11072Ar_240915205334s.nc4")
-    assert (g.mission, g.product, g.day, g.build, g.production) == (
-        "oco3", "fp", dt.date(2021, 12, 18), "B11072Ar", "240915205334")
+    assert (g.mission, g.day, g.build, g.production) == ("oco3", dt.date(2021, 12, 18), "B11072Ar", "240915205334")
     assert g.filename() == "oco3_LtCO2_211218_B11072Ar_240915205334s.nc4"
     assert parse_granule_name("oco2_LtCO2_191012_B11100Ar_230603005524s.nc4").mission == "oco2"
     sif = parse_granule_name("s3://bucket/oco3_LtSIF_210517_B10309r_211011011010s.nc4")
-    assert (sif.mission, sif.product, sif.build) == ("oco3_sif", "sif", "B10309r")
+    assert (sif.mission, sif.build) == ("oco3_sif", "B10309r")
 
 
 @pytest.mark.parametrize("name", ["readme.txt", "oco3_LtCO2_211218.nc4", "oco4_LtCO2_211218_B11072Ar_240915205334s.nc4",
@@ -50,9 +49,9 @@ def test_bad_granule_names(name: str) -> None:
         parse_granule_name(name)
 
 
-def test_oco2_sif_is_refused_clearly() -> None:
-    with pytest.raises(GranuleNameUnrecognised, match="OCO-2 Lite SIF .*not supported"):
-        parse_granule_name("oco2_LtSIF_220525_B11012Ar_220822215313s.nc4")
+def test_unknown_product_names_list_the_known_ones() -> None:
+    with pytest.raises(GranuleNameUnrecognised, match="oco3_LtCO2_\\*, oco3_LtSIF_\\*, oco2_LtCO2_\\*"):
+        parse_granule_name("oco2_LtXYZ_220525_B11012Ar_220822215313s.nc4")
 
 
 # --- FP round trip ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from oco_l3 import sample_data as sd
+from oco_l3.missions import MISSIONS
 from oco_l3.readers import parse_granule_name, read_granule
 from oco_l3.soundings import MODE_SAM, MODE_TARGET
 from oco_l3.targets import load_targets
@@ -26,7 +27,7 @@ def test_files_are_named_and_labelled_synthetic(day_files: dict[str, Path]) -> N
     assert set(day_files) == {"oco3", "oco2", "oco3_sif"}
     for mission, path in day_files.items():
         name = parse_granule_name(path.name)
-        assert (name.mission, name.day, name.build) == (mission, DAY, sd.BUILDS[mission])  # type: ignore[index]
+        assert (name.mission, name.day, name.build) == (mission, DAY, MISSIONS[mission].naming.build)
         with netCDF4.Dataset(path) as nc:
             assert nc.data_model == "NETCDF4"
             assert "SYNTHETIC oco-l3 sample data" in nc.title

@@ -1,7 +1,9 @@
 """Readers of the OCO L2 Lite products: one granule -> one :class:`~oco_l3.soundings.Soundings`.
 
-``read_granule(path, selection)`` opens the file with h5py, reads only the datasets the product needs plus the
-selected science variables, and returns the tidy table. ``path`` is a local path or an open binary file object
+``read_granule(path, selection)`` opens the file with h5py, hands it to its product's reader (the
+:class:`~oco_l3.missions.Reader` named by the product's :class:`~oco_l3.missions.MissionSpec`: ``fp.read_fp`` for
+Lite FP, ``sif.read_sif`` for Lite SIF), which reads only the datasets the product needs plus the selected science
+variables, and returns the tidy table. ``path`` is a local path or an open binary file object
 (a remote granule read in place, :class:`oco_l3.remote.RemoteFile`, named by its ``name``): h5py then reads only
 the metadata and the chunks of those datasets through it. The mission comes from the file name
 (:func:`parse_granule_name`), or from the content when the name is not a Lite name.
@@ -28,22 +30,15 @@ from typing import Any
 import h5py
 
 from oco_l3.errors import GranuleNameUnrecognised, GranuleUnreadable, OcoL3Error
+from oco_l3.missions import MISSIONS, by_naming, mission_spec
 from oco_l3.readers._hdf import Source, global_attrs
-from oco_l3.readers.fp import read_fp
 from oco_l3.readers.naming import GranuleName, granule_filename, parse_granule_name
-from oco_l3.readers.selection import (
-    FP_REQUIRED,
-    SIF_REQUIRED,
-    Selection,
-    required_keys,
-    selection_from_config,
-)
-from oco_l3.readers.sif import read_sif
-from oco_l3.soundings import Mission, Soundings
+from oco_l3.readers.selection import Selection, required_keys, selection_from_config
+from oco_l3.soundings import Soundings
 
 __all__ = [
-    "FP_REQUIRED", "SIF_REQUIRED", "GranuleName", "Selection", "detect_mission", "granule_filename",
-    "parse_granule_name", "read_granule", "required_keys", "selection_from_config",
+    "GranuleName", "Selection", "detect_mission", "granule_filename", "parse_granule_name", "read_granule",
+    "required_keys", "selection_from_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,17 +88,18 @@ def _is_netcdf4(f: h5py.File) -> bool:
     return "_NCProperties" in f.attrs or "sounding_id" in f or "sounding_dim" in f
 
 
-def detect_mission(f: h5py.File) -> Mission:
-    """The mission of an open Lite granule from its content (SIF layout, OCO-2 ``footprints``, platform)."""
-    if "Delta_Time" in f or "sounding_dim" in f or "Sequences" in f:
-        return "oco3_sif"
+def detect_mission(f: h5py.File) -> str:
+    """The mission of an open Lite granule from its content: the layout (Lite SIF: ``Delta_Time``,
+    ``sounding_dim``; else Lite FP) and the platform (OCO-2: a ``footprints`` dimension or OCO-2 in the
+    platform/sensor attributes; else OCO-3), looked up in the registry by file-name convention."""
+    kind = "SIF" if "Delta_Time" in f or "sounding_dim" in f or "Sequences" in f else "CO2"
     platform = " ".join(str(v) for k, v in global_attrs(Source(f, "")).items() if k.lower() in ("platform", "sensor"))
-    if "footprints" in f or "OCO-2" in platform.upper() or "OCO2" in platform.upper():
-        return "oco2"
-    return "oco3"
+    oco2 = "footprints" in f or "OCO-2" in platform.upper() or "OCO2" in platform.upper()
+    spec = by_naming("oco2" if oco2 else "oco3", kind)
+    return spec.key if spec is not None else next(iter(MISSIONS))
 
 
-def _mission_from_name(name: str) -> Mission | None:
+def _mission_from_name(name: str) -> str | None:
     try:
         return parse_granule_name(PurePosixPath(name).name).mission
     except GranuleNameUnrecognised:
@@ -111,9 +107,9 @@ def _mission_from_name(name: str) -> Mission | None:
 
 
 def read_granule(
-    path: str | os.PathLike[str] | Any, selection: Selection | None = None, mission: Mission | None = None
+    path: str | os.PathLike[str] | Any, selection: Selection | None = None, mission: str | None = None
 ) -> Soundings:
-    """Read one Lite FP (OCO-2/OCO-3) or Lite SIF (OCO-3) granule into a :class:`Soundings`.
+    """Read one granule of any registered product (Lite FP or Lite SIF, OCO-2 or OCO-3) into a :class:`Soundings`.
 
     ``path`` is a local path or an open binary file object (see the module docstring). ``mission`` defaults to the
     one in the file name, else to the one the content shows. ``selection`` defaults to every science variable.
@@ -127,8 +123,7 @@ def read_granule(
             if not _is_netcdf4(f):
                 raise GranuleUnreadable(f"{name}: an HDF5 file but not a netCDF-4 Lite granule")
             src = Source(f, name)
-            chosen = mission or detect_mission(f)
-            soundings = read_sif(src, selection) if chosen == "oco3_sif" else read_fp(src, chosen, selection)
+            soundings = mission_spec(mission or detect_mission(f)).read(src, selection)
         except OcoL3Error:
             raise
         except OSError as exc:

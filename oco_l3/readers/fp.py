@@ -2,13 +2,15 @@
 
 Root ``latitude``, ``longitude``, ``vertex_latitude/longitude`` (N, 4), ``time`` (seconds since 1970-01-01),
 ``xco2_quality_flag`` (0 = good); ``/Sounding/operation_mode`` (0 ND, 1 GL, 2 TG, 3 XS, 4 SAM, already the
-normalised table) and ``/Sounding/target_id``/``target_name`` (strings; OCO-2 files may lack them: ``"none"``).
+normalised table) and ``/Sounding/target_id``/``target_name`` (strings; required when the product's captures take
+their target from the file, ``spec.targets == "id"`` (OCO-3); OCO-2 files may lack them: ``"none"``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from oco_l3.missions import FP_TARGET_IDS, LITE_FP_REQUIRED, MissionSpec
 from oco_l3.readers._hdf import (
     Source,
     get_dataset,
@@ -20,13 +22,13 @@ from oco_l3.readers._hdf import (
     require,
 )
 from oco_l3.readers.science import drop_bad_geolocation, read_science, seconds_to_datetime64
-from oco_l3.readers.selection import FP_REQUIRED, Selection
-from oco_l3.soundings import MODE_SAM, MODE_TARGET, Mission, Soundings
+from oco_l3.readers.selection import Selection
+from oco_l3.soundings import MODE_SAM, MODE_TARGET, Soundings
 
 #: Root and /Sounding datasets that are bookkeeping, never science outputs.
 FP_BOOKKEEPING = frozenset({
-    *FP_REQUIRED, "sounding_id", "date", "source_files", "file_index", "levels", "bands", "vertices",
-    "footprints", "epoch_dimension",
+    *LITE_FP_REQUIRED, *FP_TARGET_IDS, "sounding_id", "date", "source_files", "file_index", "levels", "bands",
+    "vertices", "footprints", "epoch_dimension",
 }) - {"xco2_quality_flag"}
 
 UNIX_EPOCH = np.datetime64("1970-01-01T00:00:00", "ns")
@@ -47,8 +49,9 @@ def _targets(src: Source, n: int, mode: np.ndarray) -> tuple[np.ndarray, np.ndar
     return ids, names
 
 
-def read_fp(src: Source, mission: Mission, selection: Selection) -> Soundings:
-    """Read one Lite FP granule; OCO-3 files must carry target ids, OCO-2 files may not."""
+def read_fp(src: Source, spec: MissionSpec, selection: Selection) -> Soundings:
+    """Read one Lite FP granule of the product ``spec`` (the :class:`~oco_l3.missions.Reader` protocol); OCO-3
+    files must carry target ids, OCO-2 files may not."""
     lat_ds = require(src, "latitude")
     if len(lat_ds.shape) != 1:
         raise src.mismatch(f"/latitude has shape {tuple(lat_ds.shape)}, expected (N,)")
@@ -56,22 +59,22 @@ def read_fp(src: Source, mission: Mission, selection: Selection) -> Soundings:
     lat = read_float(src, lat_ds, "latitude", (n,)).astype(np.float64)
     lon = read_float(src, require(src, "longitude"), "longitude", (n,)).astype(np.float64)
     seconds = read_float(src, require(src, "time"), "time", (n,))
-    qf = read_int(src, require(src, "xco2_quality_flag"), "xco2_quality_flag", (n,))
-    mode = read_int(src, require(src, "Sounding/operation_mode"), "Sounding/operation_mode", (n,))
-    if mission == "oco3":
+    qf = read_int(src, require(src, spec.post_qf.variable), spec.post_qf.variable, (n,))
+    mode = spec.modes.normalise(read_int(src, require(src, "Sounding/operation_mode"), "Sounding/operation_mode", (n,)))
+    if spec.targets == "id":
         require(src, "Sounding/target_id")
     target_id, target_name = _targets(src, n, mode)
     soundings = Soundings(
-        mission=mission,
+        mission=spec.key,
         latitude=lat,
         longitude=lon,
         vertex_latitude=read_vertices(src, "vertex_latitude", n),
         vertex_longitude=read_vertices(src, "vertex_longitude", n),
         time=seconds_to_datetime64(seconds, UNIX_EPOCH),
-        mode=mode.astype(np.int8),
+        mode=mode,
         target_id=target_id,
         target_name=target_name,
-        good=qf == 0,
+        good=spec.post_qf.mask(qf),
         variables=read_science(src, selection, n, FP_BOOKKEEPING),
         source=src.name,
     )

@@ -21,22 +21,12 @@ from dataclasses import dataclass
 
 from oco_l3.config import RunConfig
 from oco_l3.errors import ConfigInvalid
-from oco_l3.soundings import Mission
-
-#: Variables the Lite FP reader always needs (cannot be dropped).
-FP_REQUIRED: tuple[str, ...] = (
-    "latitude", "longitude", "vertex_latitude", "vertex_longitude", "time", "xco2_quality_flag",
-    "Sounding/operation_mode", "Sounding/target_id", "Sounding/target_name",
-)
-#: Variables the Lite SIF reader always needs (cannot be dropped).
-SIF_REQUIRED: tuple[str, ...] = (
-    "Latitude", "Longitude", "Latitude_Corners", "Longitude_Corners", "Delta_Time", "Quality_Flag",
-    "Metadata/MeasurementMode", "Sequences/SequencesIndex", "Sequences/SequencesId", "Sequences/SequencesName",
-)
+from oco_l3.missions import mission_spec
 
 
-def required_keys(mission: Mission) -> tuple[str, ...]:
-    return SIF_REQUIRED if mission == "oco3_sif" else FP_REQUIRED
+def required_keys(mission: str) -> tuple[str, ...]:
+    """The datasets the mission's reader cannot do without (:attr:`~oco_l3.missions.MissionSpec.required`)."""
+    return mission_spec(mission).required
 
 
 def norm_group(group: str) -> str:
@@ -72,7 +62,7 @@ class Selection:
         return group not in self.exclude_groups and key not in self.drop
 
 
-def selection_from_config(config: RunConfig, mission: Mission) -> Selection:
+def selection_from_config(config: RunConfig, mission: str) -> Selection:
     """The selection of ``config`` for ``mission``; :class:`ConfigInvalid` if ``drop-dims`` drops a needed variable."""
     for group in config.exclude_groups:
         if not group.strip() or "\x00" in group:

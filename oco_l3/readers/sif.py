@@ -1,16 +1,20 @@
-"""OCO-3 L2 Lite SIF (``oco3_LtSIF_*.nc4``, B10+ "Metadata" layout) -> :class:`Soundings` (formats.md section 2).
+"""OCO-3 / OCO-2 L2 Lite SIF (``*_LtSIF_*.nc4``, B10+ "Metadata" layout) -> :class:`Soundings` (formats.md 2).
 
 Dimension ``sounding_dim``; root ``Latitude``, ``Longitude``, ``Latitude_Corners``/``Longitude_Corners`` (N, 4),
 ``Delta_Time`` (seconds since 1990-01-01 UTC -- always decoded numerically from that epoch, whatever its units
-attribute says), ``Quality_Flag`` (0 best, 1 good, 2 bad, -1 not investigated; good = 0 or 1);
-``/Metadata/MeasurementMode`` (0 ND, 1 GL, 2 TG, 3 SAM, 4 XS, mapped to the FP table); targets from
-``/Sequences``: ``SequencesId[SequencesIndex]``, ``"none"`` where the index is negative or out of range.
+attribute says), ``Quality_Flag`` (0 best, 1 good, 2 bad, -1 not investigated; good per the spec's post-QF rule,
+0 or 1); ``/Metadata/MeasurementMode`` (0 ND, 1 GL, 2 TG, 3 SAM, 4 XS, normalised with the spec's mode table);
+targets from ``/Sequences``: ``SequencesId[SequencesIndex]``, ``"none"`` where the index is negative or out of
+range. ``/Sequences`` is required when the product's captures take their target from the file
+(``spec.targets == "id"``, OCO-3); otherwise (OCO-2, whose captures go to the nearest target) it is read when
+present, like the Lite FP reader's ``/Sounding/target_id``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from oco_l3.missions import LITE_SIF_REQUIRED, SIF_TARGET_IDS, MissionSpec
 from oco_l3.readers._hdf import (
     Source,
     get_dataset,
@@ -22,17 +26,13 @@ from oco_l3.readers._hdf import (
     require,
 )
 from oco_l3.readers.science import drop_bad_geolocation, read_science, seconds_to_datetime64
-from oco_l3.readers.selection import SIF_REQUIRED, Selection
-from oco_l3.soundings import MODE_GLINT, MODE_NADIR, MODE_SAM, MODE_TARGET, MODE_TRANSITION, Soundings
+from oco_l3.readers.selection import Selection
+from oco_l3.soundings import Soundings
 
-#: SIF MeasurementMode code -> normalised (Lite FP) code.
-SIF_TO_FP_MODE = np.array([MODE_NADIR, MODE_GLINT, MODE_TARGET, MODE_SAM, MODE_TRANSITION], dtype=np.int8)
-#: Code given to SIF modes outside 0..4.
-UNKNOWN_MODE = -1
-
+#: Datasets of the layout that are bookkeeping, never science outputs.
 SIF_BOOKKEEPING = frozenset({
-    *SIF_REQUIRED, "Metadata/SoundingId", "Metadata/CollectionLabel", "sounding_dim", "sequences_dim",
-    "vertex_dim",
+    *LITE_SIF_REQUIRED, *SIF_TARGET_IDS, "Metadata/SoundingId", "Metadata/CollectionLabel", "sounding_dim",
+    "sequences_dim", "vertex_dim",
 }) - {"Quality_Flag"}
 
 SIF_EPOCH = np.datetime64("1990-01-01T00:00:00", "ns")
@@ -43,12 +43,6 @@ _CORNERS = (
 )
 
 
-def map_modes(codes: np.ndarray) -> np.ndarray:
-    """SIF MeasurementMode codes to the FP table; unknown codes become :data:`UNKNOWN_MODE`."""
-    known = (codes >= 0) & (codes < SIF_TO_FP_MODE.size)
-    return np.where(known, SIF_TO_FP_MODE[np.clip(codes, 0, SIF_TO_FP_MODE.size - 1)], UNKNOWN_MODE).astype(np.int8)
-
-
 def _corners(src: Source, n: int) -> tuple[np.ndarray, np.ndarray]:
     for lat_key, lon_key in _CORNERS:
         if get_dataset(src, lat_key) is not None:
@@ -56,7 +50,10 @@ def _corners(src: Source, n: int) -> tuple[np.ndarray, np.ndarray]:
     raise src.mismatch("missing /Latitude_Corners")
 
 
-def _targets(src: Source, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _targets(src: Source, n: int, required: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not required and get_dataset(src, "Sequences/SequencesIndex") is None:
+        none = np.full(n, "none")
+        return none, none
     index = read_int(src, require(src, "Sequences/SequencesIndex"), "Sequences/SequencesIndex", (n,))
     ids = read_strings(src, require(src, "Sequences/SequencesId"), "Sequences/SequencesId")
     names_ds = get_dataset(src, "Sequences/SequencesName")
@@ -70,8 +67,8 @@ def _targets(src: Source, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(valid, ids[safe], "none"), np.where(valid, names[safe], "none")
 
 
-def read_sif(src: Source, selection: Selection) -> Soundings:
-    """Read one OCO-3 Lite SIF granule."""
+def read_sif(src: Source, spec: MissionSpec, selection: Selection) -> Soundings:
+    """Read one Lite SIF granule of the product ``spec`` (the :class:`~oco_l3.missions.Reader` protocol)."""
     lat_ds = require(src, "Latitude")
     if len(lat_ds.shape) != 1:
         raise src.mismatch(f"/Latitude has shape {tuple(lat_ds.shape)}, expected (N,)")
@@ -80,20 +77,20 @@ def read_sif(src: Source, selection: Selection) -> Soundings:
     lon = read_float(src, require(src, "Longitude"), "Longitude", (n,)).astype(np.float64)
     vlat, vlon = _corners(src, n)
     seconds = read_float(src, require(src, "Delta_Time"), "Delta_Time", (n,))
-    qf = read_int(src, require(src, "Quality_Flag"), "Quality_Flag", (n,))
+    qf = read_int(src, require(src, spec.post_qf.variable), spec.post_qf.variable, (n,))
     codes = read_int(src, require(src, "Metadata/MeasurementMode"), "Metadata/MeasurementMode", (n,))
-    target_id, target_name = _targets(src, n)
+    target_id, target_name = _targets(src, n, spec.targets == "id")
     soundings = Soundings(
-        mission="oco3_sif",
+        mission=spec.key,
         latitude=lat,
         longitude=lon,
         vertex_latitude=vlat,
         vertex_longitude=vlon,
         time=seconds_to_datetime64(seconds, SIF_EPOCH),
-        mode=map_modes(codes),
+        mode=spec.modes.normalise(codes),
         target_id=target_id,
         target_name=target_name,
-        good=(qf == 0) | (qf == 1),
+        good=spec.post_qf.mask(qf),
         variables=read_science(src, selection, n, SIF_BOOKKEEPING),
         source=src.name,
     )
