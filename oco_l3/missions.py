@@ -234,6 +234,20 @@ _SPECS = (
         post_qf=QualityRule("xco2_quality_flag", (0,)), modes=LITE_FP_MODES,
         capture_modes=(MODE_TARGET,), targets="nearest", target_list=OCO2_TARGETS, global_layers=False,
     ),
+    # OCO-2 L2 Lite SIF: the Lite SIF layout with OCO-2's naming (oco2_LtSIF_220525_B11012Ar_220822215313s.nc4).
+    # OCO-2 has target mode but no SAM, and its captures go to the OCO-2 target list like OCO-2 FP's. Collection
+    # OCO2_L2_Lite_SIF 11r (GES DISC); the record starts with OCO-2's science data. Not searched unless a config
+    # lists it (search.missions), so existing configs do not start waiting for it.
+    MissionSpec(
+        key="oco2_sif", name="OCO-2 SIF", title="OCO-2 L2 Lite SIF", platform="OCO-2", sensor="OCO-2",
+        cog_prefix="oco2-sif", global_prefix="OCO2_SIF_global",
+        collection=Collection("OCO2_L2_Lite_SIF", "11r", "GES_DISC"), start=_OCO2_START,
+        naming=FileNaming("oco2", "SIF", "B11012Ar"), reader=_SIF_READER, required=LITE_SIF_REQUIRED,
+        key_variables=("Daily_SIF_757nm", "Science/SIF_757nm"),
+        post_qf=QualityRule("Quality_Flag", (0, 1)), modes=LITE_SIF_MODES,
+        capture_modes=(MODE_TARGET,), targets="nearest", target_list=OCO2_TARGETS, global_layers=False,
+        default=False,
+    ),
 )
 
 #: Every OCO product by key, in the order the products are listed and searched.
