@@ -8,7 +8,6 @@ import pytest
 from shapely.geometry import Polygon
 
 from oco_l3.errors import SourceThrottled, SourceUnavailable
-from oco_l3.icesat2 import discovery
 from oco_l3.icesat2.discovery import polygon_ring, search_granules
 
 
@@ -87,4 +86,13 @@ def test_default_search_is_earthaccess_and_never_logs_in(monkeypatch):
 def test_polygon_ring_reorients_clockwise_input():
     ring = polygon_ring([(0, 0), (0, 1), (1, 1), (1, 0)])  # clockwise
     assert Polygon(ring).exterior.is_ccw
-    assert discovery.SHORT_NAMES["icesat2-canopy"] == "ATL08"
+
+def test_registry_names_each_product_and_its_default_short_name() -> None:
+    from oco_l3.icesat2.registry import ICESAT2_PRODUCTS, icesat2_product
+
+    assert {k: p.short_name for k, p in ICESAT2_PRODUCTS.items()} == {
+        "icesat2-seaice": "ATL10", "icesat2-landice": "ATL06", "icesat2-canopy": "ATL08"}
+    for product in ICESAT2_PRODUCTS.values():  # every product's two stages resolve to functions
+        assert callable(product.extract_fn()) and callable(product.grid_fn())
+    with pytest.raises(KeyError, match="icesat2-seaice, icesat2-landice, icesat2-canopy"):
+        icesat2_product("icesat2-snow")

@@ -26,6 +26,7 @@ from pydantic import (
 from oco_l3.config import OutputLocation, StateConfig, StoreFormat, _format_errors
 from oco_l3.errors import ConfigInvalid, GridInvalid
 from oco_l3.icesat2.grids import PRESETS, custom_grid
+from oco_l3.icesat2.registry import ICESAT2_PRODUCTS
 
 Beams = Literal["strong", "weak", "all"]
 Filters = Literal["default", "none"]
@@ -189,10 +190,10 @@ def parse_icesat2_config(raw: Any, source: str = "<config>") -> SeaIceConfig | L
     if not isinstance(raw, Mapping):
         raise ConfigInvalid(f"{source}: a run config must be a YAML mapping, got {type(raw).__name__}")
     product = raw.get("product")
-    if product not in ("icesat2-seaice", "icesat2-landice", "icesat2-canopy"):
+    if product not in ICESAT2_PRODUCTS:
         raise ConfigInvalid(
             f"{source}: invalid config: product: unknown ICESat-2 product {str(product)[:40]!r} "
-            "(icesat2-seaice, icesat2-landice, icesat2-canopy)"
+            f"({', '.join(ICESAT2_PRODUCTS)})"
         )
     try:
         return _ADAPTER.validate_python(dict(raw))

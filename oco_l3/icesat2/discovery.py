@@ -31,7 +31,6 @@ from oco_l3.icesat2.readers import granule_rgt
 
 log = logging.getLogger(__name__)
 
-SHORT_NAMES = {"icesat2-seaice": "ATL10", "icesat2-landice": "ATL06", "icesat2-canopy": "ATL08"}
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,9 @@ def discover_granules(config: Any, search: Callable[..., list[Any]] | None = Non
 
         geom = load_polygon(config.polygon)
         polygon = geom if geom.geom_type == "Polygon" else geom.convex_hull
-    return search_granules(s.short_name or SHORT_NAMES[config.product], temporal or s.temporal, s.version, s.bbox,
+    from oco_l3.icesat2.registry import icesat2_product
+
+    return search_granules(s.short_name or icesat2_product(config.product).short_name, temporal or s.temporal, s.version, s.bbox,
                            polygon, s.tracks, search=search)
 
 

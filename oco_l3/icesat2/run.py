@@ -29,6 +29,7 @@ from oco_l3.icesat2.config import CanopyConfig, LandIceConfig, SeaIceConfig, par
 from oco_l3.icesat2.daily import DayOutput, GridSamples, GridSet, Located, locate, write_daily
 from oco_l3.icesat2.grids import SEAICE_DEFAULT_GRIDS, PolarGrid, hemisphere_preset, resolve_grid
 from oco_l3.icesat2.products import GridProduct, SeaIceIdentity, landice_product
+from oco_l3.icesat2.registry import icesat2_product
 from oco_l3.icesat2.results import Icesat2Result
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,12 @@ def _seen_day_counts(s: GridSamples) -> tuple[tuple[str, ...], tuple[int, ...]]:
 
 
 def extract_granule(config: Icesat2Config, path: str) -> GranuleExtract:
-    """Stage 1 for one input granule (see the module doc)."""
+    """Stage 1 for one input granule (see the module doc): the product's ``extract`` function
+    (:mod:`oco_l3.icesat2.registry`) on the granule, read from ``path`` or its staged copy."""
     product = config.product
     try:
         with _readable(config, path) as source:
-            return _extract(config, path, source)
+            return icesat2_product(product).extract_fn()(config, path, source)
     except PermanentError as exc:
         log.warning("%s: skipped: %s", path, one_line(exc))
         return GranuleExtract(Icesat2Result(path, product, False, one_line(exc)))
@@ -108,39 +110,39 @@ def _readable(config: Icesat2Config, path: str) -> Iterator[str]:
         yield str(local)
 
 
-def _extract(config: Icesat2Config, path: str, source: str | None = None) -> GranuleExtract:
-    """Stage 1 of ``path``, read from ``source`` (its staged copy) when given."""
+# --- stage 1 per product (named by oco_l3.icesat2.registry): ``input`` is what results report, ``path`` what is read
+def extract_seaice(config: SeaIceConfig, input: str, path: str) -> GranuleExtract:
+    from oco_l3.icesat2.seaice import extract_samples
+
+    s, n_read, n_beams = extract_samples(path, config)
+    msg = f"{len(s.value)} of {n_read} segments kept from {n_beams} beams"
+    if not len(s.value):
+        msg += " (every segment filtered out: empty day)"
+    days, counts = _seen_day_counts(s)
+    return GranuleExtract(Icesat2Result(input, config.product, True, msg, len(s.value), days, day_segments=counts), s)
+
+
+def extract_landice(config: LandIceConfig, input: str, path: str) -> GranuleExtract:
+    from oco_l3.icesat2.landice import landice_samples, reduce_granule
     from oco_l3.icesat2.tables import write_table
 
-    result_path, path = path, source or path
+    area = _polygon(config.polygon) if config.polygon else None
+    gdf, n_read = reduce_granule(path, config, area)
+    written = write_table(gdf, config.output_root / config.product / f"{Path(path).stem}.parquet", config.csv)
+    days, counts = _day_counts(gdf["time"].values)
+    result = Icesat2Result(input, config.product, True, f"{len(gdf)} of {n_read} segments kept", len(gdf),
+                           days, tuple(str(p) for p in written), counts)
+    return GranuleExtract(result, landice_samples(path, gdf))
 
-    root = config.output_root / config.product
-    if isinstance(config, SeaIceConfig):
-        from oco_l3.icesat2.seaice import extract_samples
 
-        s, n_read, n_beams = extract_samples(path, config)
-        msg = f"{len(s.value)} of {n_read} segments kept from {n_beams} beams"
-        if not len(s.value):
-            msg += " (every segment filtered out: empty day)"
-        days, counts = _seen_day_counts(s)
-        return GranuleExtract(Icesat2Result(result_path, config.product, True, msg, len(s.value), days,
-                                            day_segments=counts), s)
-    if isinstance(config, LandIceConfig):
-        from oco_l3.icesat2.landice import landice_samples, reduce_granule
-
-        area = _polygon(config.polygon) if config.polygon else None
-        gdf, n_read = reduce_granule(path, config, area)
-        written = write_table(gdf, root / f"{Path(path).stem}.parquet", config.csv)
-        days, counts = _day_counts(gdf["time"].values)
-        result = Icesat2Result(result_path, config.product, True, f"{len(gdf)} of {n_read} segments kept", len(gdf),
-                               days, tuple(str(p) for p in written), counts)
-        return GranuleExtract(result, landice_samples(path, gdf))
+def extract_canopy(config: CanopyConfig, input: str, path: str) -> GranuleExtract:
     from oco_l3.icesat2.canopy import subset_granule
+    from oco_l3.icesat2.tables import write_table
 
     gdf, n_read = subset_granule(path, config, _polygon(config.polygon))
-    written = write_table(gdf, root / f"{Path(path).stem}.parquet", config.csv)
+    written = write_table(gdf, config.output_root / config.product / f"{Path(path).stem}.parquet", config.csv)
     days, counts = _day_counts(gdf["time"].values) if len(gdf) else ((), ())
-    return GranuleExtract(Icesat2Result(result_path, config.product, True, f"{len(gdf)} of {n_read} segments inside the "
+    return GranuleExtract(Icesat2Result(input, config.product, True, f"{len(gdf)} of {n_read} segments inside the "
                                         "polygon", len(gdf), days, tuple(str(p) for p in written), counts))
 
 
@@ -210,7 +212,10 @@ def _write(product: GridProduct, located: list[Located], grids: GridSet, config:
     _merge_days(results, indices, days)
 
 
-def _grid_seaice(config: SeaIceConfig, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
+# --- stage 2 per product (named by oco_l3.icesat2.registry) --------------------------------------------------------
+def grid_seaice(config: SeaIceConfig, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
+    """Per (source product, variable) identity: locate each input's segments on the grids, judge what fell off,
+    bin and write every (grid, day)."""
     from oco_l3.icesat2.seaice import grid_product
 
     results = [e.result for e in extracts]
@@ -229,13 +234,11 @@ def _grid_seaice(config: SeaIceConfig, extracts: list[GranuleExtract]) -> list[I
     return results
 
 
-def grid_days(config: Icesat2Config, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
-    """Stage 2: bin and write every UTC day of the good inputs; returns the per-input results in input order."""
-    if isinstance(config, SeaIceConfig):
-        return _grid_seaice(config, extracts)
+def grid_landice(config: LandIceConfig, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
+    """The daily ``h_li`` grid of the good inputs (one grid: configured, else by latitude)."""
     results = [e.result for e in extracts]
     indices = [i for i, e in enumerate(extracts) if e.result.ok and e.samples is not None and len(e.samples.value)]
-    if isinstance(config, CanopyConfig) or not indices:
+    if not indices:
         return results
     samples = [extracts[i].samples for i in indices]
     try:
@@ -244,6 +247,18 @@ def grid_days(config: Icesat2Config, extracts: list[GranuleExtract]) -> list[Ice
         return [replace(r, ok=False, message=one_line(exc)) if i in indices else r for i, r in enumerate(results)]
     located = [locate(s, grids) for s in samples]  # type: ignore[arg-type]
     _write(landice_product({"beams": config.beams, "variable": "h_li"}), located, grids, config, results, indices)
+    return results
+
+
+def grid_nothing(config: Icesat2Config, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
+    """Stage 2 of a table-only product (canopy): the results of stage 1."""
+    return [e.result for e in extracts]
+
+
+def grid_days(config: Icesat2Config, extracts: list[GranuleExtract]) -> list[Icesat2Result]:
+    """Stage 2: the product's ``grid`` function (:mod:`oco_l3.icesat2.registry`) -- bin and write every UTC day
+    of the good inputs; returns the per-input results in input order."""
+    results: list[Icesat2Result] = icesat2_product(config.product).grid_fn()(config, extracts)
     return results
 
 
