@@ -23,7 +23,8 @@ from prefect.futures import PrefectFuture, as_completed
 from flows._report import Progress
 from flows._settle import outcome_of
 from oco_l3 import state as st
-from oco_l3.errors import ConfigInvalid, TransientError
+from oco_l3.config import OCO_GLOBAL, product_of
+from oco_l3.errors import ConfigInvalid, classify
 from oco_l3.gaps import Gap, load_gaps
 from oco_l3.pipeline import DayBatch, GranuleInput, GranuleResult, granule_failure, granule_from_ref
 from oco_l3.sources import GranuleRef, missions_of
@@ -128,7 +129,7 @@ def units_of(run: RangeRun, plans: Sequence[st.DayPlan]) -> list[Unit]:
     replaced whole, so every granule of the day goes in)."""
     units = []
     for plan in plans:
-        if run.config.output.global_:
+        if product_of(run.config) == OCO_GLOBAL:
             refs = tuple(sorted(plan.granules + plan.skipped, key=lambda r: r.mission))
             units.append(Unit(plan.day, refs, tuple(granule_from_ref(r) for r in refs)))
         else:
@@ -157,7 +158,7 @@ def quicklook_dir(config: Any) -> str | None:
 
 
 def _submit(run: RangeRun, unit: Unit, looks: str | None) -> PrefectFuture[Any]:
-    if run.config.output.global_:
+    if product_of(run.config) == OCO_GLOBAL:
         return process_global_day.submit(run.config, DayBatch(unit.day, unit.inputs))
     return process_granule.submit(run.config, unit.inputs[0], looks)
 
@@ -206,22 +207,12 @@ def _granule_outcome(ref: GranuleRef, granule: GranuleInput, result: GranuleResu
     if result is None:
         error = exc or RuntimeError("not processed")
         message = granule_failure(granule.name, error)
-        status: st.Status = "waiting" if isinstance(error, TransientError) else "failed"
+        status: st.Status = "waiting" if classify(error).transient else "failed"
         return [st.GranuleOutcome(ref, status, message)], [Row(ref.mission, day, status, message, ref.name, tried=True)]
     outcome = st.GranuleOutcome(ref, "done", None, result.captures, len(result.targets),
                                 result.stores + result.cogs, round(result.seconds, 3))
     return [outcome], [Row(ref.mission, day, "done", "", ref.name, result.captures, result.targets,
                            result.quicklooks, result.seconds, tried=True)]
-
-
-def _transient_leaves() -> tuple[str, ...]:
-    seen: list[type[BaseException]] = [TransientError]
-    for cls in seen:
-        seen.extend(c for c in cls.__subclasses__() if c not in seen)
-    return tuple(c.__name__ for c in seen)
-
-
-_TRANSIENT = _transient_leaves()
 
 
 def _global_outcomes(unit: Unit, result: Any, exc: BaseException | None
@@ -231,9 +222,9 @@ def _global_outcomes(unit: Unit, result: Any, exc: BaseException | None
     for ref, granule in zip(unit.refs, unit.inputs, strict=True):
         o = by_name.get(granule.name)
         if o is None or not o.ok:
-            message = o.message if o is not None else granule_failure(granule.name, exc or RuntimeError("not processed"))
-            transient = o.transient or any(f"{n}:" in o.message for n in _TRANSIENT) if o is not None else \
-                isinstance(exc, TransientError)
+            error = exc or RuntimeError("not processed")
+            message = o.message if o is not None else granule_failure(granule.name, error)
+            transient = o.transient if o is not None else classify(error).transient
             status: st.Status = "waiting" if transient else "failed"
             outcomes.append(st.GranuleOutcome(ref, status, message))
             rows.append(Row(ref.mission, ref.day.isoformat(), status, message, ref.name, tried=True))

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect.futures import PrefectFuture, wait
 
-from oco_l3.errors import SourceUnavailable, one_line
+from oco_l3.errors import SourceUnavailable, classify
 
 
 def outcome_of(future: PrefectFuture[Any]) -> tuple[Any, BaseException | None]:
@@ -38,4 +38,5 @@ def settle(futures: Sequence[PrefectFuture[Any]]) -> tuple[dict[int, Any], dict[
 
 
 def reason(exc: BaseException) -> str:
-    return one_line(exc)
+    """The failure's one-line reason (:func:`oco_l3.errors.classify`)."""
+    return classify(exc).reason

@@ -33,6 +33,7 @@ from flows._report import Progress, final_state, publish, totals
 from flows.earthdata import earthdata_login
 from flows.runners import task_runner
 from oco_l3 import state as st
+from oco_l3.config import OCO_GLOBAL, product_of
 from oco_l3.errors import ConfigInvalid
 from oco_l3.pipeline import batches_from_files
 from oco_l3.sources import GranuleRef, missions_of
@@ -125,7 +126,7 @@ def _file_units(run: RangeRun) -> tuple[list[Unit], list[Row]]:
                                    g.name, tried=True))
                 continue
             pairs.append((GranuleRef(g.mission, day, g.path, None, None, g.name), g))
-        if run.config.output.global_ and pairs and batch.day is not None:
+        if product_of(run.config) == OCO_GLOBAL and pairs and batch.day is not None:
             units.append(Unit(batch.day, tuple(r for r, _ in pairs), tuple(g for _, g in pairs)))
         else:
             units += [Unit(r.day, (r,), (g,)) for r, g in pairs]

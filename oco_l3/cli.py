@@ -56,36 +56,11 @@ def _print_day(result: Any) -> None:
 
 
 def run_days(config: Any, quicklook_dir: str | None = None) -> list[Any]:
-    """Process every day of ``input.files``; days run in parallel processes up to ``max-workers``."""
-    from oco_l3.pipeline import batches_from_files, process_day
+    """Process every day of ``input.files`` through the config's product (:func:`oco_l3.runs.run_files`), one line
+    per input as each day ends."""
+    from oco_l3.runs import run_files
 
-    batches = batches_from_files(config)
-    if config.max_workers <= 1 or len(batches) <= 1:
-        # One day (or one worker): the day's captures use the workers instead.
-        results = []
-        for b in batches:
-            results.append(process_day(config, b, quicklook_dir, capture_workers=config.max_workers))
-            _print_day(results[-1])
-        return results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = multiprocessing.get_context("fork")
-    workers = min(config.max_workers, len(batches))
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_forget_inherited_pools) as pool:
-        results = list(pool.map(process_day, [config] * len(batches), batches, [quicklook_dir] * len(batches)))
-    for r in results:
-        _print_day(r)
-    return results
-
-
-def _forget_inherited_pools() -> None:
-    """In a forked worker: drop thread pools inherited from the parent (their threads did not survive the fork),
-    so that dask (used by xarray reads) starts a fresh one instead of waiting forever on a dead one."""
-    threaded: Any = sys.modules.get("dask.threaded")
-    if threaded is not None:
-        threaded.default_pool = None
-        threaded.pools.clear()
+    return run_files(config, quicklook_dir, on_day=_print_day)
 
 
 def _summary(results: Sequence[Any]) -> int:
@@ -103,10 +78,10 @@ def _summary(results: Sequence[Any]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from oco_l3.config import load_config
+    from oco_l3.config import OCO_GLOBAL, OCO_TARGET, load_config, product_of
 
     config = load_config(args.input)
-    if getattr(config, "product", "oco").startswith("icesat2"):
+    if product_of(config) not in (OCO_TARGET, OCO_GLOBAL):
         from oco_l3.icesat2 import run_icesat2
 
         results = run_icesat2(config)
@@ -123,10 +98,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.input is None or config.input.files is None:
         print(f"{args.input}: input.files is empty; for input.queue use `oco-l3 listen -i CONFIG`", file=sys.stderr)
         return 2
-    if config.output.global_:
-        from oco_l3.global_product import run_global
-
-        return _summary(run_global(config))
     return _summary(run_days(config, args.quicklooks))
 
 

@@ -325,7 +325,8 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def load_config(path: str | Path) -> Any:
-    """Load a run config, dispatching on ``product:`` (default: the OCO products).
+    """Load a run config, dispatching on ``product:`` (default: the OCO products). The one config loader: the CLI,
+    the flows' tasks, the queue listener and the ICESat-2 runs all load through it.
 
     Values that are exactly ``${NAME}`` come from the environment; every secret of the result is registered for
     log redaction (see :mod:`oco_l3.secrets`).
@@ -342,6 +343,31 @@ def load_config(path: str | Path) -> Any:
     else:
         config = parse_config(raw, str(path))
     register_model_secrets(config)
+    return config
+
+
+#: The products an OCO run config makes; an ICESat-2 config makes the product its ``product:`` names.
+OCO_TARGET = "oco-target"
+OCO_GLOBAL = "oco-global"
+
+
+def product_of(config: Any) -> str:
+    """The product a run config makes -- the one place that decides it (the CLI, the config loader, the flows and
+    the queue listener all ask): :data:`OCO_GLOBAL` with ``output.global: true``, else :data:`OCO_TARGET`, or the
+    ICESat-2 product of an ICESat-2 config (``icesat2-seaice``, ...)."""
+    product = str(getattr(config, "product", "oco"))
+    if product != "oco":
+        return product
+    return OCO_GLOBAL if config.output.global_ else OCO_TARGET
+
+
+def load_oco_config(path: str | Path) -> RunConfig:
+    """:func:`load_config` for the commands that take only an OCO run config (the OCO flows, the queue listener);
+    :class:`ConfigInvalid` naming the file for an ICESat-2 config."""
+    config = load_config(path)
+    if not isinstance(config, RunConfig):
+        raise ConfigInvalid(f"{path}: an ICESat-2 product config ({product_of(config)}); this command takes an OCO "
+                            "run config")
     return config
 
 

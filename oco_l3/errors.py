@@ -7,10 +7,19 @@ Two families matter to callers:
 * :class:`TransientError` -- a retry may succeed (network, throttling, a store locked by another writer).
   Only these are retried by the orchestration layer and requeued by the queue consumer.
 
+:func:`classify` is the one place that decides, by type, whether a failure is retried: the CLI, the flows (the
+tasks' retry condition and the state a granule is left in), the queue consumer and the global product all ask it.
+An exception that oco_l3 did not raise on purpose is permanent (it is a bug or an input nobody foresaw: retrying
+cannot cure it, and it must alert), except the standard library's own network failures (``ConnectionError``,
+``TimeoutError``), which are transient.
+
 Every message names the input and the problem in one line, and never carries a secret.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 
 class OcoL3Error(Exception):
@@ -108,7 +117,44 @@ class WorkerProcessDied(TransientError):
     call's work was not finished; the next call gets a new process."""
 
 
+class GlobalDayBlocked(TransientError):
+    """A global-product day was not written because one of its granules (or a store commit) failed for a reason a
+    retry may cure; the stored day is untouched (a good day is never replaced by a partial one)."""
+
+
+class InputsBlocked(TransientError):
+    """Some inputs of a queue message failed for a reason a retry may cure: the message is retried as a whole
+    (its outputs are idempotent upserts)."""
+
+
 def one_line(exc: BaseException) -> str:
     """The exception as one line: its type name and its first message line."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+Retry = Literal["transient", "permanent"]
+#: Exceptions of the standard library that mean the network failed: transient although oco_l3 did not raise them.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`classify` decided: ``kind`` and the one-line ``reason`` (``Type: message``; an exception oco_l3
+    did not raise on purpose is prefixed ``unexpected``)."""
+
+    kind: Retry
+    reason: str
+
+    @property
+    def transient(self) -> bool:
+        return self.kind == "transient"
+
+
+def classify(exc: BaseException) -> Verdict:
+    """Transient or permanent, by the exception's type (never by its text): :class:`TransientError` and the
+    network errors of :data:`NETWORK_ERRORS` are transient; :class:`PermanentError`, any other
+    :class:`OcoL3Error` and every unexpected exception are permanent."""
+    transient = isinstance(exc, TransientError) or (not isinstance(exc, OcoL3Error) and isinstance(exc, NETWORK_ERRORS))
+    prefix = "" if isinstance(exc, OcoL3Error) else "unexpected "
+    return Verdict("transient" if transient else "permanent", prefix + one_line(exc))

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import fsspec
 import numpy as np
 
-from oco_l3.errors import GranuleNameUnrecognised, OcoL3Error, PermanentError, one_line
+from oco_l3.errors import GlobalDayBlocked, GranuleNameUnrecognised, OcoL3Error, classify, one_line
 from oco_l3.global_grid import GlobalPiece, global_grid, grid_capture_global
 from oco_l3.grids import GridSpec
 from oco_l3.missions import DEFAULT_MISSIONS, MISSIONS, mission_spec
@@ -610,27 +610,24 @@ def _day_of(batch: DayBatch, products: Sequence[GlobalGranuleProducts]) -> dt.da
 def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
     """Grid every granule of the day onto the global grid and commit both QF stores.
 
-    A granule that fails permanently (corrupt, wrong schema) is recorded and its mission has no data that day
-    (reported in ``absent``); the day is still written. A failure a retry may cure (transient, or an unexpected
-    error) leaves the stored day untouched, so a good day is never overwritten by a partial one; so does a day
-    where no granule could be read.
+    A granule that fails permanently (corrupt, wrong schema; :func:`oco_l3.errors.classify`) is recorded and its
+    mission has no data that day (reported in ``absent``); the day is still written. A failure a retry may cure
+    (a granule's read or a commit) raises :class:`GlobalDayBlocked` at once and leaves the stored day untouched, so
+    a good day is never overwritten by a partial one and the orchestration's retries can fire. A day where no
+    granule could be read, or whose date is unknown, is not written and every granule is recorded as failed.
     """
     from oco_l3.pipeline import InputOutcome
 
     timings: dict[str, float] = {}
     products: list[GlobalGranuleProducts] = []
     failed: dict[Any, str] = {}
-    blocking: list[str] = []  # failures that a retry (or a fix) may cure: the day must not be overwritten
     for g in batch.granules:
         try:
             gp = grid_granule_global(config, g)
-        except PermanentError as exc:
-            failed[g] = f"{g.name}: {one_line(exc)}"
-            continue
-        except Exception as exc:  # noqa: BLE001 - one granule's problem must not stop the others
+        except Exception as exc:  # noqa: BLE001 - classified: transient stops the day, permanent is recorded
+            verdict = _blocking_or_recorded(exc, f"global day {batch.day or '(unknown)'} not written: {g.name}")
             log.debug("error on %s", g.name, exc_info=True)
-            failed[g] = f"{g.name}: {'' if isinstance(exc, OcoL3Error) else 'unexpected '}{one_line(exc)}"
-            blocking.append(g.name)
+            failed[g] = f"{g.name}: {verdict}"
             continue
         products.append(gp)
         for k, v in gp.timings.items():
@@ -642,10 +639,9 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
     captures = [c for gp in products for c in gp.captures]
     stores: list[str] = []
     cogs: list[str] = []
-    if day is None or blocking or not products:
-        reason = ("the day of the global product is unknown" if day is None else
-                  f"global day not written: {', '.join(blocking)} may succeed on retry" if blocking else
-                  "global day not written: no granule could be read")
+    if day is None or not products:
+        reason = "the day of the global product is unknown" if day is None else \
+            "global day not written: no granule could be read"
         for g in batch.granules:
             failed.setdefault(g, f"{g.name}: {reason}")
     else:
@@ -655,21 +651,24 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
             canvas = compose_day(product_grid(config), product_chunks(config), captures, qf)
             try:
                 stores.append(commit_global(config, day, captures, qf, canvas).store_path)
-            except Exception as exc:  # noqa: BLE001 - recorded against every granule of the day
+            except Exception as exc:  # noqa: BLE001 - classified: transient raises, permanent is recorded
+                verdict = _blocking_or_recorded(exc, f"global day {day}: {qf}-QF commit failed")
                 log.debug("global commit failed", exc_info=True)
                 for g in batch.granules:
-                    failed.setdefault(g, f"{g.name}: global {qf}-QF commit failed: {one_line(exc)}")
+                    failed.setdefault(g, f"{g.name}: global {qf}-QF commit failed: {verdict}")
                 continue
             finally:
                 timings["commit"] = timings.get("commit", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
             try:  # after the store commit, as for the target product: a failed export never touches the store
                 cogs += _export_and_catalogue(config, day, captures, canvas, qf)
-            except Exception as exc:  # noqa: BLE001 - recorded against every granule of the day
+            except Exception as exc:  # noqa: BLE001 - classified: transient raises (day redone), permanent recorded
+                verdict = _blocking_or_recorded(exc, f"global day {day}: {qf}-QF COG export failed")
                 log.debug("global COG export failed", exc_info=True)
                 for g in batch.granules:
-                    failed.setdefault(g, f"{g.name}: global {qf}-QF COG export failed: {one_line(exc)}")
-            timings["cog"] = timings.get("cog", 0.0) + time.perf_counter() - t0
+                    failed.setdefault(g, f"{g.name}: global {qf}-QF COG export failed: {verdict}")
+            finally:
+                timings["cog"] = timings.get("cog", 0.0) + time.perf_counter() - t0
             del canvas  # before the next pass composes its own: one canvas in memory at a time
     outcomes = []
     for g in batch.granules:
@@ -685,8 +684,31 @@ def process_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
                            absent=absent, missions=missions, n_captures=len(captures))
 
 
+def _blocking_or_recorded(exc: BaseException, where: str) -> str:
+    """The permanent failure's one-line reason; a transient one raises :class:`GlobalDayBlocked` naming ``where``."""
+    verdict = classify(exc)
+    if verdict.transient:
+        raise GlobalDayBlocked(f"{where}: {verdict.reason} (retry)") from exc
+    return verdict.reason
+
+
+def run_global_day(config: RunConfig, batch: DayBatch) -> GlobalDayResult:
+    """:func:`process_global_day` for callers without retries of their own (``oco-l3 run``, the queue listener):
+    a blocked day becomes a result whose every granule failed with the reason, marked transient."""
+    from oco_l3.pipeline import InputOutcome
+
+    try:
+        return process_global_day(config, batch)
+    except Exception as exc:  # noqa: BLE001 - one day's problem must not stop the other days
+        verdict = classify(exc)
+        log.debug("global day failed", exc_info=True)
+        outcomes = tuple(InputOutcome(g, False, f"{g.name}: {verdict.reason}", transient=verdict.transient)
+                         for g in batch.granules)
+        return GlobalDayResult(batch.day, outcomes, missions=expected_missions(config))
+
+
 def run_global(config: RunConfig) -> list[GlobalDayResult]:
     """The global product for every day of ``input.files`` (the CLI's ``output.global: true`` path)."""
     from oco_l3.pipeline import batches_from_files
 
-    return [process_global_day(config, batch) for batch in batches_from_files(config)]
+    return [run_global_day(config, batch) for batch in batches_from_files(config)]

@@ -10,54 +10,44 @@ import argparse
 import logging
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from oco_l3.config import RunConfig, parse_config, read_yaml
-from oco_l3.errors import ConfigInvalid, MessageInvalid, SourceUnavailable
+from oco_l3.config import RunConfig, load_oco_config
+from oco_l3.errors import ConfigInvalid, InputsBlocked, MessageInvalid
 from oco_l3.queue import Handler, Item, QueueConsumer
-from oco_l3.secrets import install_redaction, register_model_secrets, resolve_env_refs
+from oco_l3.secrets import install_redaction
 
 log = logging.getLogger(__name__)
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    """Read a run config, resolve ``${NAME}`` environment references, register its secrets for redaction."""
-    raw = resolve_env_refs(read_yaml(path), str(path))
-    config = parse_config(raw, str(path))
-    register_model_secrets(config)
-    return config
-
-
-def _is_transient(outcome: Any) -> bool:
-    """A failed input outcome that a retry may fix (the pipeline's ``transient`` flag)."""
-    return bool(outcome.transient)
-
-
 def pipeline_handler(config: RunConfig) -> Handler:
-    """A handler that runs the day pipeline on a message's items.
+    """A handler that runs the config's product (:func:`oco_l3.runs.process_batch`: target-focused, or the global
+    product with ``output.global: true``) on a message's items.
 
-    Raises :class:`TransientError` when any input failed for a transient reason (retried as a whole; outputs are
-    idempotent upserts), :class:`MessageInvalid` when inputs failed for good, and returns when all succeeded.
+    Raises :class:`InputsBlocked` (transient: the message is retried as a whole; outputs are idempotent upserts)
+    when any input failed for a reason a retry may cure, :class:`MessageInvalid` when inputs failed for good, and
+    returns when all succeeded. Which is which is the inputs' outcomes, classified by type
+    (:func:`oco_l3.errors.classify`).
     """
 
     def handle(items: list[Item]) -> None:
-        from oco_l3.pipeline import batches_from_items, process_day
+        from oco_l3.pipeline import batches_from_items
+        from oco_l3.runs import process_batch
 
         errors: list[str] = []
         transient: list[str] = []
         total = 0
         for batch in batches_from_items(items):
             total += len(batch.granules)
-            for outcome in process_day(config, batch).outcomes:
+            for outcome in process_batch(config, batch).outcomes:
                 if not outcome.ok:
                     errors.append(outcome.message)
-                    if _is_transient(outcome):
+                    if outcome.transient:
                         transient.append(outcome.message)
         if not errors:
             return
         if transient:
-            raise SourceUnavailable(f"{len(transient)} of {total} input(s) failed transiently; first: {transient[0]}")
+            raise InputsBlocked(f"{len(transient)} of {total} input(s) failed transiently; first: {transient[0]}")
         raise MessageInvalid(f"{len(errors)} of {total} input(s) failed: {errors[0]}")
 
     return handle
@@ -77,7 +67,7 @@ def install_signal_handlers(stop: Callable[[], None]) -> None:
 def run_listen(config_path: str, *, max_messages: int | None = None, idle_timeout: float | None = None,
                handler: Handler | None = None, retry_delay: float = 2.0) -> int:
     install_redaction()
-    config = load_run_config(config_path)
+    config = load_oco_config(config_path)
     if config.input is None or config.input.queue is None:
         raise ConfigInvalid(f"{config_path}: input.queue is required for listen")
     consumer = QueueConsumer(

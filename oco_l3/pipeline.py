@@ -34,7 +34,7 @@ from oco_l3.errors import (
     GranuleNameUnrecognised,
     OcoL3Error,
     PermanentError,
-    TransientError,
+    classify,
     one_line,
 )
 from oco_l3.missions import mission_spec
@@ -433,7 +433,7 @@ class InputOutcome:
     message: str
     captures: int = 0
     targets: tuple[str, ...] = ()
-    #: The failure may go away on retry (network, throttling, a busy store lock).
+    #: The failure may go away on retry (network, throttling, a busy store lock): :func:`oco_l3.errors.classify`.
     transient: bool = False
 
 
@@ -529,9 +529,10 @@ def _write_capture(config: RunConfig, split: SplitGranule, gridded: _Gridded, qu
         timings["export"] = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - recorded against the granule; its other captures go on
         log.debug("commit/export failed", exc_info=True)
-        msg = f"{split.granule.name}: writing {product.mission}/{product.target.id} failed: {one_line(exc)}"
+        verdict = classify(exc)
+        msg = f"{split.granule.name}: writing {product.mission}/{product.target.id} failed: {verdict.reason}"
         return CaptureWritten(product.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings,
-                              error=msg, transient=isinstance(exc, TransientError))
+                              error=msg, transient=verdict.transient)
     return CaptureWritten(product.target.id, tuple(stores), tuple(cogs), tuple(quicklooks), timings)
 
 
@@ -677,7 +678,7 @@ def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = 
             results[g] = process_granule(config, g, quicklook_dir, capture_workers)
         except Exception as exc:  # noqa: BLE001 - an unreadable granule must not stop the others
             log.debug("error on %s", g.name, exc_info=True)
-            failed[g] = (granule_failure(g.name, exc), isinstance(exc, TransientError))
+            failed[g] = (granule_failure(g.name, exc), classify(exc).transient)
     outcomes = tuple(_outcome(g, results.get(g), failed.get(g)) for g in batch.granules)
     timings: dict[str, float] = {}
     for r in results.values():
@@ -690,10 +691,11 @@ def process_day(config: RunConfig, batch: DayBatch, quicklook_dir: str | None = 
 
 
 def granule_failure(name: str, exc: BaseException) -> str:
-    """The one-line reason a granule failed, starting with its name (``unexpected`` for a non-oco_l3 error)."""
+    """The one-line reason a granule failed, starting with its name (:func:`oco_l3.errors.classify`'s reason:
+    ``unexpected`` for a non-oco_l3 error)."""
     if isinstance(exc, CaptureUnwritten | CaptureWriteBlocked):  # already "<granule>: writing ... failed: ..."
         return str(exc).strip().splitlines()[0]
-    return f"{name}: {'' if isinstance(exc, OcoL3Error) else 'unexpected '}{one_line(exc)}"
+    return f"{name}: {classify(exc).reason}"
 
 
 def _outcome(g: GranuleInput, result: GranuleResult | None, failure: tuple[str, bool] | None) -> InputOutcome:

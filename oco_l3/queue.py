@@ -7,9 +7,12 @@ with ``yaml.safe_load`` only and validated with pydantic; an unknown key rejects
 Delivery contract (prefetch 1, manual acknowledgement):
 
 * the handler returns -> **ack** (its outputs are committed by then);
-* malformed message or :class:`~oco_l3.errors.PermanentError` -> **reject without requeue**; the queue's
-  dead-letter exchange ``<queue>.dlx`` routes it to ``<queue>.dlq``; the one-line reason is logged;
-* :class:`~oco_l3.errors.TransientError` (or an unexpected exception) -> after a short backoff the message is
+* malformed message, or a failure :func:`~oco_l3.errors.classify` calls permanent (a
+  :class:`~oco_l3.errors.PermanentError`, or an exception oco_l3 did not raise on purpose: a bug is not cured by
+  redelivery) -> **reject without requeue**; the queue's dead-letter exchange ``<queue>.dlx`` routes it to
+  ``<queue>.dlq``; the one-line reason is logged;
+* a failure it calls transient (:class:`~oco_l3.errors.TransientError`, a network error) -> after a short backoff
+  the message is
   **republished** to the queue with the attempt count in the header ``x-oco-l3-attempts`` (publisher-confirmed)
   and the original acked; once the count exceeds ``max-redeliveries`` the message is published to the
   dead-letter exchange with an ``x-oco-l3-reason`` header instead. This works on classic queues (no
@@ -40,8 +43,8 @@ from pika.spec import Basic, BasicProperties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oco_l3.config import DayInputs, InputItem, QueueConfig
-from oco_l3.errors import MessageInvalid, PermanentError
-from oco_l3.secrets import register_secret, safe_error
+from oco_l3.errors import MessageInvalid, classify
+from oco_l3.secrets import redact, register_secret, safe_error
 
 log = logging.getLogger(__name__)
 
@@ -282,10 +285,13 @@ class QueueConsumer:
             channel.basic_ack(method.delivery_tag)
             self.stats.acked += 1
             log.info("%s: done, acknowledged (%d input item(s))", label, len(items))
-        elif isinstance(error, PermanentError):
-            self._reject(channel, method, label, safe_error(error))
         else:
-            self._retry(channel, method, props, body, attempts + 1, safe_error(error), label, delay=None)
+            verdict = classify(error)
+            reason = redact(verdict.reason)
+            if verdict.transient:
+                self._retry(channel, method, props, body, attempts + 1, reason, label, delay=None)
+            else:
+                self._reject(channel, method, label, reason)
 
     def _run_handler(self, connection: pika.BlockingConnection, items: list[Item]) -> BaseException | None:
         """Run the handler in a worker thread, serving heartbeats meanwhile; returns its exception, if any."""

@@ -7,14 +7,15 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from oco_l3.errors import TransientError
+from oco_l3.errors import classify
 
 RETRIES = 4
 
 
 def is_transient(exc: BaseException | None) -> bool:
-    """Retry network and throttling failures (:class:`TransientError`), never a corrupt granule or bad config."""
-    return isinstance(exc, TransientError)
+    """Retry what :func:`oco_l3.errors.classify` calls transient (network, throttling, a busy lock), never a
+    corrupt granule, a bad config or a bug."""
+    return exc is not None and classify(exc).transient
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -68,11 +68,11 @@ def test_worker_environment_matches_the_code(compose: dict[str, Any]) -> None:
 
 def test_deployed_run_config_parses_with_the_compose_environment(compose: dict[str, Any],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks.config import load_run_config_fn
+    from oco_l3.config import load_oco_config
 
     for key, value in compose["services"]["worker"]["environment"].items():
         monkeypatch.setenv(key, expand(str(value)))
-    config = load_run_config_fn(str(ROOT / RUN_CONFIG))
+    config = load_oco_config(str(ROOT / RUN_CONFIG))
     assert config.search is not None and config.search.source == "cmr"
     assert config.state is not None and config.state.url and config.state.url.startswith("postgresql+psycopg://")
     assert config.output.local == "/data/oco-l3"

@@ -20,7 +20,7 @@ import pika
 import pytest
 
 from oco_l3.config import QueueConfig, S3Object, parse_config
-from oco_l3.errors import MessageInvalid, SourceUnavailable
+from oco_l3.errors import GranuleUnreadable, InputsBlocked, MessageInvalid, SourceUnavailable, StoreLocked
 from oco_l3.queue import (
     ATTEMPTS_HEADER,
     REASON_HEADER,
@@ -178,17 +178,30 @@ def test_transient_failure_dead_letters_after_limit(rabbitmq: RabbitBroker, qcfg
 
 
 @pytest.mark.services
-def test_unexpected_exception_is_bounded_too(rabbitmq: RabbitBroker, qcfg: QueueConfig) -> None:
-    calls: list[int] = []
+def test_failures_are_dead_lettered_or_redelivered_by_type(rabbitmq: RabbitBroker, qcfg: QueueConfig) -> None:
+    """issue 14 item 3: the classifier decides by type, never by message text. A permanent error whose text names a
+    transient class is dead-lettered at once; a transient one whose text names a permanent class is redelivered
+    (then dead-lettered at the limit); an unexpected exception (a bug: redelivery cannot cure it) is dead-lettered
+    at once, a network error of the standard library is redelivered."""
+    raised = {
+        "permanent": GranuleUnreadable("g.nc4: body reads SourceUnavailable: 503"),
+        "transient": StoreLocked("oco3/x.zarr: held; last writer said GranuleUnreadable: no"),
+        "bug": KeyError("bug"),
+        "network": ConnectionResetError("peer reset"),
+    }
+    calls: dict[str, int] = {}
 
-    def buggy(items: list[Any]) -> None:
-        calls.append(1)
-        raise KeyError("bug")
+    def handle(items: list[Any]) -> None:
+        calls[items[0]] = calls.get(items[0], 0) + 1
+        raise raised[items[0]]
 
-    publish(rabbitmq, qcfg.queue, message_body(["x"]))
-    consumer(qcfg, buggy).run()
-    assert len(calls) == 3
-    assert len(drain(rabbitmq, dead_letter_names(qcfg.queue)[1])) == 1
+    publish(rabbitmq, qcfg.queue, *(message_body([name]) for name in raised))
+    stats = consumer(qcfg, handle).run()
+    assert calls == {"permanent": 1, "transient": 3, "bug": 1, "network": 3}
+    assert stats.rejected == 2 and stats.dead_lettered == 2 and stats.retried == 4
+    assert any(r.startswith("unexpected KeyError") for r in stats.reasons)
+    dead = drain(rabbitmq, dead_letter_names(qcfg.queue)[1])
+    assert sorted(yaml_inputs(b)[0] for _, b in dead) == sorted(raised)
 
 
 @pytest.mark.services
@@ -370,6 +383,27 @@ def test_listen_cli_processes_a_message(rabbitmq: RabbitBroker, qcfg: QueueConfi
 
 
 @pytest.mark.services
+def test_listener_honours_output_global(rabbitmq: RabbitBroker, qcfg: QueueConfig, tmp_path: Path) -> None:
+    """issue 14 item 4: with output.global a message writes the global stores (before: six per-target stores)."""
+    from oco_l3.listen_cli import pipeline_handler
+    from oco_l3.sample_data import write_sample_day
+
+    good = write_sample_day(tmp_path / "in", DAY, missions=("oco2",))["oco2"]
+    publish(rabbitmq, qcfg.queue, message_body([str(good)]))
+    raw = _pipeline_config(tmp_path, qcfg)
+    raw["output"]["global"] = True
+    raw["grid"] = {"latitude": 180, "longitude": 360, "method": "nearest"}
+    stats = consumer(qcfg, pipeline_handler(parse_config(raw)), idle_timeout=2.0).run()
+    assert stats.acked == 1, stats.reasons
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == ["post_qf", "pre_qf"]
+    import xarray as xr
+
+    with xr.open_zarr(out / "pre_qf", consolidated=True) as ds:
+        assert "OCO2_global_xco2" in ds and ds.sizes["time"] == 1
+
+
+@pytest.mark.services
 def test_listen_cli_requires_queue_config(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("input: {files: [/x.nc4]}\noutput: {local: out}\n")
@@ -494,8 +528,8 @@ def yaml_inputs(body: bytes) -> list[Any]:
 
 
 @pytest.mark.parametrize(("message", "transient", "raised"), [
-    ("g.nc4: SourceUnavailable: s3://b/g.nc4: ConnectTimeoutError", True, SourceUnavailable),
-    ("g.nc4: commit to oco3/x failed: StoreLocked: busy", True, SourceUnavailable),
+    ("g.nc4: SourceUnavailable: s3://b/g.nc4: ConnectTimeoutError", True, InputsBlocked),
+    ("g.nc4: commit to oco3/x failed: StoreLocked: busy", True, InputsBlocked),
     ("g.nc4: GranuleUnreadable: s3://b/g.nc4: no such object", False, MessageInvalid),
 ])
 def test_pipeline_handler_classifies_failures(monkeypatch: pytest.MonkeyPatch, message: str, transient: bool,
@@ -503,7 +537,7 @@ def test_pipeline_handler_classifies_failures(monkeypatch: pytest.MonkeyPatch, m
     pipeline = pytest.importorskip("oco_l3.pipeline")
     from oco_l3.listen_cli import pipeline_handler
 
-    def fake_day(config: Any, batch: Any, quicklook_dir: str | None = None) -> Any:
+    def fake_day(config: Any, batch: Any, quicklook_dir: str | None = None, capture_workers: int = 1) -> Any:
         return pipeline.DayResult(
             batch.day, tuple(pipeline.InputOutcome(g, False, message, transient=transient) for g in batch.granules))
 

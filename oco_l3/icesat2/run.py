@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from oco_l3.errors import ConfigInvalid, OcoL3Error, PermanentError, SegmentsOffGrid, one_line
+from oco_l3.errors import ConfigInvalid, PermanentError, SegmentsOffGrid, classify, one_line
 from oco_l3.icesat2.config import CanopyConfig, LandIceConfig, SeaIceConfig, parse_icesat2_config
 from oco_l3.icesat2.daily import DayOutput, GridSamples, GridSet, Located, locate, write_daily
 from oco_l3.icesat2.grids import SEAICE_DEFAULT_GRIDS, PolarGrid, hemisphere_preset, resolve_grid
@@ -53,11 +53,12 @@ def load_icesat2_config(config: Icesat2Config | dict[str, Any] | str | Path) -> 
     """
     if isinstance(config, str | Path):
         from oco_l3.config import load_config
+        from oco_l3.icesat2.registry import ICESAT2_PRODUCTS
 
         loaded = load_config(config)
-        if not isinstance(loaded, SeaIceConfig | LandIceConfig | CanopyConfig):
-            raise ConfigInvalid(f"{config}: not an ICESat-2 product config (product: icesat2-seaice, "
-                                "icesat2-landice or icesat2-canopy)")
+        if getattr(loaded, "product", "oco") not in ICESAT2_PRODUCTS:
+            raise ConfigInvalid(f"{config}: not an ICESat-2 product config (product: "
+                                f"{', '.join(ICESAT2_PRODUCTS)})")
         return loaded
     if isinstance(config, dict):
         return parse_icesat2_config(config)
@@ -92,9 +93,13 @@ def extract_granule(config: Icesat2Config, path: str) -> GranuleExtract:
     try:
         with _readable(config, path) as source:
             return icesat2_product(product).extract_fn()(config, path, source)
-    except PermanentError as exc:
-        log.warning("%s: skipped: %s", path, one_line(exc))
-        return GranuleExtract(Icesat2Result(path, product, False, one_line(exc)))
+    except Exception as exc:  # noqa: BLE001 - classified: transient propagates (retried), permanent is recorded
+        verdict = classify(exc)
+        if verdict.transient:
+            raise
+        log.warning("%s: skipped: %s", path, verdict.reason)
+        log.debug("error on %s", path, exc_info=True)
+        return GranuleExtract(Icesat2Result(path, product, False, verdict.reason))
 
 
 @contextlib.contextmanager
@@ -202,12 +207,14 @@ def _write(product: GridProduct, located: list[Located], grids: GridSet, config:
     try:
         days = write_daily(product, located, grids, config.output_root, config.output.cog, config.output.quicklook,
                            config.output.zarr_format)
-    except OcoL3Error as exc:
-        if not isinstance(exc, PermanentError):
+    except Exception as exc:  # noqa: BLE001 - classified: transient propagates (retried), permanent is recorded
+        verdict = classify(exc)
+        if verdict.transient:
             raise
+        log.debug("writing %s failed", product.folder, exc_info=True)
         for i in indices:
             if results[i].ok:
-                results[i] = replace(results[i], ok=False, message=one_line(exc))
+                results[i] = replace(results[i], ok=False, message=verdict.reason)
         return
     _merge_days(results, indices, days)
 
