@@ -28,21 +28,26 @@ def _secret_block_token() -> str | None:
 
 
 def earthdata_login(config: Any) -> bool:
-    """Log in to Earthdata when the run searches CMR (download needs it); False when nothing to log in with."""
-    if config.search is None or config.search.source != "cmr":
+    """Log in to Earthdata when the run searches CMR (downloads need it; an OCO config with a local or S3 source
+    does not): :func:`login_for_downloads`. ICESat-2 configs always search CMR."""
+    search = getattr(config, "search", None)
+    if search is None or getattr(search, "source", "cmr") != "cmr":
         return False
-    import earthaccess
+    return login_for_downloads()
 
+
+def login_for_downloads() -> bool:
+    """The library's one login (:func:`oco_l3._earthdata.earthdata_login`: environment, else ``~/.netrc``); with
+    neither, the Secret block's token is put into this process's environment first (registered for redaction)."""
+    from oco_l3._earthdata import earthdata_login as login
     from oco_l3.secrets import register_secret
 
-    if os.environ.get("EARTHDATA_TOKEN") or os.environ.get("EARTHDATA_USERNAME"):
-        return bool(earthaccess.login(strategy="environment"))
-    if (Path.home() / ".netrc").exists():
-        return bool(earthaccess.login(strategy="netrc"))
+    if os.environ.get("EARTHDATA_TOKEN") or os.environ.get("EARTHDATA_USERNAME") or (Path.home() / ".netrc").exists():
+        return login()
     token = _secret_block_token()
     if not token:
         log.warning("No Earthdata credentials (environment, netrc or secret block): downloads will fail")
         return False
     register_secret(token)
     os.environ["EARTHDATA_TOKEN"] = token
-    return bool(earthaccess.login(strategy="environment"))
+    return login()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from typing import Any
 
 from prefect import flow, unmapped
 
 from flows._settle import reason, settle
+from flows.earthdata import earthdata_login
 from flows.runners import task_runner
 from oco_l3.icesat2.discovery import GranuleRef
 from oco_l3.icesat2.results import Icesat2Result
@@ -72,16 +72,6 @@ def icesat2_discover(config: str) -> list[dict[str, Any]]:
     return [{"name": r.name, "rgt": r.rgt, "urls": list(r.urls)} for r in discover_granules(cfg)]
 
 
-def _login_from_environment() -> bool:
-    """Earthdata login only from ``EARTHDATA_TOKEN`` or ``EARTHDATA_USERNAME``/``PASSWORD`` (never a parameter)."""
-    if not (os.environ.get("EARTHDATA_TOKEN") or os.environ.get("EARTHDATA_USERNAME")):
-        log.warning("No Earthdata credentials in the environment: downloads may fail")
-        return False
-    import earthaccess
-
-    return bool(earthaccess.login(strategy="environment"))
-
-
 def _staging(cfg: Icesat2Config) -> str:
     return str(cfg.output_root / "staging" / cfg.product)
 
@@ -133,7 +123,7 @@ def icesat2_window(cfg: Icesat2Config, today: dt.date, latency_days: int, lookba
 def _search_download_process(cfg: Icesat2Config, temporal: tuple[str, str] | None) -> dict[str, Any]:
     refs = discover_granules(cfg, temporal)
     if refs:
-        _login_from_environment()
+        earthdata_login(cfg)
     files, failed = _download(cfg, refs)
     try:
         results = _process(cfg, files) + failed

@@ -1,5 +1,8 @@
-"""NASA Earthdata Cloud access for :mod:`oco_l3.remote`: whose bucket, temporary S3 credentials, HTTPS links.
+"""NASA Earthdata access: the one login, and for :mod:`oco_l3.remote` whose bucket, temporary S3 credentials,
+HTTPS links.
 
+* :func:`earthdata_login` -- the one Earthdata login of the project (environment, else ``~/.netrc``); every
+  caller (CMR downloads, S3 credentials, HTTPS reads, the flows) goes through it.
 * :func:`nasa_provider` -- the Earthdata Cloud provider (``GES_DISC``, ``NSIDC_CPRD`` ...) of a NASA bucket.
 * :func:`earthdata_s3_credentials` -- the provider's temporary S3 credentials (earthaccess asks the DAAC's
   ``s3credentials`` endpoint; they last one hour), cached and fetched anew :func:`refresh_margin` before they expire.
@@ -18,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from oco_l3.errors import ConfigInvalid, SourceUnavailable
@@ -93,15 +98,38 @@ _earthdata_cache: dict[str, S3Credentials] = {}
 _earthdata_lock = threading.Lock()
 
 
-def ensure_earthdata_login() -> Any:
-    """The earthaccess module, logged in from the environment (EARTHDATA_TOKEN or USERNAME/PASSWORD) if needed."""
+def earthdata_login() -> bool:
+    """THE Earthdata login, once per process (searches, downloads, temporary S3 credentials and HTTPS reads all
+    come here, in any process that needs them: a flow, a Dask worker on another machine, ``oco-l3 run``).
+
+    From what this machine has: ``EARTHDATA_TOKEN`` or ``EARTHDATA_USERNAME``/``EARTHDATA_PASSWORD`` in the
+    environment (earthaccess's ``environment`` strategy), else ``~/.netrc``. True when logged in (or already was);
+    False when there is nothing to log in with. Never logs a credential. (The Prefect layer may first put a token
+    from a Secret block into the environment: :mod:`flows.earthdata`.)
+    """
     import earthaccess
 
-    if not earthaccess.__auth__.authenticated:
-        earthaccess.login(strategy="environment")
-    if not earthaccess.__auth__.authenticated:
+    auth = getattr(earthaccess, "__auth__", None)
+    if auth is not None and getattr(auth, "authenticated", False):
+        return True
+    if os.environ.get("EARTHDATA_TOKEN") or os.environ.get("EARTHDATA_USERNAME"):
+        strategy = "environment"
+    elif (Path.home() / ".netrc").exists():
+        strategy = "netrc"
+    else:
+        return False
+    result = earthaccess.login(strategy=strategy)
+    return bool(getattr(result, "authenticated", result))
+
+
+def ensure_earthdata_login() -> Any:
+    """The earthaccess module, logged in (:func:`earthdata_login`); :class:`ConfigInvalid` when that fails."""
+    import earthaccess
+
+    if not earthdata_login():
         raise ConfigInvalid(
-            "Earthdata login failed: set EARTHDATA_TOKEN or EARTHDATA_USERNAME/EARTHDATA_PASSWORD for NASA buckets"
+            "Earthdata login failed: set EARTHDATA_TOKEN or EARTHDATA_USERNAME/EARTHDATA_PASSWORD (or ~/.netrc) "
+            "for NASA data"
         )
     return earthaccess
 

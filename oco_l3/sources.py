@@ -272,27 +272,15 @@ class CmrSource:
         return download_granule(ref.url, directory)
 
 
-def _earthdata_login_here() -> None:
-    """On a worker that has not logged in (a Dask worker on another machine): log in from its own environment
-    (``EARTHDATA_TOKEN`` / ``EARTHDATA_USERNAME``+``PASSWORD``) or ``~/.netrc``, if it has either."""
-    import earthaccess
-
-    auth = getattr(earthaccess, "__auth__", None)
-    if auth is not None and getattr(auth, "authenticated", False):
-        return
-    if os.environ.get("EARTHDATA_TOKEN") or os.environ.get("EARTHDATA_USERNAME"):
-        earthaccess.login(strategy="environment")
-    elif (Path.home() / ".netrc").exists():
-        earthaccess.login(strategy="netrc")
-
-
 def download_granule(url: str, directory: str) -> str:
     """Download one granule (an Earthdata ``https://`` URL) into ``directory`` with earthaccess; the local path."""
     import earthaccess
 
+    from oco_l3._earthdata import earthdata_login
+
     name = url.rsplit("/", 1)[-1]
     try:
-        _earthdata_login_here()
+        earthdata_login()  # a worker that has not logged in (a Dask worker elsewhere) logs in from its own setup
         paths = earthaccess.download([url], local_path=directory, show_progress=False)
     except (requests.RequestException, OSError) as exc:
         raise SourceUnavailable(f"{name}: download failed: {exc.__class__.__name__}") from None

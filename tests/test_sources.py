@@ -239,6 +239,23 @@ def test_earthdata_login_only_for_cmr_and_from_the_environment(fake_login: list[
     assert earthdata_login(_Config("cmr")) is True and fake_login == ["environment"]
 
 
+def test_one_earthdata_login_environment_then_netrc(fake_login: list[str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one login every caller uses (downloads, S3 credentials, HTTPS, the OCO and ICESat-2 flows)."""
+    from oco_l3 import _earthdata, remote, sources
+
+    assert _earthdata.earthdata_login() is False and fake_login == []  # nothing to log in with
+    (tmp_path / ".netrc").write_text("machine urs.earthdata.nasa.gov login u password p\n")
+    assert _earthdata.earthdata_login() is True and fake_login == ["netrc"]
+    monkeypatch.setenv("EARTHDATA_TOKEN", "tok")
+    assert remote._ensure_earthdata_login() is not None and fake_login == ["netrc", "environment"]
+    import earthaccess
+
+    monkeypatch.setattr(earthaccess, "download", lambda urls, local_path, show_progress: [f"{local_path}/g.nc4"])
+    assert sources.download_granule("https://x/g.nc4", "/tmp") == "/tmp/g.nc4"
+    assert fake_login == ["netrc", "environment", "environment"]
+
+
 def test_earthdata_token_from_secret_block_is_redacted(fake_login: list[str], monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     import logging
