@@ -3,11 +3,10 @@
 One small interface, :class:`GranuleSource`: ``search(missions, start, end) -> [GranuleRef]`` and
 ``fetch(ref, directory) -> location`` (a path or URL that the pipeline's readers can open).
 
-* :class:`CmrSource` -- NASA CMR through earthaccess (each mission's
-  :attr:`~oco_l3.missions.MissionSpec.collection`, :data:`COLLECTIONS`). Every HTTP request has
-  a timeout; network failures become :class:`SourceUnavailable` / :class:`SourceThrottled` (retried by the
-  orchestration layer), a rejected query becomes :class:`ConfigInvalid`. Credentials are earthaccess's business
-  (environment, netrc, or a login done by the caller); they never pass through here.
+* :class:`CmrSource` -- NASA CMR (each mission's :attr:`~oco_l3.missions.MissionSpec.collection`,
+  :data:`COLLECTIONS`) through the one CMR search, :func:`oco_l3.cmr.search_cmr` (a timeout on every request;
+  network failures become :class:`SourceUnavailable` / :class:`SourceThrottled`, retried by the orchestration
+  layer; a rejected query :class:`ConfigInvalid`). Credentials never pass through here.
 * :class:`LocalSource` -- a directory tree of granules named by the products' conventions.
 * :class:`S3Source` -- an ``s3://bucket/prefix`` listed with fsspec/s3fs.
 """
@@ -17,18 +16,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 
+from oco_l3 import cmr
 from oco_l3.errors import (
     ConfigInvalid,
     GranuleNameUnrecognised,
-    SourceThrottled,
     SourceUnavailable,
 )
 from oco_l3.missions import DEFAULT_MISSIONS, MISSIONS, Collection
@@ -36,7 +34,7 @@ from oco_l3.soundings import Mission
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
+DEFAULT_TIMEOUT = cmr.DEFAULT_TIMEOUT
 
 #: The CMR collection searched per mission (from the registry).
 COLLECTIONS: Mapping[Mission, Collection] = {key: spec.collection for key, spec in MISSIONS.items()}
@@ -44,14 +42,24 @@ COLLECTIONS: Mapping[Mission, Collection] = {key: spec.collection for key, spec 
 
 @dataclass(frozen=True)
 class GranuleRef:
-    """One discovered granule: mission, UTC day, where it is, its size in bytes and checksum (``ALG:value``)."""
+    """One discovered granule of any product -- the one granule reference of the project (OCO sources, the
+    ICESat-2 discovery, the state table, the flows).
 
-    mission: Mission
+    ``mission`` is the OCO mission key or the ICESat-2 product key (the state table's ``mission`` column), ``day``
+    its UTC (start) day, ``url`` where it is (the data file to read or download), ``size`` in bytes and
+    ``checksum`` (``ALG:value``) when known, ``name`` its file name. From CMR also its ``concept_id`` and every
+    data link (``urls``); ICESat-2 granules carry their reference ground track (``rgt``).
+    """
+
+    mission: str
     day: dt.date
     url: str
     size: int | None = None
     checksum: str | None = None
     name: str = ""
+    concept_id: str | None = None
+    urls: tuple[str, ...] = ()
+    rgt: int | None = None
 
 
 class GranuleSource(Protocol):
@@ -148,119 +156,43 @@ class S3Source:
 
 
 # --- CMR (earthaccess) -----------------------------------------------------------------------------------
-class _TimeoutSession(requests.Session):
-    """A requests session whose every request has a timeout unless one is given."""
-
-    def __init__(self, timeout: float | tuple[float, float]) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
-
-
-def _status_of(exc: BaseException) -> int | None:
-    for candidate in (exc.__cause__, exc):
-        response = getattr(candidate, "response", None)  # a Response is falsy for 4xx/5xx: compare to None
-        if response is not None:
-            return getattr(response, "status_code", None)
-    return None
-
-
-def _cmr_error(exc: BaseException, what: str) -> Exception:
-    """Map a failure of a CMR request to our error leaves (one line, no URL query strings, no secrets)."""
-    status = _status_of(exc)
-    if status in (429, 503):
-        return SourceThrottled(f"CMR {what}: throttled (HTTP {status})")
-    if status is not None and 400 <= status < 500:
-        return ConfigInvalid(f"CMR {what}: query rejected (HTTP {status})")
-    if status is not None:
-        return SourceUnavailable(f"CMR {what}: server error (HTTP {status})")
-    return SourceUnavailable(f"CMR {what}: {exc.__class__.__name__}")
-
-
-def _umm_size(archive: Mapping[str, Any]) -> int | None:
-    if "SizeInBytes" in archive:
-        return int(archive["SizeInBytes"])
-    units = {"KB": 1024, "MB": 1024**2, "GB": 1024**3, "B": 1}
-    if "Size" in archive:
-        return int(float(archive["Size"]) * units.get(str(archive.get("SizeUnit", "MB")).upper(), 1024**2))
-    return None
-
-
-def _umm_checksum(archive: Mapping[str, Any]) -> str | None:
-    checksum = archive.get("Checksum") or {}
-    if "Value" not in checksum:
-        return None
-    return f"{checksum.get('Algorithm', 'unknown')}:{checksum['Value']}"
-
-
-def _data_url(umm: Mapping[str, Any]) -> str | None:
-    links = [u.get("URL", "") for u in umm.get("RelatedUrls", []) if u.get("Type") == "GET DATA"]
-    https = [u for u in links if u.startswith("https://")]
-    return (https or links or [None])[0]
-
-
-def _umm_day(umm: Mapping[str, Any]) -> dt.date | None:
-    begin = umm.get("TemporalExtent", {}).get("RangeDateTime", {}).get("BeginningDateTime")
-    return dt.datetime.fromisoformat(begin.replace("Z", "+00:00")).date() if begin else None
-
-
 def granule_ref_from_umm(mission: Mission, item: Mapping[str, Any]) -> GranuleRef | None:
     """A :class:`GranuleRef` from one CMR UMM-JSON granule item; ``None`` when it has no data link or day."""
-    umm = item.get("umm", {})
-    url = _data_url(umm)
-    if url is None:
+    links = cmr.data_links(item)
+    if not links:
         return None
+    url = links[0]
     name = url.rsplit("/", 1)[-1]
     info = _name_info(name)
-    day = info[1] if info is not None else _umm_day(umm)
+    day = info[1] if info is not None else cmr.begin_day(item)
     if day is None:
         return None
-    archives = umm.get("DataGranule", {}).get("ArchiveAndDistributionInformation") or [{}]
-    main = next((a for a in archives if a.get("Name") == name), archives[0])
-    return GranuleRef(mission, day, url, _umm_size(main), _umm_checksum(main), name)
-
-
-SearchFn = Callable[..., list[Any]]
+    return GranuleRef(mission, day, url, cmr.size_in_bytes(item, name), cmr.checksum(item, name), name,
+                      concept_id=cmr.concept_id(item), urls=tuple(links))
 
 
 class CmrSource:
-    """Search CMR through earthaccess's granule query with a timeout on every request.
+    """Search CMR for the missions' collections (:func:`oco_l3.cmr.search_cmr`: a timeout on every request).
 
-    ``cmr_url`` points the query at another CMR (a test server on 127.0.0.1, UAT); ``session`` replaces the HTTP
-    session (an authenticated one from ``earthaccess.login``, wrapped by the caller if it wants timeouts).
+    ``cmr_url`` points the query at another CMR (a test server on 127.0.0.1, UAT; default ``OCO_L3_CMR_URL``);
+    ``session`` replaces the HTTP session (an authenticated one, wrapped by the caller if it wants timeouts).
     """
 
-    def __init__(self, cmr_url: str | None = None, *, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    def __init__(self, cmr_url: str | None = None, *, timeout: float | tuple[float, float] = cmr.DEFAULT_TIMEOUT,
                  session: requests.Session | None = None,
                  collections: Mapping[Mission, Collection] = COLLECTIONS) -> None:
-        self.cmr_url = cmr_url.rstrip("/") + "/" if cmr_url else None
-        self.session = session if session is not None else _TimeoutSession(timeout)
+        self.cmr_url = cmr_url
+        self.session = session if session is not None else cmr.TimeoutSession(timeout)
         self.collections = collections
-
-    def _items(self, collection: Collection, start: dt.date, end: dt.date) -> list[Any]:
-        from earthaccess.search import DataGranules
-
-        query = DataGranules()
-        query.session = self.session
-        if self.cmr_url:
-            query.mode(self.cmr_url)
-        query.parameters(short_name=collection.short_name, version=collection.version,
-                         temporal=(start.isoformat(), f"{end.isoformat()}T23:59:59Z"))
-        what = f"{collection.short_name}.{collection.version} {start}..{end}"
-        try:
-            with warnings.catch_warnings():  # earthaccess 0.17 warns about its own size() on every granule
-                warnings.simplefilter("ignore", FutureWarning)
-                return list(query.get_all())
-        except (RuntimeError, requests.RequestException, ValueError, KeyError) as exc:
-            raise _cmr_error(exc, what) from None
 
     def search(self, missions: Sequence[Mission], start: dt.date, end: dt.date) -> list[GranuleRef]:
         refs = []
         for mission in missions:
-            for item in self._items(self.collections[mission], start, end):
+            c = self.collections[mission]
+            params = {"short_name": c.short_name, "version": c.version,
+                      "temporal": (start.isoformat(), f"{end.isoformat()}T23:59:59Z")}
+            for item in cmr.search_cmr(f"{c.label} {start}..{end}", params, cmr_url=self.cmr_url,
+                                       session=self.session):
                 ref = granule_ref_from_umm(mission, item)
                 if ref is not None and start <= ref.day <= end:
                     refs.append(ref)
@@ -299,7 +231,7 @@ def source_from_config(search: Any) -> GranuleSource:
         if not search.s3:
             raise ConfigInvalid("search.s3: required when search.source is s3")
         return S3Source(search.s3)
-    return CmrSource(os.environ.get("OCO_L3_CMR_URL") or None)
+    return CmrSource()
 
 
 def missions_of(config: Any) -> list[Mission]:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -627,20 +626,18 @@ def held_claims(state: State, owner: str, lease_s: float = CLAIM_LEASE_S) -> Ite
 
 
 # --- product results (ICESat-2) --------------------------------------------------------------------------
-_NAME_DAY = re.compile(r"ATL\d\d(?:-0\d)?_(\d{8})\d{6}_")
 
 
 def _result_days(result: Any) -> tuple[dt.date, ...]:
     """The UTC days of a product result; for a failure without days, the start day in the granule's name."""
     if result.days:
         return tuple(sorted({dt.date.fromisoformat(d) for d in result.days}))
-    m = None if result.ok else _NAME_DAY.search(Path(str(result.input)).name)
-    if m is None:
+    if result.ok:
         return ()
-    try:
-        return (dt.datetime.strptime(m.group(1), "%Y%m%d").date(),)
-    except ValueError:
-        return ()
+    from oco_l3.icesat2.discovery import granule_day
+
+    day = granule_day(str(result.input))
+    return (day,) if day is not None else ()
 
 
 def _one_line(text: str | None, default: str) -> str:

@@ -14,7 +14,7 @@ DATA = Path(__file__).parent / "data" / "icesat2"
 
 
 class CmrGranule(dict):
-    """What ``earthaccess.search_data`` returns, as far as oco_l3.icesat2.discovery reads it."""
+    """What a CMR search returns (earthaccess's ``DataGranule``), as far as oco_l3.icesat2.discovery reads it."""
 
     def data_links(self) -> list[str]:
         return [u["URL"] for u in self["umm"]["RelatedUrls"]]
@@ -35,13 +35,16 @@ def copy_sample(urls: list[str], local_path: str, **kwargs: Any) -> list[str]:
 
 def offline_earthdata(monkeypatch: pytest.MonkeyPatch, search: Callable[..., list[CmrGranule]],
                       download: Callable[..., list[str]] = copy_sample) -> None:
-    """Patch earthaccess: ``search_data`` is ``search``, ``download`` is ``download``, ``login`` fails the test;
-    no Earthdata credentials in the environment and no retry delays."""
+    """Patch the CMR search's HTTP side (:func:`oco_l3.cmr.granule_query`, called with earthaccess's search
+    parameters) with ``search``, ``earthaccess.download`` with ``download``; ``login`` fails the test; no
+    Earthdata credentials in the environment and no retry delays."""
     import earthaccess
+
+    from oco_l3 import cmr
 
     monkeypatch.setenv("OCO_L3_RETRY_BASE_SECONDS", "0")
     monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
     monkeypatch.delenv("EARTHDATA_USERNAME", raising=False)
     monkeypatch.setattr(earthaccess, "login", lambda *a, **k: pytest.fail("login must not be called"))
-    monkeypatch.setattr(earthaccess, "search_data", search)
+    monkeypatch.setattr(cmr, "granule_query", lambda params, **_: search(**params))
     monkeypatch.setattr(earthaccess, "download", download)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -73,14 +74,29 @@ def test_search_errors_are_transient():
         search_granules("ATL10", ("2019-01-01", "2019-01-02"), search=slow)
 
 
-def test_default_search_is_earthaccess_and_never_logs_in(monkeypatch):
+def test_default_search_is_the_one_cmr_search_and_never_logs_in(monkeypatch):
+    """ICESat-2 discovery and the OCO CmrSource share oco_l3.cmr.search_cmr: one HTTP side, a timeout on every
+    request, one error mapping, one GranuleRef."""
     import earthaccess
 
+    from oco_l3 import cmr
+    from oco_l3.sources import GranuleRef
+
     seen = {}
-    monkeypatch.setattr(earthaccess, "search_data", lambda **k: seen.update(k) or [])
+
+    def query(params, cmr_url=None, session=None):
+        seen.update(params, session=session)
+        return [_granule(NAMES[0])]
+
+    monkeypatch.setattr(cmr, "granule_query", query)
     monkeypatch.setattr(earthaccess, "login", lambda *a, **k: pytest.fail("login must not be called"))
-    assert search_granules("ATL06", ("2018-10-13", "2018-10-14"), bbox=(-180, -90, 180, -60)) == []
+    (ref,) = search_granules("ATL08", ("2026-01-18", "2026-01-18"), bbox=(-180, -90, 180, -60),
+                             product="icesat2-canopy")
     assert seen["bounding_box"] == (-180.0, -90.0, 180.0, -60.0)
+    assert isinstance(seen["session"], cmr.TimeoutSession) and seen["session"].timeout == cmr.DEFAULT_TIMEOUT
+    assert isinstance(ref, GranuleRef) and (ref.mission, ref.day, ref.rgt) == ("icesat2-canopy",
+                                                                              dt.date(2026, 1, 18), 531)
+    assert ref.url == f"https://data.example/ATLAS/{NAMES[0]}" and ref.concept_id == f"G-{NAMES[0][:20]}"
 
 
 def test_polygon_ring_reorients_clockwise_input():

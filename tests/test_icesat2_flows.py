@@ -45,7 +45,9 @@ def test_discover_flow_uses_search_section(tmp_path, prefect_harness, monkeypatc
         def data_links(self):
             return ["https://data.example/ATL10-01_20190101000000_13790101_006_01.h5"]
 
-    monkeypatch.setattr(earthaccess, "search_data", lambda **k: seen.update(k) or [G(umm={}, meta={})])
+    from oco_l3 import cmr
+
+    monkeypatch.setattr(cmr, "granule_query", lambda params, **_: seen.update(params) or [G(umm={}, meta={})])
     monkeypatch.setattr(earthaccess, "login", lambda *a, **k: pytest.fail("no login"))
     cfg = tmp_path / "d.yaml"
     cfg.write_text(yaml.safe_dump({

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from oco_l3.errors import SourceUnavailable
-from oco_l3.icesat2.discovery import GranuleRef, _ref, download_granule, remove_staged
+from oco_l3.icesat2.discovery import GranuleRef, _ref, download_granule, granule_day, remove_staged
 from tests.icesat2_fakes import cmr_granule, offline_earthdata
 
 DATA = Path(__file__).parent / "data" / "icesat2"
@@ -18,7 +18,9 @@ SIZE = ATL07_B.stat().st_size
 
 
 def _granule_ref(size: int | None = SIZE) -> GranuleRef:
-    return GranuleRef(ATL07_B.name, "G1", (f"https://data.example/ATLAS/{ATL07_B.name}",), 902, None, size)
+    url = f"https://data.example/ATLAS/{ATL07_B.name}"
+    return GranuleRef("icesat2-seaice", granule_day(ATL07_B.name), url, size, None, ATL07_B.name, concept_id="G1",
+                      urls=(url,), rgt=902)
 
 
 def _copier(calls: list[str], nbytes: int | None = None, fail: bool = False):
@@ -106,9 +108,9 @@ def test_cmr_size_in_bytes_is_parsed() -> None:
 
     umm = {"GranuleUR": ATL07_B.name, "DataGranule": {"ArchiveAndDistributionInformation": [
         {"Name": "browse.png", "SizeInBytes": 10}, {"Name": ATL07_B.name, "SizeInBytes": SIZE}]}}
-    assert _ref(Granule(umm=umm, meta={})).size == SIZE
+    assert _ref(Granule(umm=umm, meta={}), "icesat2-seaice").size == SIZE
     assert _ref(Granule(umm={"GranuleUR": "x", "DataGranule": {"ArchiveAndDistributionInformation": [
-        {"Size": 1.2, "SizeUnit": "MB"}]}}, meta={})).size is None
+        {"Size": 1.2, "SizeUnit": "MB"}]}}, meta={}), "icesat2-seaice").size is None
 
 
 def test_remove_staged_only_inside_the_staging_folder(tmp_path: Path) -> None:

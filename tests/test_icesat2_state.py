@@ -110,7 +110,7 @@ def test_download_granule_timeout_and_empty_answer(tmp_path: Path) -> None:
     from oco_l3.errors import SourceUnavailable
     from oco_l3.icesat2.discovery import _ref, download_granule
 
-    ref = _ref(cmr_granule(ATL07_B.name))
+    ref = _ref(cmr_granule(ATL07_B.name), "icesat2-seaice")
     with pytest.raises(SourceUnavailable, match="timed out"):
         download_granule(ref, tmp_path, timeout_s=0.05, download=lambda *a, **k: time.sleep(1) or [])
     with pytest.raises(SourceUnavailable, match="no file"):

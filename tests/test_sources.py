@@ -155,8 +155,10 @@ def fake_cmr() -> Iterator[str]:
 def test_cmr_source_parses_umm(fake_cmr: str) -> None:
     refs = CmrSource(fake_cmr, timeout=5).search(["oco3", "oco2", "oco3_sif"], D(2021, 12, 18), D(2021, 12, 18))
     assert [r.mission for r in refs] == ["oco2", "oco3", "oco3_sif"]
-    assert refs[0] == GranuleRef("oco2", D(2021, 12, 18), f"https://data.example/OCO2_L2_Lite_FP/{NAMES['oco2']}",
-                                 64424455, "MD5:0a1b", NAMES["oco2"])
+    url = f"https://data.example/OCO2_L2_Lite_FP/{NAMES['oco2']}"
+    assert refs[0] == GranuleRef("oco2", D(2021, 12, 18), url, 64424455, "MD5:0a1b", NAMES["oco2"],
+                                 concept_id=f"G-{NAMES['oco2']}",
+                                 urls=(url,))
     versions = {(q["short_name"][0], q["version"][0]) for q in FakeCmr.seen}
     assert versions == {("OCO3_L2_Lite_FP", "11r"), ("OCO2_L2_Lite_FP", "11.2r"), ("OCO3_L2_Lite_SIF", "11r")}
     assert all(q["temporal"] == ["2021-12-18,2021-12-18T23:59:59Z"] for q in FakeCmr.seen if "temporal" in q)

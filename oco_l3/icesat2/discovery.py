@@ -1,17 +1,21 @@
-"""Granule discovery in NASA CMR through ``earthaccess.search_data`` (no login needed to search).
+"""Granule discovery in NASA CMR through the one CMR search, :func:`oco_l3.cmr.search_cmr` (no login needed to
+search).
 
-``search_granules(short_name, temporal, version=, bbox= | polygon=, tracks=)`` returns :class:`GranuleRef` values.
+``search_granules(short_name, temporal, version=, bbox= | polygon=, tracks=)`` returns the project's one granule
+reference, :class:`oco_l3.sources.GranuleRef` (``mission`` = the ICESat-2 product, ``day`` from the granule name,
+``rgt``, every data link in ``urls``).
 For ATL08 (or any product) the result can be narrowed to the reference ground tracks (RGTs) that cross the
 polygon when a tracks file is given: a GeoJSON FeatureCollection of RGT lines with an ``rgt`` property, or a
 text/CSV file with one RGT number per line. The RGT of a granule comes from its name (``_ttttccss_``).
 :func:`download_granule` fetches one found granule with ``earthaccess.download`` under a wall-clock timeout into a
 private ``.partial-*`` folder and moves it to its final name only after the size check, so an interrupted download
 never leaves a file that a later run takes as complete; :func:`remove_staged` deletes processed downloads.
-This module never logs in; authentication belongs to the caller (flows, from the environment only).
+This module never logs in; authentication belongs to the caller (the flows: :func:`flows.earthdata.earthdata_login`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -21,55 +25,50 @@ import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from oco_l3.errors import ConfigInvalid, GranuleUnreadable, SourceThrottled, SourceUnavailable
+from oco_l3 import cmr
+from oco_l3.errors import ConfigInvalid, GranuleUnreadable, SourceUnavailable
 from oco_l3.icesat2.readers import granule_rgt
+from oco_l3.sources import GranuleRef
 
 log = logging.getLogger(__name__)
 
+__all__ = ["GranuleRef", "discover_granules", "download_granule", "granule_day", "remove_staged", "search_granules"]
+
+_NAME_DAY = re.compile(r"ATL\d\d(?:-0\d)?_(\d{8})\d{6}_")
 
 
-@dataclass(frozen=True)
-class GranuleRef:
-    """One CMR granule: its name (GranuleUR), concept id, data URLs, RGT and, when CMR gives it, the size in bytes
-    of its data file; ``raw`` is earthaccess' object."""
-
-    name: str
-    concept_id: str | None
-    urls: tuple[str, ...]
-    rgt: int | None
-    raw: Any = field(default=None, compare=False, repr=False)
-    size: int | None = None
-
-
-def _ref(granule: Any) -> GranuleRef:
-    umm = granule.get("umm", {}) if hasattr(granule, "get") else {}
-    meta = granule.get("meta", {}) if hasattr(granule, "get") else {}
-    name = str(umm.get("GranuleUR") or meta.get("native-id") or "")
-    urls: list[str] = []
-    if hasattr(granule, "data_links"):
-        urls = list(granule.data_links())
-    else:
-        urls = [u.get("URL", "") for u in umm.get("RelatedUrls", []) if u.get("Type") == "GET DATA"]
-    base = Path(urls[0]).name if urls else name
-    return GranuleRef(name or base, meta.get("concept-id"), tuple(urls), granule_rgt(base) or granule_rgt(name),
-                      granule, _size_in_bytes(umm, base))
-
-
-def _size_in_bytes(umm: Any, file_name: str) -> int | None:
-    """The exact byte size CMR lists for the data file (``SizeInBytes``), if it lists one."""
-    info = (umm.get("DataGranule") or {}).get("ArchiveAndDistributionInformation") or []
-    entries = [e for e in info if isinstance(e, dict) and e.get("SizeInBytes") is not None]
-    named = [e for e in entries if e.get("Name") == file_name]
-    chosen = named or (entries if len(entries) == 1 else [])
-    try:
-        return int(chosen[0]["SizeInBytes"]) if chosen else None
-    except (TypeError, ValueError):
+def granule_day(name: str) -> dt.date | None:
+    """The UTC start day in an ICESat-2 granule name (``ATL07-01_20190222003738_...`` -> 2019-02-22)."""
+    m = _NAME_DAY.search(Path(name).name)
+    if m is None:
         return None
+    try:
+        return dt.datetime.strptime(m.group(1), "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _ref(granule: Any, product: str) -> GranuleRef | None:
+    """The :class:`~oco_l3.sources.GranuleRef` of one CMR item (an HDF5 data link first); ``None`` without a data
+    link or a day."""
+    umm = cmr.umm_of(granule)
+    meta = granule.get("meta", {}) if hasattr(granule, "get") else {}
+    links = cmr.data_links(granule)
+    base = Path(urlparse(links[0]).path).name if links else ""
+    name = str(umm.get("GranuleUR") or meta.get("native-id") or base)
+    day = granule_day(base) or granule_day(name) or cmr.begin_day(granule)
+    if not links or day is None:
+        log.warning("CMR item %s: no data link or day: skipped", name[:120])
+        return None
+    url = next((u for u in links if u.lower().endswith(".h5")), links[0])
+    file_name = Path(urlparse(url).path).name
+    return GranuleRef(product, day, url, cmr.size_in_bytes(granule, file_name), cmr.checksum(granule, file_name),
+                      name or file_name, concept_id=cmr.concept_id(granule), urls=tuple(links),
+                      rgt=granule_rgt(file_name) or granule_rgt(name))
 
 
 def polygon_ring(polygon: Any) -> list[tuple[float, float]]:
@@ -122,9 +121,11 @@ def search_granules(
     bbox: Sequence[float] | None = None,
     polygon: Any | None = None,
     tracks: str | Path | None = None,
-    search: Callable[..., list[Any]] | None = None,
+    search: cmr.Query | None = None,
+    product: str | None = None,
 ) -> list[GranuleRef]:
-    """Search CMR; ``search`` defaults to ``earthaccess.search_data`` (injectable for tests)."""
+    """Search CMR with the one CMR search (:func:`oco_l3.cmr.search_cmr`); ``search`` replaces its HTTP side
+    (tests). ``product`` (default ``short_name``) is the refs' ``mission``."""
     if bbox is not None and polygon is not None:
         raise ConfigInvalid("search: give bbox or polygon, not both")
     kwargs: dict[str, Any] = {"short_name": short_name, "temporal": tuple(temporal)}
@@ -134,18 +135,9 @@ def search_granules(
         kwargs["bounding_box"] = tuple(float(v) for v in bbox)
     if polygon is not None:
         kwargs["polygon"] = polygon_ring(polygon)
-    if search is None:
-        import earthaccess
-
-        search = earthaccess.search_data
-    try:
-        found = search(**kwargs)
-    except Exception as exc:  # noqa: BLE001 -- any client/transport error of the search is a source failure
-        text = str(exc)
-        if "429" in text or "SlowDown" in text:
-            raise SourceThrottled(f"CMR search {short_name}: throttled ({type(exc).__name__})") from None
-        raise SourceUnavailable(f"CMR search {short_name}: {type(exc).__name__}: {text.splitlines()[0][:160] if text else ''}") from None
-    refs = [_ref(g) for g in found]
+    query = (lambda params, **_: search(**params)) if search is not None else None
+    found = cmr.search_cmr(short_name, kwargs, query=query)
+    refs = [r for r in (_ref(g, product or short_name) for g in found) if r is not None]
     if tracks is not None:
         from shapely.geometry import box
 
@@ -179,15 +171,15 @@ def discover_granules(config: Any, search: Callable[..., list[Any]] | None = Non
         polygon = geom if geom.geom_type == "Polygon" else geom.convex_hull
     from oco_l3.icesat2.registry import icesat2_product
 
-    return search_granules(s.short_name or icesat2_product(config.product).short_name, temporal or s.temporal, s.version, s.bbox,
-                           polygon, s.tracks, search=search)
+    return search_granules(s.short_name or icesat2_product(config.product).short_name, temporal or s.temporal,
+                           s.version, s.bbox, polygon, s.tracks, search=search, product=config.product)
 
 
 DOWNLOAD_TIMEOUT_S = 1800.0
 
 
 def _data_url(ref: GranuleRef) -> str:
-    urls = [u for u in ref.urls if u]
+    urls = [u for u in (ref.url, *ref.urls) if u]
     if not urls:
         raise GranuleUnreadable(f"{ref.name}: CMR lists no data URL to download")
     return next((u for u in urls if u.lower().endswith(".h5")), urls[0])
