@@ -5,7 +5,8 @@ table (``oco3``, ``oco2``, ``oco3_sif``, ``oco2_sif``), the names on the outputs
 variable prefix, platform and sensor attributes), where its granules are (CMR collection), since when
 (mission start), how its files are named, which reader opens them and what that reader needs, the post-QF rule,
 the product's operation-mode code table, which modes make captures and how a capture finds its target (by the id
-in the file, or the nearest centroid of the target list), and the default target list.
+in the file, or the nearest centroid of the target list), the default target list, and how the catalogue
+describes it (STAC platform id, measured quantity).
 
 **Adding a product** is one :class:`MissionSpec` in :data:`MISSIONS`, plus a reader module when its file layout is
 new (a function of the :class:`Reader` protocol, named in ``reader``). Every other module asks this one.
@@ -149,9 +150,12 @@ class MissionSpec:
     #: Short human name (``OCO-3 SIF``) and the source product (``OCO-3 L2 Lite SIF``).
     name: str
     title: str
-    #: The ``platform`` / ``sensor`` attributes of the outputs.
+    #: The ``platform`` / ``sensor`` attributes of the outputs; the STAC platform id (``iss``, ``oco-2``).
     platform: str
     sensor: str
+    platform_id: str
+    #: What the product measures (``XCO2``, ``SIF``): catalogue titles and keywords.
+    quantity: str
     #: ``{cog_prefix}_{target}_{time}_{filtered|unfiltered}_{var}.tif``; ``{global_prefix}_{var}`` in the global product.
     cog_prefix: str
     global_prefix: str
@@ -208,6 +212,7 @@ _FP_READER = "oco_l3.readers.fp:read_fp"
 _SPECS = (
     MissionSpec(
         key="oco3", name="OCO-3", title="OCO-3 L2 Lite FP", platform="International Space Station", sensor="OCO-3",
+        platform_id="iss", quantity="XCO2",
         cog_prefix="oco3-co2", global_prefix="OCO3_global",
         collection=Collection("OCO3_L2_Lite_FP", "11r", "GES_DISC"), start=_OCO3_START,
         naming=FileNaming("oco3", "CO2", "B11072Ar"), reader=_FP_READER,
@@ -218,7 +223,7 @@ _SPECS = (
     ),
     MissionSpec(
         key="oco3_sif", name="OCO-3 SIF", title="OCO-3 L2 Lite SIF", platform="International Space Station",
-        sensor="OCO-3", cog_prefix="oco3-sif", global_prefix="OCO3_SIF_global",
+        sensor="OCO-3", platform_id="iss", quantity="SIF", cog_prefix="oco3-sif", global_prefix="OCO3_SIF_global",
         collection=Collection("OCO3_L2_Lite_SIF", "11r", "GES_DISC"), start=_OCO3_START,
         naming=FileNaming("oco3", "SIF", "B11012Ar"), reader=_SIF_READER,
         required=LITE_SIF_REQUIRED + SIF_TARGET_IDS, key_variables=("Daily_SIF_757nm", "Science/SIF_757nm"),
@@ -226,7 +231,8 @@ _SPECS = (
         capture_modes=(MODE_SAM, MODE_TARGET), targets="id", target_list=OCO3_TARGETS, global_layers=True,
     ),
     MissionSpec(
-        key="oco2", name="OCO-2", title="OCO-2 L2 Lite FP", platform="OCO-2", sensor="OCO-2",
+        key="oco2", name="OCO-2", title="OCO-2 L2 Lite FP", platform="OCO-2", sensor="OCO-2", platform_id="oco-2",
+        quantity="XCO2",
         cog_prefix="oco2-co2", global_prefix="OCO2_global",
         collection=Collection("OCO2_L2_Lite_FP", "11.2r", "GES_DISC"), start=_OCO2_START,
         naming=FileNaming("oco2", "CO2", "B11100Ar"), reader=_FP_READER, required=LITE_FP_REQUIRED,
@@ -240,6 +246,7 @@ _SPECS = (
     # lists it (search.missions), so existing configs do not start waiting for it.
     MissionSpec(
         key="oco2_sif", name="OCO-2 SIF", title="OCO-2 L2 Lite SIF", platform="OCO-2", sensor="OCO-2",
+        platform_id="oco-2", quantity="SIF",
         cog_prefix="oco2-sif", global_prefix="OCO2_SIF_global",
         collection=Collection("OCO2_L2_Lite_SIF", "11r", "GES_DISC"), start=_OCO2_START,
         naming=FileNaming("oco2", "SIF", "B11012Ar"), reader=_SIF_READER, required=LITE_SIF_REQUIRED,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from oco_l3.missions import MISSIONS
 from oco_l3.stac.catalogue import Catalogue, CollectionSession
 from oco_l3.stac.describe import StoreDescription, describe_store
 from oco_l3.stac.items import (
@@ -37,14 +38,16 @@ GLOBE = (-180.0, -90.0, 180.0, 90.0)
 
 def collection_spec(naming: str, qf: str) -> CollectionSpec:
     qf_text = "post-QF (good soundings only)" if qf == "post" else "pre-QF (all soundings)"
+    specs = list(MISSIONS.values())
+    sensors = sorted({s.sensor for s in specs})
     return CollectionSpec(
         id=f"global-{naming.removesuffix('.zarr')}",
-        title=f"OCO-2/OCO-3 global daily, {'post' if qf == 'post' else 'pre'}-QF",
-        description=("Every SAM and target-mode capture of a day from OCO-3 FP, OCO-2 FP and OCO-3 SIF on one global "
-                     f"grid, one slice per day at 00:00 UTC, {qf_text}; variables prefixed per mission. Produced by "
-                     "oco-l3."),
-        keywords=("OCO-2", "OCO-3", "XCO2", "SIF", "Level-3", "global"),
-        platforms=("iss", "oco-2"),
+        title=f"{'/'.join(sensors)} global daily, {'post' if qf == 'post' else 'pre'}-QF",
+        description=(f"Every SAM and target-mode capture of a day from {', '.join(s.title for s in specs)} on one "
+                     f"global grid, one slice per day at 00:00 UTC, {qf_text}; variables prefixed per mission. "
+                     "Produced by oco-l3."),
+        keywords=(*sensors, *sorted({s.quantity for s in specs}, reverse=True), "Level-3", "global"),
+        platforms=tuple(sorted({s.platform_id for s in specs})),
     )
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from oco_l3.missions import mission_spec
 from oco_l3.stac.catalogue import Catalogue, CollectionSession
 from oco_l3.stac.describe import StoreDescription, describe_store
 from oco_l3.stac.items import (
@@ -41,9 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MISSION_TITLE = {"oco3": "OCO-3 XCO2 (L2 Lite FP)", "oco2": "OCO-2 XCO2 (L2 Lite FP)",
-                 "oco3_sif": "OCO-3 SIF (L2 Lite SIF)"}
-PLATFORM = {"oco3": ("iss", "oco-3"), "oco2": ("oco-2", "oco-2"), "oco3_sif": ("iss", "oco-3")}
+def mission_title(mission: str) -> str:
+    """``OCO-3 XCO2 (L2 Lite FP)``: sensor, quantity and source product of the mission's spec."""
+    spec = mission_spec(mission)
+    return f"{spec.sensor} {spec.quantity} ({spec.title.removeprefix(spec.sensor).strip()})"
 
 
 def collection_id(mission: str, naming: str) -> str:
@@ -51,17 +53,17 @@ def collection_id(mission: str, naming: str) -> str:
 
 
 def collection_spec(mission: str, naming: str, qf: str) -> CollectionSpec:
-    qf_text = ("post-QF (good soundings only: xco2_quality_flag == 0, SIF Quality_Flag in {0, 1})" if qf == "post"
+    spec = mission_spec(mission)
+    qf_text = (f"post-QF (good soundings only: {spec.post_qf.describe()})" if qf == "post"
                else "pre-QF (all soundings)")
     return CollectionSpec(
         id=collection_id(mission, naming),
-        title=f"{MISSION_TITLE[mission]} target-focused, {'post' if qf == 'post' else 'pre'}-QF",
-        description=(f"{MISSION_TITLE[mission]} Snapshot Area Map and target-mode captures gridded onto each "
+        title=f"{mission_title(mission)} target-focused, {'post' if qf == 'post' else 'pre'}-QF",
+        description=(f"{mission_title(mission)} Snapshot Area Map and target-mode captures gridded onto each "
                      f"target's fixed box, {qf_text}. One Zarr store per target (one time slice per capture) "
                      "and one Cloud-Optimized GeoTIFF per variable and capture. Produced by oco-l3."),
-        keywords=("OCO-2" if mission == "oco2" else "OCO-3", "SIF" if mission == "oco3_sif" else "XCO2",
-                  "Level-3", "target-focused"),
-        platforms=(PLATFORM[mission][0],),
+        keywords=(spec.sensor, spec.quantity, "Level-3", "target-focused"),
+        platforms=(spec.platform_id,),
     )
 
 
@@ -71,8 +73,8 @@ def capture_id(target_id: str, time: np.datetime64) -> str:
 
 
 def _target_props(mission: str, target: Target, qf: str) -> dict[str, Any]:
-    platform, instrument = PLATFORM[mission]
-    return {"platform": platform, "instruments": [instrument], "mission": mission,
+    spec = mission_spec(mission)
+    return {"platform": spec.platform_id, "instruments": [spec.sensor.lower()], "mission": mission,
             "oco_l3:target_id": target.id, "oco_l3:target_name": target.name, "oco_l3:target_type": target.type,
             "oco_l3:quality_filtered": qf == "post"}
 
