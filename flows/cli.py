@@ -108,7 +108,10 @@ def _print_icesat2(summary: dict[str, Any]) -> int:
           f"{sum(r['n_segments'] for r in summary['results'])} segments{span}", flush=True)
     for r in summary["results"]:
         if not r["ok"]:
-            print(f"  {os.path.basename(r['input'])}: {r['message']}", file=sys.stderr)
+            label = "waiting (retried by the daily run)" if r.get("transient") else "failed"
+            print(f"  {label}: {os.path.basename(r['input'])}: {r['message']}", file=sys.stderr)
+        for warning in r.get("warnings", ()):
+            print(f"WARNING {warning}", file=sys.stderr)
     return 1 if summary["failed"] else 0
 
 
@@ -119,8 +122,10 @@ def cmd_icesat2_process_files(args: argparse.Namespace) -> int:
 
 def cmd_icesat2_daily(args: argparse.Namespace) -> int:
     flow = _icesat2_flow("icesat2_daily", args)
+    today = getattr(args, "today", None)
     return _print_icesat2(flow(config=os.path.abspath(args.input), latency_days=args.latency_days,
-                               lookback_days=args.lookback_days))
+                               lookback_days=args.lookback_days, max_retry_days=args.max_retry_days,
+                               today=today.isoformat() if today else None))
 
 
 def cmd_icesat2_backfill(args: argparse.Namespace) -> int:
@@ -191,5 +196,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("-i", "--input", required=True, help="ICESat-2 product config YAML with a search: section")
     p.add_argument("--latency-days", type=int, default=3, help="leave the last N days for later (default 3)")
     p.add_argument("--lookback-days", type=int, default=30, help="how far back an empty state looks (default 30)")
+    p.add_argument("--max-retry-days", type=int, default=60,
+                   help="at most this many old waiting days are retried, oldest first (default 60)")
+    p.add_argument("--today", type=_date, default=None, help="pretend today is this day (default: today)")
     p.add_argument("--dask-address", default=None)
     p.set_defaults(func=cmd_icesat2_daily)

@@ -16,10 +16,11 @@ from prefect import flow, unmapped
 from flows._settle import reason, settle
 from flows.earthdata import earthdata_login
 from flows.runners import task_runner
+from oco_l3.errors import classify
 from oco_l3.icesat2.discovery import GranuleRef
 from oco_l3.icesat2.results import Icesat2Result
 from oco_l3.icesat2.run import GranuleExtract, Icesat2Config
-from oco_l3.state import daily_window, default_state_url, open_state
+from oco_l3.state import daily_days, default_state_url, open_state
 from tasks.icesat2 import (
     as_dict,
     discover_granules,
@@ -38,9 +39,15 @@ RUNNER = task_runner()
 
 def _process(cfg: Icesat2Config, files: list[str]) -> list[Icesat2Result]:
     extracted, errors = settle(extract_granule.map(unmapped(cfg), files))
-    extracts = [extracted.get(i) or GranuleExtract(Icesat2Result(files[i], cfg.product, False, reason(errors[i])))
+    extracts = [extracted.get(i) or GranuleExtract(_failure(files[i], cfg, errors[i]))
                 for i in range(len(files))]
     return grid_days(cfg, extracts) if extracts else []
+
+
+def _failure(name: str, cfg: Icesat2Config, exc: BaseException) -> Icesat2Result:
+    """An input whose task failed after its retries: recorded ``waiting`` when the failure was transient (the daily
+    run retries the day), ``failed`` otherwise."""
+    return Icesat2Result(name, cfg.product, False, reason(exc), transient=classify(exc).transient)
 
 
 def _record(cfg: Icesat2Config, results: list[Icesat2Result]) -> None:
@@ -79,7 +86,7 @@ def _staging(cfg: Icesat2Config) -> str:
 def _download(cfg: Icesat2Config, refs: list[GranuleRef]) -> tuple[list[str], list[Icesat2Result]]:
     staging = _staging(cfg)
     fetched, errors = settle(download_granule.map(refs, unmapped(staging)))
-    failed = [Icesat2Result(refs[i].name, cfg.product, False, reason(e)) for i, e in sorted(errors.items())]
+    failed = [_failure(refs[i].name, cfg, e) for i, e in sorted(errors.items())]
     return [fetched[i] for i in sorted(fetched)], failed
 
 
@@ -94,34 +101,34 @@ def icesat2_backfill(config: str, start: str | None = None, end: str | None = No
 
 
 @flow(name="icesat2-daily", task_runner=RUNNER)
-def icesat2_daily(config: str, latency_days: int = 3, lookback_days: int = 30, today: str | None = None
-                  ) -> dict[str, Any]:
-    """The scheduled run: the days from the one after the product's last ``done`` day (an empty state looks back
-    ``lookback_days``) up to ``today - latency_days``, through the backfill's steps. The latency leaves NSIDC
-    time to publish a day's granules: a day is binned once, from the granules CMR lists when it is first run
-    (re-run it with ``icesat2-backfill`` if more arrive later)."""
+def icesat2_daily(config: str, latency_days: int = 3, lookback_days: int = 30, today: str | None = None,
+                  max_retry_days: int = 60) -> dict[str, Any]:
+    """The scheduled run, like the OCO daily: every day still ``waiting`` after a transient failure (oldest first,
+    whatever its age, at most ``max_retry_days``) and the new days from the one after the product's last ``done``
+    day (an empty state looks back ``lookback_days``) up to ``today - latency_days``, through the backfill's steps.
+    The latency leaves NSIDC time to publish a day's granules: a new day is binned once, from the granules CMR
+    lists when it is first run (re-run it with ``icesat2-backfill`` if more arrive later)."""
     cfg = load_icesat2_config(config)
-    window = icesat2_window(cfg, dt.date.fromisoformat(today) if today else dt.date.today(), latency_days,
-                            lookback_days)
-    if window is None:
+    windows = icesat2_windows(cfg, dt.date.fromisoformat(today) if today else dt.date.today(), latency_days,
+                              lookback_days, max_retry_days)
+    if not windows:
         return {**_summary(cfg, []), "found": 0}
-    return _search_download_process(cfg, (window[0].isoformat(), window[1].isoformat()))
+    return _search_download_process(cfg, *[(a.isoformat(), b.isoformat()) for a, b in windows])
 
 
-def icesat2_window(cfg: Icesat2Config, today: dt.date, latency_days: int, lookback_days: int
-                   ) -> tuple[dt.date, dt.date] | None:
-    """The days a daily run covers, or None when there is none yet."""
+def icesat2_windows(cfg: Icesat2Config, today: dt.date, latency_days: int, lookback_days: int,
+                    max_retry_days: int = 60) -> list[tuple[dt.date, dt.date]]:
+    """The day ranges a daily run searches (:func:`oco_l3.state.daily_days` with the latency)."""
     state = open_state(default_state_url(cfg))
     try:
-        start, _ = daily_window(state, [cfg.product], today, lookback_days)  # type: ignore[list-item]
+        days = daily_days(state, [cfg.product], today, lookback_days, max_retry_days, latency_days)
     finally:
         state.close()
-    end = today - dt.timedelta(days=latency_days)
-    return (start, end) if start <= end else None
+    return days.windows()
 
 
-def _search_download_process(cfg: Icesat2Config, temporal: tuple[str, str] | None) -> dict[str, Any]:
-    refs = discover_granules(cfg, temporal)
+def _search_download_process(cfg: Icesat2Config, *windows: tuple[str, str] | None) -> dict[str, Any]:
+    refs = list({r.url: r for w in windows for r in discover_granules(cfg, w)}.values())
     if refs:
         earthdata_login(cfg)
     files, failed = _download(cfg, refs)

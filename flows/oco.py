@@ -107,7 +107,8 @@ def oco_daily(config: str, today: dt.date | None = None, lookback_days: int = 30
     finally:
         state.close()
     retry = ", ".join(d.isoformat() for d in days.retry) or "none"
-    notes = [f"new days: {days.new[0]}..{days.new[1]}", f"waiting days retried ({len(days.retry)}): {retry}"]
+    new = f"{days.new[0]}..{days.new[1]}" if days.new is not None else "none"
+    notes = [f"new days: {new}", f"waiting days retried ({len(days.retry)}): {retry}"]
     return _run_windows("daily", config, days.windows(), False,
                         {"config": config, "today": day, "lookback_days": lookback_days}, notes)
 

@@ -53,4 +53,5 @@ def record_product_results(state: st.State, product: str, results: list[Icesat2R
 
 def as_dict(result: Icesat2Result) -> dict[str, Any]:
     return {"input": result.input, "ok": result.ok, "message": result.message, "n_segments": result.n_segments,
-            "days": list(result.days), "outputs": list(result.outputs)}
+            "days": list(result.days), "outputs": list(result.outputs), "warnings": list(result.warnings),
+            "transient": result.transient}

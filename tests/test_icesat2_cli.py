@@ -126,3 +126,42 @@ def test_daily_covers_the_days_since_the_last_done_one_up_to_the_latency(
     # Nothing new past the latency yet: no search at all.
     third = icesat2_daily(path, latency_days=3, lookback_days=5, today="2019-02-27")
     assert len(searches) == 2 and third["found"] == 0 and third["ok"] == 0
+
+
+def test_cli_process_files_prints_warnings(tmp_path: Path, prefect_harness: None,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The flows' CLI prints an input's warnings (most segments off the grid), as `oco-l3 run` does."""
+    from oco_l3.cli import main
+    from tests.icesat2_synth import modified_copy
+
+    half = modified_copy(ATL07_B, tmp_path / "in" / ATL07_B.name, flip_beams=["gt1r"])  # gt1r moved south
+    assert main(["icesat2-process-files", "-i", str(_config(tmp_path, "w", [str(half)]))]) == 0
+    assert f"WARNING {ATL07_B.name}: most kept segments dropped: 874 of 1742" in capsys.readouterr().err
+
+
+def test_transient_failures_wait_and_the_daily_retries_them_whatever_their_age(
+        tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A download that fails for a network reason leaves its day waiting (not failed); the daily run retries a
+    waiting day however old (before: days more than a year old were never searched again)."""
+    from oco_l3.cli import main
+    from tests.icesat2_fakes import copy_sample
+
+    searches: list[tuple[str, str]] = []
+
+    def search_data(**k: object) -> list[CmrGranule]:
+        searches.append(k["temporal"])  # type: ignore[arg-type]
+        return [cmr_granule(ATL07_B.name)]
+
+    def down(urls: list[str], local_path: str, **kwargs: object) -> list[str]:
+        raise ConnectionResetError("peer reset")
+
+    offline_earthdata(monkeypatch, search_data, down)
+    path = _config(tmp_path, "t", [], search={"temporal": ["2019-01-01", "2019-12-31"], "short_name": "ATL07"})
+    assert main(["icesat2-backfill", "-i", str(path), "--start", "2019-02-25", "--end", "2019-02-25"]) == 1
+    assert "waiting (retried by the daily run): " in capsys.readouterr().err
+    assert _status(path)["2019-02-25"]["status"] == "waiting"
+    offline_earthdata(monkeypatch, search_data, copy_sample)  # the network is back
+    assert main(["icesat2-daily", "-i", str(path), "--today", "2021-01-01", "--lookback-days", "5"]) == 0
+    assert searches[-2:] == [("2019-02-25", "2019-02-25"), ("2020-12-27", "2020-12-29")]
+    assert _status(path)["2019-02-25"]["status"] == "done"

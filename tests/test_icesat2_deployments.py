@@ -62,7 +62,9 @@ def test_deployed_icesat2_run_config_parses_with_the_worker_environment(monkeypa
     assert isinstance(cfg, SeaIceConfig) and cfg.product == "icesat2-seaice"
     assert cfg.output_root == tmp_path / "oco_l3_output"  # ${OCO_L3_OUTPUT} resolved from the environment
     assert cfg.state is not None and cfg.state.url == f"sqlite:///{tmp_path / 'state.db'}"
-    assert cfg.search is not None and cfg.search.short_name == "ATL10" and cfg.grid == "nsidc-ps-north-25km"
+    # both polar regions: the ATL20 grid of each segment's hemisphere, and a search not boxed to one of them
+    assert cfg.search is not None and cfg.search.short_name == "ATL10" and cfg.grid is None
+    assert cfg.search.bbox is None
     assert cfg.input.files == []
 
 

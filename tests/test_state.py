@@ -14,6 +14,7 @@ from oco_l3 import state as st
 from oco_l3.config import parse_config
 from oco_l3.gaps import Gap
 from oco_l3.sources import GranuleRef
+from oco_l3.state._rows import _set_status
 
 D = dt.date
 
@@ -36,13 +37,48 @@ MISSIONS = ("oco3", "oco2", "oco3_sif")
 GAP = (Gap("oco3", D(2023, 11, 13), D(2024, 7, 16)), Gap("oco3_sif", D(2023, 11, 13), D(2024, 7, 16)))
 
 
-def test_schema_version_recorded_and_reopen_is_idempotent(state: st.State) -> None:
-    with state.engine.connect() as conn:
-        assert conn.execute(sa.select(st.schema_version.c.version)).scalars().all() == [st.SCHEMA_VERSION]
+def test_schema_revision_recorded_and_reopen_is_idempotent(state: st.State) -> None:
+    assert st.schema_revision(state) == st.SCHEMA_REVISION
+    tables = set(sa.inspect(state.engine).get_table_names())
+    assert {"granules", "day_status", "gaps", "runs", "claims", "alembic_version"} <= tables
+    assert "schema_version" not in tables
     again = st.open_state(state.url)
-    with again.engine.connect() as conn:
-        assert conn.execute(sa.select(st.schema_version.c.version)).scalars().all() == [st.SCHEMA_VERSION]
+    assert st.schema_revision(again) == st.SCHEMA_REVISION
     again.close()
+
+
+def _legacy_v1(url: str) -> None:
+    """A state database as the hand-written migrator of version 1 left it (before claims and Alembic), with a
+    done day in it."""
+    engine = sa.create_engine(url)
+    meta = sa.MetaData()
+    for table in (st.granules, st.day_status, st.gaps_table, st.runs):
+        table.to_metadata(meta)
+    version = sa.Table("schema_version", meta, sa.Column("version", sa.Integer, nullable=False))
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(sa.insert(version).values(version=1))
+        conn.execute(sa.insert(st.day_status).values(
+            mission="oco3", day=D(2021, 12, 18), status="done", granule="g.nc4", captures=2, targets=2,
+            outputs="[]", attempts=1, updated_at=dt.datetime(2021, 12, 19, tzinfo=dt.UTC)))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def test_a_version_1_database_is_migrated_by_alembic_on_open(backend: str, tmp_path: Path,
+                                                            request: pytest.FixtureRequest) -> None:
+    url = f"sqlite:///{tmp_path / 'v1.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_db")
+    _legacy_v1(url)
+    state = st.open_state(url)
+    try:
+        assert st.schema_revision(state) == st.SCHEMA_REVISION
+        tables = set(sa.inspect(state.engine).get_table_names())
+        assert "claims" in tables and "schema_version" not in tables
+        (row,) = st.status_rows(state)
+        assert (row["mission"], row["day"], row["status"], row["captures"]) == ("oco3", "2021-12-18", "done", 2)
+        assert st.claim(state, ["oco3/2021-12-19"], "me") == {}  # the table version 2 added works
+    finally:
+        state.close()
 
 
 def test_plan_ready_days_gap_waiting_and_ready(state: st.State) -> None:
@@ -130,7 +166,7 @@ def test_state_url_from_config_wins(tmp_path: Path) -> None:
 
 def test_unknown_status_rejected(state: st.State) -> None:
     with pytest.raises(ValueError, match="unknown status"), state.engine.begin() as conn:
-        st._set_status(conn, "oco3", D(2021, 1, 1), status="running")
+        _set_status(conn, "oco3", D(2021, 1, 1), status="running")
 
 
 def test_claims_one_owner_at_a_time_until_the_lease_ends(state: st.State) -> None:
@@ -194,7 +230,9 @@ def _race_open(urls: list[str]) -> None:
         state = st.open_state(url)
         try:
             with state.engine.connect() as conn:
-                assert conn.execute(sa.select(st.schema_version.c.version)).scalars().all() == [st.SCHEMA_VERSION]
+                rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+            assert rows == [st.SCHEMA_REVISION]
+            assert st.schema_revision(state) == st.SCHEMA_REVISION
         finally:
             state.close()
 

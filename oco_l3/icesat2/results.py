@@ -18,6 +18,7 @@ class Icesat2Result:
     outputs: tuple[str, ...] = field(default_factory=tuple)  # files/stores written or updated
     day_segments: tuple[int, ...] = ()  # segments binned on each of ``days`` (same order; 0 on an empty day)
     warnings: tuple[str, ...] = ()  # one line each (e.g. most kept segments fell off the grid)
+    transient: bool = False  # a failure a retry may cure (oco_l3.errors.classify): its days stay ``waiting``
 
     @property
     def empty(self) -> bool:
