@@ -17,6 +17,7 @@ from oco_l3.errors import (
     OcoL3Error,
     SourceUnavailable,
     StoreLocked,
+    WorkerProcessDied,
     classify,
 )
 
@@ -27,6 +28,8 @@ DAY = dt.date(2021, 12, 18)
     (SourceUnavailable("s3://b/k: ConnectTimeoutError"), "transient", "SourceUnavailable: s3://b/k"),
     (StoreLocked("busy"), "transient", "StoreLocked: busy"),
     (CaptureWriteBlocked("g: writing failed: StoreLocked"), "transient", "CaptureWriteBlocked"),
+    (WorkerProcessDied("process_granule: worker process 12 ended (killed by SIGKILL)"), "transient",
+     "WorkerProcessDied: process_granule"),
     # the text names a transient class: the type decides, never the message
     (GranuleUnreadable("g.nc4: SourceUnavailable: TimeoutError"), "permanent", "GranuleUnreadable: g.nc4"),
     (OcoL3Error("base class"), "permanent", "OcoL3Error"),

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from oco_l3.errors import GranuleUnreadable, SourceUnavailable, WorkerProcessDied
+from oco_l3.errors import GranuleUnreadable, SourceUnavailable, WorkerProcessDied, classify
 from oco_l3.process_pool import ProcessPool
 
 log = logging.getLogger("oco_l3.test_worker")
@@ -94,8 +94,9 @@ def test_exceptions_keep_their_type_and_a_dead_worker_is_transient(pool: Process
     with pytest.raises(GranuleUnreadable):
         pool.call(raises, "permanent")
     before = pool.processes
-    with pytest.raises(WorkerProcessDied, match="ended \\(killed by SIGKILL"):
+    with pytest.raises(WorkerProcessDied, match="ended \\(killed by SIGKILL") as died:
         pool.call(dies)
+    assert classify(died.value).transient and not classify(GranuleUnreadable("g")).transient  # the flows' classifier
     assert pool.call(os.getpid) not in before  # a new process took the dead one's place
     alive = pool.processes
     with pytest.raises(Exception, match="pickle"):  # refused before anything is sent: the worker stays
