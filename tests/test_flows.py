@@ -64,7 +64,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     gaps = tmp / "gaps.json"
     gaps.write_text(json.dumps([{"oco3_sif": {"start": str(D1), "stop": str(D1)}}]))
     config = write_config(tmp, granules, gaps=str(gaps))
-    return {"tmp": tmp, "config": config, "late": late, "late_to": days[D2]["oco2"]}
+    return {"tmp": tmp, "config": config, "late": late, "late_to": days[D2]["oco2"], "since": dt.datetime.now(dt.UTC)}
 
 
 def status(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -139,31 +139,33 @@ def test_backfill_scenario_then_rerun_reprocess_and_daily(scenario: dict[str, An
     assert rows[("oco2", str(D3))]["status"] == "failed"  # the same corrupt granule is not retried
 
 
-def artifacts(key: str) -> list[dict[str, Any]]:
+def artifacts(key: str, since: dt.datetime) -> list[dict[str, Any]]:
+    """The artifacts under ``key`` created since ``since``, newest first (other modules' flows share the server)."""
     import httpx
     from prefect.settings import PREFECT_API_URL
 
     # The client's read_artifacts sends explicit nulls that this server/fastapi pair rejects: ask the API directly.
-    body = {"artifacts": {"key": {"any_": [key]}}, "limit": 50, "offset": 0, "sort": "CREATED_DESC"}
-    return list(httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30).json())
+    body = {"artifacts": {"key": {"any_": [key]}}, "limit": 200, "offset": 0, "sort": "CREATED_DESC"}
+    found = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30).json()
+    return [a for a in found if dt.datetime.fromisoformat(a["created"]) >= since]
 
 
 def test_run_artifacts_table_summary_and_quicklook_paths(scenario: dict[str, Any]) -> None:
-    summaries = artifacts("oco-l3-backfill")
+    summaries = artifacts("oco-l3-backfill", scenario["since"])
     assert summaries, "the backfill runs publish a markdown summary"
     text = "\n".join(str(a["data"]) for a in summaries)
     assert "## Failed" in text and "GranuleUnreadable" in text and "## Quick-looks" in text
     assert "base64" not in text, "quick-looks are listed by path, never stored in Prefect's database"
     assert any(line.startswith("- `") and line.endswith(".png`") and Path(line[3:-1]).is_file()
                for line in text.splitlines())
-    tables = artifacts("oco-l3-backfill-days")
+    tables = artifacts("oco-l3-backfill-days", scenario["since"])
     assert tables and all(a["type"] == "table" for a in tables)
     rows = json.loads(tables[-1]["data"])  # the first run's table: every (mission, day) it saw
     by_key = {(r["mission"], r["day"]): r for r in rows}
     assert by_key[("oco2", str(D3))]["status"] == "failed" and "GranuleUnreadable" in by_key[("oco2", str(D3))]["reason"]
     assert by_key[("oco2", str(D1))]["status"] == "done"
     assert by_key[("oco2", str(D2))]["status"] == "waiting" and by_key[("oco2", str(D2))]["reason"]
-    progress = artifacts("oco-l3-backfill-progress")
+    progress = artifacts("oco-l3-backfill-progress", scenario["since"])
     assert progress and progress[-1]["type"] == "progress" and float(progress[-1]["data"]) == 100.0
 
 
@@ -252,12 +254,13 @@ def test_daily_retries_a_waiting_day_whatever_its_age(tmp_path: Path) -> None:
     try:
         st.mark_waiting(state, GranuleRef("oco2", old, "x", name="x"), "no granule yet")
         st.mark_done(state, GranuleRef("oco2", recent, "y", name="y"), captures=1, targets=1, outputs=[])
+        since = dt.datetime.now(dt.UTC)
         totals = oco_daily(config=str(config), today=recent + dt.timedelta(days=2))
         rows = {r["day"]: r for r in st.status_rows(state)}
     finally:
         state.close()
     assert totals["done"] == 1 and rows[str(old)]["status"] == "done"
-    summary = artifacts("oco-l3-daily")[0]["data"]
+    summary = artifacts("oco-l3-daily", since)[0]["data"]
     assert f"waiting days retried (1): {old}" in summary and f"new days: {recent + dt.timedelta(days=1)}" in summary
 
 
