@@ -359,14 +359,15 @@ def grid_granule_global(config: RunConfig, granule: GranuleInput) -> GlobalGranu
     Raises :class:`~oco_l3.errors.PermanentError` / :class:`~oco_l3.errors.TransientError` like
     :func:`oco_l3.pipeline.grid_granule`; a capture that cannot be gridded is skipped with a warning.
     """
-    from oco_l3.pipeline import _local_copy, input_staging, targets_for
+    from oco_l3.gridded import targets_for
+    from oco_l3.inputs import input_staging, open_granule
     from oco_l3.readers import read_granule, selection_from_config
 
     if granule.mission is None:
         raise GranuleNameUnrecognised(f"{granule.name}: file name follows no OCO Lite FP/SIF naming convention")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    with _local_copy(granule, input_staging(config)) as path:
+    with open_granule(granule, input_staging(config)) as path:
         soundings = read_granule(path, selection_from_config(config, granule.mission), granule.mission)
     timings["read"] = time.perf_counter() - t0
     grid = product_grid(config)

@@ -98,14 +98,14 @@ def test_layers_count_footprints_and_measure_the_nearest_centre(method: str) -> 
 
 
 def test_layers_alone_do_not_make_a_slice_worth_writing() -> None:
-    from oco_l3.pipeline import _is_empty
+    from oco_l3.target_stores import is_empty
 
     s = make_soundings()
     nothing = tuple(Variable(v.group, v.name, np.full(len(s), np.nan), v.attrs) if not v.is_integer else v
                     for v in s.variables)
     sl = grid_capture(replace(s, variables=nothing), GRID, "cubic").pre
     assert not sl.empty and np.isfinite(sl.full(NEAREST_DISTANCE)).any()
-    assert not sl.has_values and _is_empty(sl)
+    assert not sl.has_values and is_empty(sl)
     assert grid_capture(s, GRID, "cubic").pre.has_values
 
 

@@ -176,7 +176,7 @@ def _repair(s: CollectionSession, mission: str, qf: str, target: Target, desc: S
 def record_cogs(config: RunConfig, products: GranuleProducts, written: Sequence[str]) -> None:
     """Rewrite the items of the exported captures with their COGs as assets."""
     from oco_l3.paths import cog_name
-    from oco_l3.pipeline import _slice_to_write, naming, output_filesystem
+    from oco_l3.target_stores import naming, output_filesystem, slice_to_write
 
     if not written:
         return
@@ -187,7 +187,7 @@ def record_cogs(config: RunConfig, products: GranuleProducts, written: Sequence[
     for qf in qfs:
         groups: dict[str, list[tuple[CaptureProduct, list[tuple[str, str]]]]] = {}
         for cap in products.captures:
-            gslice = _slice_to_write(config, cap, qf)
+            gslice = slice_to_write(config, cap, qf)
             if gslice is None:
                 continue
             names = {k: cog_name(cap.mission, cap.target.id, cap.start_time, qf == "post", k) for k in sorted(gslice.data)}
