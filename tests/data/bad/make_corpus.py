@@ -18,7 +18,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from oco_l3.sample_data import CaptureSpec, granule_filename, write_corrupt_variants, write_granule
+from oco_l3.readers.naming import granule_filename
+from oco_l3.sample_data import CaptureSpec, write_corrupt_variants, write_granule
 
 #: The day whose stores exist before the bad run (fossil0005 and tccon105).
 DAY0 = dt.date(2021, 12, 18)
