@@ -1,0 +1,46 @@
+"""Keep freed memory in the process for the next capture instead of handing it back to the OS after each one.
+
+Gridding a capture makes and drops a few hundred NumPy temporaries of 0.1-10 MB. With glibc's default policy most
+of them are mapped fresh from the OS and given back when freed (above its adaptive mmap threshold, or trimmed off
+the top of the heap), so every capture pays the kernel to fault in and zero its working set again: about 19,000 page
+faults, a fifth of a 5,600-sounding capture's CPU time. :func:`keep_freed_memory` sets two glibc ``mallopt``
+parameters once per process so blocks up to :data:`MMAP_THRESHOLD` come from the heap and up to
+:data:`TRIM_THRESHOLD` of free heap stays mapped for reuse. Larger blocks (whole global grids) are still mapped and
+unmapped on their own. The results are unchanged: only where the bytes live.
+
+:func:`oco_l3.gridding.grid_capture` calls it on its first use. ``OCO_L3_MALLOC_TUNING=0`` leaves the allocator as
+it is; on a C library without ``mallopt`` (musl, macOS) it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+#: Blocks up to this size are taken from the heap (glibc ``M_MMAP_THRESHOLD``; its adaptive default tops at 32 MB).
+MMAP_THRESHOLD = 16 * 1024 * 1024
+#: Free memory up to this size is kept at the top of each heap (glibc ``M_TRIM_THRESHOLD``).
+TRIM_THRESHOLD = 64 * 1024 * 1024
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Set the process's malloc thresholds (see the module docstring) once; True when they were set."""
+    if os.environ.get("OCO_L3_MALLOC_TUNING", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    log.debug("malloc thresholds %s", "set" if done else "not set")
+    return done
