@@ -407,12 +407,10 @@ def _put(
     """Write the interpolated columns ``out`` (laid out as :func:`_columns`) at ``cells`` of the planes ``block``."""
     plain = [v for v in floats if v.key not in circular]
     angles = [v for v in floats if v.key in circular]
-    if not angles:
-        block[:, cells] = out.T
-        return
+    columns = np.ascontiguousarray(out[:, : len(plain)].T)  # a plane at a time: half the cost of block[:, cells]
     order = {v.key: j for j, v in enumerate(floats)}
     for j, v in enumerate(plain):
-        block[order[v.key], cells] = out[:, j]
+        block[order[v.key]][cells] = columns[j]
     for k, v in enumerate(angles):
         sin, cos = out[:, len(plain) + 2 * k], out[:, len(plain) + 2 * k + 1]
         block[order[v.key], cells] = from_components(sin, cos, circular[v.key], np.float32)
