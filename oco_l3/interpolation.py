@@ -619,7 +619,7 @@ def _gradient_operator(
     n = rows.shape[0]
     degree = np.diff(indptr)
     owner = np.repeat(np.arange(n), degree)
-    d = points[neighbour] - points[rows[owner]]
+    d = np.take(points, neighbour, axis=0) - np.take(points, rows[owner], axis=0)  # take: 2x fancy indexing
     length = np.hypot(d[:, 0], d[:, 1])
     if keep is None:  # every neighbour usable (weights of one, left out)
         count = degree.astype(float)
@@ -635,14 +635,15 @@ def _gradient_operator(
     weight = 1 / square if keep is None else usable / square
     x = (ux, uy, 0.5 * ux * ux, ux * uy, 0.5 * uy * uy)
     wx = [weight * xi for xi in x]
-    normal = np.empty((n, 5, 5))
+    packed = np.empty((5, 5, n))  # the normal matrices entry by entry: each bincount written to contiguous memory
     for i in range(5):
         for j in range(i, 5):
-            normal[:, i, j] = normal[:, j, i] = np.bincount(owner, wx[i] * x[j], minlength=n)
+            packed[i, j] = packed[j, i] = np.bincount(owner, wx[i] * x[j], minlength=n)
+    normal = packed.transpose(2, 0, 1)  # (n, 5, 5)
     cx, cy = np.zeros(owner.shape[0]), np.zeros(owner.shape[0])
     quad = count >= 5
     if quad.any():
-        inv_rows, ok = _inverse_rows(normal[quad], 2)
+        inv_rows, ok = _inverse_rows(np.ascontiguousarray(normal[quad]), 2)
         full = np.zeros((n, 2, 5))
         full[quad] = inv_rows
         quad[quad] = ok
