@@ -564,7 +564,8 @@ def gradient_stencil(tri: Triangulation) -> tuple[np.ndarray, np.ndarray]:
     indptr, neighbour = tri.vertex_neighbor_vertices
     n = indptr.shape[0] - 1
     owner = np.repeat(np.arange(n), np.diff(indptr))
-    length = np.hypot(*(tri.points[neighbour] - tri.points[owner]).T)
+    d = np.take(tri.points, neighbour, axis=0) - np.take(tri.points, owner, axis=0)
+    length = np.hypot(d[:, 0], d[:, 1])
     kept = length <= LONG_EDGE * float(np.median(length)) if length.size else np.ones(0, dtype=bool)
     kept |= (np.bincount(owner[kept], minlength=n) < 3)[owner]
     boundary = np.zeros(n, dtype=bool)
@@ -730,7 +731,8 @@ def _voronoi_fans(tri: Triangulation) -> tuple[np.ndarray, np.ndarray, np.ndarra
         inner = np.flatnonzero(nb > np.arange(s.shape[0]))
         for v in (a, b):
             sites.append(v[inner])
-            corners.append(np.stack([p[v[inner]], centre[inner], centre[nb[inner]]], axis=1))
+            corners.append(np.stack([np.take(p, v[inner], axis=0), np.take(centre, inner, axis=0),
+                                     np.take(centre, nb[inner], axis=0)], axis=1))
         hull = np.flatnonzero(nb < 0)
         e = p[b[hull]] - p[a[hull]]
         normal = np.column_stack([e[:, 1], -e[:, 0]]) / np.hypot(e[:, 0], e[:, 1])[:, None]
@@ -790,7 +792,7 @@ def _affine_maps(tri: Triangulation) -> np.ndarray:
 
 def _barycentric(affine: np.ndarray, simplex: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """``(M, 3)`` barycentric coordinates of ``pts`` in triangles ``simplex``."""
-    t = affine[simplex]
+    t = np.take(affine, simplex, axis=0)
     dx = pts[:, 0] - t[:, 4]
     dy = pts[:, 1] - t[:, 5]
     b0 = t[:, 0] * dx + t[:, 1] * dy
