@@ -444,13 +444,12 @@ def _add_quality_layers(work: _Pass, counts: np.ndarray, data: dict[str, np.ndar
     if not cells.size or not work.points.any():
         return
     key, index, interp = work.interpolator(work.points)
-    nearest = index[work.nearest(key, interp)[cells]]
+    nearest = work.nearest(key, interp)[cells]  # among the pass's points: their positions gathered once
     r0, r1, c0, c1 = work.window
     rows, cols = np.divmod(cells, work.mask.shape[1])
     grid, s = work.intervals.grid, work.soundings
-    distance.reshape(-1)[cells] = distance_km(
-        grid.latitude[r0:r1], grid.longitude[c0:c1], rows, cols, s.latitude[nearest], s.longitude[nearest]
-    )
+    lat, lon = s.latitude[index][nearest], s.longitude[index][nearest]
+    distance.reshape(-1)[cells] = distance_km(grid.latitude[r0:r1], grid.longitude[c0:c1], rows, cols, lat, lon)
 
 
 def distance_km(

@@ -220,8 +220,10 @@ class PointInterpolator:
             tx = alpha * (fx - self.points[0, 0]) + (x[0] - c0)
             ty = (fy - self.points[0, 1]) / grid.dlat + (y[0] - r0)
             tri_id, row, col0, col1 = rasterise_triangles(tx, ty, shape)
-            flat, which = _expand_runs(row * shape[1] + col0, col1 - col0 + 1)
-            owner.reshape(-1)[flat] = site[tri_id[which]]
+            length = col1 - col0 + 1  # runs expanded by repeats (cheaper than gathers), in the same order
+            offsets = np.cumsum(length) - length
+            flat = np.repeat(row * shape[1] + col0 - offsets, length) + np.arange(int(length.sum()), dtype=np.int64)
+            owner.reshape(-1)[flat] = np.repeat(site[tri_id], length)
         missing = np.flatnonzero(owner.reshape(-1) < 0)
         if missing.size:
             rows, cols = np.divmod(missing, shape[1])
@@ -708,7 +710,7 @@ def _expand_runs(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.
     total = int(length.sum())
     offsets = np.cumsum(length) - length
     which = np.repeat(np.arange(length.shape[0]), length)
-    return (start - offsets)[which] + np.arange(total, dtype=np.int64), which
+    return np.repeat(start - offsets, length) + np.arange(total, dtype=np.int64), which
 
 
 def _voronoi_fans(tri: Triangulation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
