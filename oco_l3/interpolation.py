@@ -911,9 +911,10 @@ def _ct_ordinates_block(
     """Bezier ordinates of the Clough-Tocher macro-element of the triangles ``s`` (corner indices), in the order
     of :data:`_UNIQUE`, written into ``out`` ``(19, len(s), k)``; ``factors`` ``(len(s), 3)``, or ``(len(s), 3, k)``
     per column."""
-    p = points[s]  # (T, 3, 2)
-    f = np.ascontiguousarray(np.moveaxis(vals[s], 1, 0))  # (3, T, k)
-    g = np.ascontiguousarray(np.moveaxis(grad[s], (1, 3), (0, 1)))  # (3, 2, T, k)
+    p = np.take(points, s, axis=0)  # (T, 3, 2)
+    corners = np.ascontiguousarray(s.T)
+    f = np.take(vals, corners, axis=0)  # (3, T, k), gathered in that order: no transposing copy
+    g = np.ascontiguousarray(np.moveaxis(np.take(grad, corners, axis=0), 3, 1))  # (3, 2, T, k)
     c = {name: out[i] for i, name in enumerate(_UNIQUE)}
     c["3000"][:], c["0300"][:], c["0030"][:] = f[0], f[1], f[2]
     for i, j, name in ((0, 1, "2100"), (0, 2, "2010"), (1, 0, "1200"), (1, 2, "0210"), (2, 0, "1020"), (2, 1, "0120")):
