@@ -585,7 +585,7 @@ def gradient_stencil(tri: Triangulation) -> tuple[np.ndarray, np.ndarray]:
     via = neighbour[b_edges]
     second, which = _expand_runs(ring_ptr[via], ring_ptr[via + 1] - ring_ptr[via])
     b_owner = np.concatenate([owner[b_edges], owner[b_edges][which]])
-    b_key = np.unique(b_owner.astype(np.int64) * n + np.concatenate([via, neighbour[second]]))  # sorted by vertex
+    b_key = _sorted_unique(b_owner.astype(np.int64) * n + np.concatenate([via, neighbour[second]]))  # by vertex
     b_owner, b_neighbour = np.divmod(b_key, n)
     b_keep = b_owner != b_neighbour
     b_owner, b_neighbour = b_owner[b_keep], b_neighbour[b_keep]
@@ -696,6 +696,13 @@ def _inverse_rows(normal: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray
             out[:, r, i] = (y[:, i] - np.einsum("nk,nk->n", low[:, i + 1 :, i], out[:, r, i + 1 :])) / low[:, i, i]
     out[~ok] = 0.0
     return out, ok
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique`` of integer ``keys`` by a sort and a comparison with the neighbour (NumPy's hash-based unique
+    then sorts: 3-4x slower here)."""
+    keys = np.sort(keys)
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
 
 
 def _blocks(length: np.ndarray, size: int) -> list[tuple[int, int]]:
