@@ -731,7 +731,7 @@ def _voronoi_fans(tri: Triangulation) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """
     p = tri.points
     s = tri.simplices
-    centre = _circumcentres(p[s])
+    centre = _circumcentres(np.take(p, s, axis=0))
     far = 1e3 * (1.0 + float(np.abs(p).max()) + float(np.abs(centre[np.isfinite(centre)]).max(initial=0.0)))
     sites, corners = [], []
     hull_site, hull_far = [], []
@@ -791,7 +791,7 @@ def _affine_from_vertices(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _affine_maps(tri: Triangulation) -> np.ndarray:
     """``(T, 6)`` rows ``a00 a01 a10 a11 x2 y2`` with ``(b0, b1) = A (p - p2)`` in each triangle."""
-    p = tri.points[tri.simplices]
+    p = np.take(tri.points, tri.simplices, axis=0)
     x0, y0 = p[:, 0, 0] - p[:, 2, 0], p[:, 0, 1] - p[:, 2, 1]
     x1, y1 = p[:, 1, 0] - p[:, 2, 0], p[:, 1, 1] - p[:, 2, 1]
     det = x0 * y1 - x1 * y0
@@ -816,12 +816,12 @@ def _edge_factors(tri: Triangulation, affine: np.ndarray) -> np.ndarray:
     barycentric coordinates of this triangle; edges on the hull use the centroid direction (-2/3).
     """
     neighbours, p, s = tri.neighbors, tri.points, tri.simplices
-    centroids = (p[s[:, 0]] + p[s[:, 1]] + p[s[:, 2]]) / 3  # what .mean(axis=1) gives, several times faster
+    centroids = (np.take(p, s[:, 0], axis=0) + np.take(p, s[:, 1], axis=0) + np.take(p, s[:, 2], axis=0)) / 3  # = mean
     factors = np.full(neighbours.shape, -2.0 / 3.0)
     for k in range(3):
         has = neighbours[:, k] >= 0
         t = np.flatnonzero(has)
-        c = _barycentric(affine, t, centroids[neighbours[t, k]])
+        c = _barycentric(affine, t, np.take(centroids, neighbours[t, k], axis=0))
         a, b = c[:, (k + 1) % 3], c[:, (k + 2) % 3]
         factors[t, k] = (2 * b + a - 1) / (2 - 3 * b - 3 * a)
     return factors
