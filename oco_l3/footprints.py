@@ -152,7 +152,7 @@ def rasterise_triangles(
     """
     tx = np.asarray(tx, dtype=float)
     ty = np.asarray(ty, dtype=float)
-    finite = np.flatnonzero(np.isfinite(tx).all(axis=1) & np.isfinite(ty).all(axis=1))
+    finite = np.flatnonzero(_finite_rows(tx) & _finite_rows(ty))
     if finite.size < tx.shape[0]:
         tx, ty = tx[finite], ty[finite]
     area = _cross(tx[:, 0], ty[:, 0], tx[:, 1], ty[:, 1], tx[:, 2], ty[:, 2])
@@ -160,6 +160,16 @@ def rasterise_triangles(
     if keep.size == tx.shape[0]:  # the usual case: no copies
         return _scanline(finite, tx, ty, shape)
     return _scanline(finite[keep], tx[keep], ty[keep], shape)
+
+
+def _finite_rows(a: np.ndarray) -> np.ndarray:
+    """Rows of ``(T, k)`` ``a`` with every entry finite: ``np.isfinite(a).all(axis=1)``, column by column (a
+    reduction along a short axis costs 3x more)."""
+    finite = np.isfinite(a)
+    out = finite[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        out &= finite[:, j]
+    return out
 
 
 def to_index_space(lat: np.ndarray, lon: np.ndarray, grid: GridSpec) -> tuple[np.ndarray, np.ndarray]:
