@@ -305,7 +305,7 @@ def _scanline_block(
     offsets = np.cumsum(count) - count
     row = np.repeat(lo.astype(np.int64) - offsets, count) + np.arange(total, dtype=np.int64)
     params = (ax, ay, bx, by, _slope(ax, ay, cx, cy), _slope(ax, ay, bx, by), _slope(bx, by, cx, cy))
-    x_left, x_right = _row_extent(tuple(np.take(a, which) for a in params), row.astype(float))
+    x_left, x_right = _row_extent(tuple(np.repeat(a, count) for a in params), row.astype(float))  # = a[which]
     col0 = np.maximum(np.ceil(x_left), 0)
     col1 = np.minimum(np.floor(x_right), n_cols - 1)
     keep = np.flatnonzero(col1 >= col0)
