@@ -1,13 +1,26 @@
-"""In-place reads vs staging on the moto S3 server (both through a counting proxy on 127.0.0.1).
+"""In-place reads vs staging on the moto S3 server, through a counting proxy on 127.0.0.1 (a process of its own).
 
-Prints a JSON object: for each case, the bytes fetched at the endpoint / the object size and the wall time (best of
-``--repeat``) of reading the granule in place and of staging it whole then reading it; plus the local read time of
-the busy granule as the sample data now stores it (zlib 4 + shuffle) and as before (zlib 1, compare decompression).
+For each case it prints the object's size, the bytes fetched / object size, the GET requests and round trips of an
+in-place read, and the wall time (best and median of ``--repeat``, in place and staged runs interleaved) of reading
+the granule in place and of staging it whole then reading it, for two models of the endpoint:
 
-Cases: the busy OCO-3 day (90,600 soundings) with every science variable (the default selection) and with the
-bench's busy-day selection (root + /Retrieval); the real ATL07 granules with the sea-ice product's variables.
+* ``loopback``: moto itself, read directly (the local test endpoint as it is; moto reads and copies the whole
+  object for every ranged GET, so each request costs more the larger the object, unlike S3);
+* ``s3``: through the proxy, each answer's first byte no sooner than ``--latency`` after its request (default 20 ms:
+  AWS's S3 performance whitepaper, "Timeouts and Retries for Latency-Sensitive Applications",
+  https://docs.aws.amazon.com/whitepapers/latest/s3-optimizing-performance-best-practices/timeouts-and-retries-for-latency-sensitive-applications.html,
+  gives median latencies "in the tens of milliseconds" for requests under 512 KB) and
+  its body at most at ``--bandwidth`` per request (default 100 MB/s: one S3 stream in region, an assumption; EC2
+  caps a single flow at 5 Gb/s and AWS recommends parallel ranged GETs for more); the proxy answers ranged GETs
+  from its own copy of the object, so moto's per-request cost does not count.
 
-    .venv/bin/python bench/inplace.py [--repeat 3]
+Bytes and GETs are counted at the proxy (the same in both models).
+
+Cases: the busy SYNTHETIC OCO-3 day (90,600 soundings) with every science variable (the default selection) and with
+the bench's busy-day selection (root + /Retrieval); the real ATL07 granules with the sea-ice product's variables.
+Also: the busy granule's composition (bytes per sounding by kind), its local read time, and h5coro's ATL07 reads.
+
+    .venv/bin/python bench/inplace.py [--repeat 3] [--latency 0.02] [--bandwidth 100e6]
 """
 
 from __future__ import annotations
@@ -15,6 +28,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -32,9 +49,9 @@ from oco_l3.config import S3Object  # noqa: E402
 from oco_l3.icesat2.readers import read_beams  # noqa: E402
 from oco_l3.icesat2.seaice import DEFAULT_VARIABLE, needed_variables  # noqa: E402
 from oco_l3.readers import Selection, read_granule  # noqa: E402
-from oco_l3.sample_data import Storage, write_sample_day  # noqa: E402
+from oco_l3.sample_data import write_sample_day  # noqa: E402
 from tests.services.moto_s3 import MOTO_KEY, MOTO_SECRET, boto_client, free_port  # noqa: E402
-from tests.services.s3_proxy import S3Proxy  # noqa: E402
+from tests.services.s3_proxy import Link, ProxyProcess  # noqa: E402
 
 BUCKET = "oco-l3-bench"
 ATL07 = sorted((ROOT / "tests/data/icesat2").glob("processed_ATL07-*.h5"))
@@ -56,32 +73,87 @@ def _moto() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("moto_server did not start")
 
 
-def _measure(proxy: S3Proxy, obj: S3Object, key: str, size: int, read: Callable[[Any], Any], staging: bool,
-             repeat: int) -> dict[str, float]:
-    times, fractions = [], []
+def _once(obj: S3Object, read: Callable[[Any], Any], staging: bool) -> tuple[float, int | None, int | None]:
+    t0 = time.perf_counter()
+    with remote.open_input(obj, staging=staging) as source:
+        read(source)
+        counts = (getattr(source, "requests", None), getattr(source, "rounds", None))
+    return time.perf_counter() - t0, *counts
+
+
+def _measure(proxy: ProxyProcess, obj: S3Object, key: str, size: int, read: Callable[[Any], Any],
+             repeat: int) -> dict[str, Any]:
+    """In place and staged, interleaved ``repeat`` times; bytes and requests counted at the proxy when ``obj`` is
+    read through it."""
+    out: dict[str, Any] = {}
+    walls: dict[str, list[float]] = {"in_place": [], "staged": []}
+    counted = obj.endpoint == proxy.endpoint
     for _ in range(repeat):
-        proxy.reset()
-        t0 = time.perf_counter()
-        with remote.open_input(obj, staging=staging) as source:
-            read(source)
-        times.append(time.perf_counter() - t0)
-        fractions.append(proxy.fetched(BUCKET, key) / size)
-    return {"fetched_fraction": round(max(fractions), 4), "wall_s": round(min(times), 3),
-            "requests": proxy.count("GET") + proxy.count("HEAD")}
+        for path, staging in (("in_place", False), ("staged", True)):
+            proxy.reset()
+            wall, requests, rounds = _once(obj, read, staging)
+            walls[path].append(wall)
+            out[path] = {"fetched_fraction": round(proxy.fetched(BUCKET, key) / size, 4),
+                         "requests": proxy.count("GET") + proxy.count("HEAD")} if counted else {}
+            if not staging:
+                out[path].update(client_requests=requests, rounds=rounds)
+    for path, times in walls.items():
+        out[path].update(wall_s=round(min(times), 3), wall_median_s=round(statistics.median(times), 3),
+                         walls_s=[round(t, 3) for t in times])
+    return out
+
+
+def composition(path: Path) -> dict[str, float]:
+    """Bytes per sounding of a Lite FP granule by kind: the (N, 20) profiles, per-sounding numbers (what the
+    default selection reads besides geolocation), geolocation and time, strings (references and heap; metadata
+    is counted here too, a few tens of KB), and other bookkeeping."""
+    kinds = {"profiles": 0, "per_sounding_numbers": 0, "geolocation_time": 0, "strings": 0, "other": 0}
+    geo = {"latitude", "longitude", "vertex_latitude", "vertex_longitude", "time"}
+    with h5py.File(path, "r") as f:
+        n = int(f["latitude"].shape[0])
+        total = 0
+
+        def visit(name: str, obj: Any) -> None:
+            nonlocal total
+            if not isinstance(obj, h5py.Dataset):
+                return
+            size = obj.id.get_storage_size()
+            total += size
+            if obj.dtype.kind == "O":
+                kind = "strings"
+            elif name in geo:
+                kind = "geolocation_time"
+            elif obj.shape == (n, 20):
+                kind = "profiles"
+            elif obj.shape == (n,) and name not in ("sounding_id", "file_index"):
+                kind = "per_sounding_numbers"
+            else:
+                kind = "other"
+            kinds[kind] += size
+
+        f.visititems(visit)
+    kinds["strings"] += path.stat().st_size - total
+    return {"soundings": n, "bytes_per_sounding": round(path.stat().st_size / n, 1),
+            **{f"{k}_B_per_sounding": round(v / n, 1) for k, v in kinds.items()}}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--latency", type=float, default=0.02, help="first-byte latency of the s3 model (s)")
+    parser.add_argument("--bandwidth", type=float, default=100e6, help="per-request bytes/s of the s3 model")
     args = parser.parse_args()
+    models = {"loopback": Link(), "s3": Link(args.latency, args.bandwidth, own_ranges=True)}
     proc, upstream = _moto()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"models": {k: {"latency_s": v.latency, "bandwidth_Bps": v.bandwidth}
+                                      for k, v in models.items()}}
+    proxy = ProxyProcess(upstream)
     try:
-        proxy = S3Proxy(upstream)
         client = boto_client(upstream)
         client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
         with tempfile.TemporaryDirectory(prefix="oco-l3-bench-inplace-") as tmp:
-            busy = write_sample_day(Path(tmp) / "now", dt.date(2021, 6, 1), ("oco3",), profile="busy")["oco3"]
+            busy = write_sample_day(Path(tmp), dt.date(2021, 6, 1), ("oco3",), profile="busy")["oco3"]
+            out["busy_granule"] = composition(busy)
             cases: list[tuple[str, Path, Callable[[Any], Any]]] = [
                 ("oco3_busy_day_default_variables", busy, lambda s: read_granule(s, Selection.default(), "oco3")),
                 ("oco3_busy_day_root_and_retrieval", busy, lambda s: read_granule(s, BUSY, "oco3")),
@@ -92,39 +164,47 @@ def main() -> int:
                               lambda s: read_beams(s, "ATL07", "strong", variables)))
             for name, path, read in cases:
                 client.put_object(Bucket=BUCKET, Key=path.name, Body=path.read_bytes())
-                obj = S3Object(path=f"s3://{BUCKET}/{path.name}", accessKeyID=MOTO_KEY, secretAccessKey=MOTO_SECRET,
-                               endpoint=proxy.endpoint)
                 size = path.stat().st_size
-                out[name] = {"object_bytes": size,
-                             "in_place": _measure(proxy, obj, path.name, size, read, False, args.repeat),
-                             "staged": _measure(proxy, obj, path.name, size, read, True, args.repeat)}
+                out[name] = {"object_bytes": size}
+                for model, link in models.items():
+                    proxy.set_link(link)
+                    endpoint = upstream if model == "loopback" else proxy.endpoint
+                    obj = S3Object(path=f"s3://{BUCKET}/{path.name}", accessKeyID=MOTO_KEY,
+                                   secretAccessKey=MOTO_SECRET, endpoint=endpoint)
+                    out[name][model] = _measure(proxy, obj, path.name, size, read, args.repeat)
+            proxy.set_link(models["loopback"])
+            out["busy_day_local_read_s"] = {
+                label: round(min(_timed(lambda s=sel: read_granule(busy, s, "oco3")) for _ in range(args.repeat)), 3)
+                for label, sel in (("default_variables", Selection.default()), ("root_and_retrieval", BUSY))}
             out["h5coro"] = _h5coro(proxy, client, busy, variables, args.repeat)
-            old = write_sample_day(Path(tmp) / "before", dt.date(2021, 6, 1), ("oco3",), profile="busy")["oco3"]
-            Path(old).unlink()
-            from oco_l3.sample_data import day_plan, write_granule
-
-            plan = day_plan(dt.date(2021, 6, 1), "busy")
-            old = write_granule(old, "oco3", dt.date(2021, 6, 1), plan.captures["oco3"], plan.n_background["oco3"],
-                                storage=Storage(complevel=1))
-            local: dict[str, float] = {}
-            for label, path in (("zlib4_shuffle_now", busy), ("zlib1_shuffle_before", old)):
-                best = min(_timed(lambda p=path: read_granule(p, BUSY, "oco3")) for _ in range(args.repeat))
-                local[label] = round(best, 3)
-                local[f"{label}_bytes"] = Path(path).stat().st_size
-            out["busy_day_local_read_s"] = local
-        proxy.close()
     finally:
+        proxy.close()
         proc.terminate()
         proc.wait(10)
+    out["summary"] = summary(out)
     print(json.dumps(out, indent=2))
     return 0
 
 
-def _h5coro(proxy: S3Proxy, client: Any, busy: Path, variables: list[str], repeat: int) -> dict[str, Any]:
+def summary(out: dict[str, Any]) -> list[str]:
+    """One line per case and endpoint model (what ``make bench`` prints)."""
+    lines = []
+    for name, case in out.items():
+        if not isinstance(case, dict) or "object_bytes" not in case:
+            continue
+        counted = case["s3"]["in_place"]
+        for model in ("loopback", "s3"):
+            i, s = case[model]["in_place"], case[model]["staged"]
+            lines.append(f"| {name} | {model} | {case['object_bytes'] / 1e6:.1f} MB | in place "
+                         f"{counted['fetched_fraction']:.1%}, {counted['requests']} GETs in {i['rounds']} rounds, "
+                         f"{i['wall_s']:.2f} s (median {i['wall_median_s']:.2f}) | staged {s['wall_s']:.2f} s "
+                         f"(median {s['wall_median_s']:.2f}) |")
+    return lines
+
+
+def _h5coro(proxy: ProxyProcess, client: Any, busy: Path, variables: list[str], repeat: int) -> dict[str, Any]:
     """The same ATL07 read with h5coro (what NSIDC's notebook uses) at two cache-line sizes, and whether it can read
     the OCO granule's ``/Sounding/target_id`` (variable-length strings)."""
-    import os
-
     try:
         from h5coro import h5coro, s3driver
     except ImportError:
@@ -153,8 +233,6 @@ def _h5coro(proxy: S3Proxy, client: Any, busy: Path, variables: list[str], repea
 
 
 def _names(path: Path) -> set[str]:
-    import h5py
-
     names: set[str] = set()
     with h5py.File(path, "r") as f:
         f.visit(names.add)

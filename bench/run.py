@@ -337,13 +337,11 @@ def _json_of(cmd: list[str]) -> Any:
 
 
 def report_inplace(cases: dict[str, Any]) -> None:
-    print("\nS3 reads on the moto endpoint (bench/inplace.py): fetched / object size, wall (best)")
-    for name, c in cases.items():
-        if "in_place" in c:
-            i, s = c["in_place"], c["staged"]
-            print(f"| {name} | in place {i['fetched_fraction']:.1%}, {i['wall_s']:.2f} s, {i['requests']} requests "
-                  f"| staged {s['fetched_fraction']:.1%}, {s['wall_s']:.2f} s |")
-    print(f"h5coro: {cases.get('h5coro')}; busy granule local read: {cases.get('busy_day_local_read_s')}")
+    print("\nS3 reads on the moto endpoint (bench/inplace.py): fetched / object size, requests, wall (best)")
+    for line in cases.get("summary", []):
+        print(line)
+    print(f"busy granule: {cases.get('busy_granule')}; local read: {cases.get('busy_day_local_read_s')}; "
+          f"h5coro: {cases.get('h5coro')}")
 
 
 def report(r: dict[str, Any]) -> None:

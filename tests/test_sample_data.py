@@ -113,6 +113,34 @@ def test_awkward_cases(day_files: dict[str, Path]) -> None:
     assert np.all((oco2.longitude[tg] > lamont.min_lon) & (oco2.longitude[tg] < lamont.max_lon))
 
 
+def test_lite_fp_profiles_look_and_store_like_measured_ones(day_files: dict[str, Path]) -> None:
+    """The four (N, 20) profiles: real shapes (levels from space to the surface, a kernel near 1 in the lower
+    troposphere, weights summing to 1, a prior near xco2_apriori) and measurement-like noise, so they take the
+    room zlib + shuffle leaves real ones (the module docstring's calibration); the analytic fields are untouched."""
+    import h5py
+
+    with h5py.File(day_files["oco3"], "r") as f:
+        n = f["latitude"].shape[0]
+        lat, lon = f["latitude"][()].astype(np.float64), f["longitude"][()].astype(np.float64)
+        ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+        levels, apriori = f["pressure_levels"][()][ok], f["co2_profile_apriori"][()][ok]
+        kernel, weight = f["xco2_averaging_kernel"][()][ok], f["pressure_weight"][()][ok]
+        stored = {k: f[k].id.get_storage_size() / n for k in
+                  ("pressure_levels", "co2_profile_apriori", "xco2_averaging_kernel", "pressure_weight")}
+        assert all(f[k].shape == (n, sd.LEVELS) and f[k].dtype == np.float32 for k in stored)
+        assert f["xco2_averaging_kernel"].attrs["missing_value"] == -999999
+        xco2_apriori = f["xco2_apriori"][()][ok].astype(np.float64)
+    psurf = sd.ANALYTIC["Retrieval/psurf_apriori"](lat[ok], lon[ok])
+    assert np.all(np.diff(levels, axis=1) > 0) and np.allclose(levels[:, 0], 0.1)
+    assert np.abs(levels[:, -1] - psurf).max() < 6 and 0.5 < np.std(levels[:, -1] - psurf) < 1.5  # retrieval noise
+    assert np.allclose(weight.sum(axis=1), 1, atol=1e-5) and np.all(weight > 0)
+    assert np.all(np.abs(apriori - xco2_apriori[:, None]) < 10) and np.all(apriori[:, -1] > apriori[:, 0])
+    assert kernel.min() > 0.3 and kernel.max() < 1.6 and 0.02 < kernel[:, 15].std() < 0.2  # varies per sounding
+    per_value = sum(stored.values()) / (4 * sd.LEVELS)
+    assert 1.5 < per_value < 3.0, stored  # bytes per stored value: measured-like, not constants (0.01 B)
+    assert np.array_equal(xco2_apriori, sd.ANALYTIC["xco2_apriori"](lat[ok], lon[ok]).astype(np.float32))
+
+
 def test_profiles_sizes() -> None:
     busy = sd.day_plan(DAY, "busy")
     assert busy.n_background["oco3"] + sum(c.n_soundings for c in busy.captures["oco3"]) == 90_600

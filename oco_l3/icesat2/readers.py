@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from oco_l3._h5index import Planner
 from oco_l3.errors import BeamStrengthUnknown, GranuleSchemaMismatch, GranuleUnreadable
 from oco_l3.icesat2.time import ATLAS_SDP_GPS_EPOCH, gps_to_utc
 
@@ -166,16 +167,25 @@ def _open(path: str | Path | Any) -> Any:
 
 
 @contextlib.contextmanager
-def _opened(path: str | Path | Any) -> Iterator[Any]:
-    """The granule as an open h5py file: a local path, a remote URL read in place, or a binary file object."""
+def _opened(path: str | Path | Any) -> Iterator[tuple[Any, Planner | None]]:
+    """The granule as an open h5py file (a local path, a remote URL read in place, or a binary file object) and, when
+    it is read in place, the planner that fetches what a read needs in a few concurrent batches."""
     if isinstance(path, str) and path.startswith(("s3://", "https://")):
         from oco_l3.remote import open_input
 
         with open_input(path) as source, _open(source) as h5:
-            yield h5
+            yield h5, Planner.of(h5, source)
         return
     with _open(path) as h5:
-        yield h5
+        yield h5, Planner.of(h5, path)
+
+
+def _needed(h5: Any, layout: Layout, beams: Sequence[str], variables: Sequence[str]) -> list[str]:
+    """The datasets a read of ``beams`` takes (each beam's coordinates and variables, the epoch, the orbit)."""
+    names = ("latitude", "longitude", "delta_time")
+    return ["ancillary_data/atlas_sdp_gps_epoch", "orbit_info/rgt", "orbit_info/cycle_number",
+            *(f"{b}/{layout.root}/{n}" for b in beams for n in names),
+            *(f"{b}/{layout.physical(v)}" for b in beams for v in variables)]
 
 
 def granule_name(path: str | Path | Any) -> str:
@@ -301,16 +311,20 @@ def read_beams(
     granule = granule_name(path)
     if product not in LAYOUTS:
         raise GranuleSchemaMismatch(f"{granule}: unsupported product {product!r}")
-    with _opened(path) as h5:
+    with _opened(path) as (h5, plan):
+        if plan is not None:  # read in place: the beam groups' headers and links first, in a few batches
+            plan.headers(BEAMS)
         short = _short_name(h5)
         if short and short.upper() != product:
             raise GranuleSchemaMismatch(f"{granule}: is {short}, expected {product}")
         layout = _layout_for(h5, product, granule)
         if layout is None:
             return []
+        strengths = beam_strengths(h5, granule, layout, beams)
+        if plan is not None:
+            plan.data(_needed(h5, layout, [b for b, t in strengths.items() if _selected(t, beams)], variables))
         epoch = _epoch(h5, granule)
         rgt, cycle = _orbit_scalar(h5, "rgt"), _orbit_scalar(h5, "cycle_number")
-        strengths = beam_strengths(h5, granule, layout, beams)
         out = []
         for beam in BEAMS:
             if beam not in strengths or not _selected(strengths[beam], beams):

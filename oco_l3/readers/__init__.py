@@ -29,6 +29,7 @@ from typing import Any
 
 import h5py
 
+from oco_l3._h5index import Planner
 from oco_l3.errors import GranuleNameUnrecognised, GranuleUnreadable, OcoL3Error
 from oco_l3.missions import MISSIONS, by_naming, mission_spec
 from oco_l3.readers._hdf import Source, global_attrs
@@ -84,6 +85,16 @@ def open_h5(source: str | os.PathLike[str] | Any) -> tuple[h5py.File, str]:
     return _open(Path(source), str(source)), str(source)
 
 
+def open_source(source: str | os.PathLike[str] | Any) -> Source:
+    """``source`` opened as a :class:`Source` (with a fetch planner when it is a file read in place)."""
+    f, name = open_h5(source)
+    try:
+        return Source(f, name, Planner.of(f, source))
+    except BaseException:
+        f.close()
+        raise
+
+
 def _is_netcdf4(f: h5py.File) -> bool:
     return "_NCProperties" in f.attrs or "sounding_id" in f or "sounding_dim" in f
 
@@ -116,13 +127,13 @@ def read_granule(
     ``Soundings.source`` is the file's base name.
     """
     selection = selection if selection is not None else Selection.default()
-    f, name = open_h5(path)
+    src = open_source(path)
+    f, name = src.file, src.name
     mission = mission or _mission_from_name(name)
     with f:
         try:
             if not _is_netcdf4(f):
                 raise GranuleUnreadable(f"{name}: an HDF5 file but not a netCDF-4 Lite granule")
-            src = Source(f, name)
             soundings = mission_spec(mission or detect_mission(f)).read(src, selection)
         except OcoL3Error:
             raise

@@ -7,13 +7,14 @@ Every failure of the container becomes :class:`GranuleUnreadable`, every missing
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import h5py
 import numpy as np
 
+from oco_l3._h5index import Planner, RowsAfter
 from oco_l3.errors import GranuleSchemaMismatch
 from oco_l3.soundings import Variable
 
@@ -27,13 +28,33 @@ FILL_ATTRS = ("missing_value", "_FillValue")
 
 @dataclass(frozen=True)
 class Source:
-    """An open granule: the h5py file and the name used in messages."""
+    """An open granule: the h5py file, the name used in messages and, for a granule read in place, the
+    :class:`~oco_l3._h5index.Planner` that fetches what the reader is about to read in a few concurrent batches
+    (``None`` for a local file: the ``prefetch_*`` calls then do nothing)."""
 
     file: h5py.File
     name: str
+    plan: Planner | None = None
 
     def mismatch(self, problem: str) -> GranuleSchemaMismatch:
         return GranuleSchemaMismatch(f"{self.name}: {problem}")
+
+    def prefetch_headers(self, data: Callable[[str], bool] | None = None, rows_after: RowsAfter | None = None) -> None:
+        """Fetch the object headers of every member of the root and of its groups, with the chunk indexes of their
+        datasets (:meth:`~oco_l3._h5index.Planner.members`: each group walked as soon as its links are in), the
+        chunks of the datasets ``data`` names and, meanwhile, the string rows ``rows_after`` names."""
+        if self.plan is not None:
+            self.plan.members([""], depth=1, data=data, rows_after=rows_after)
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Fetch the data of the datasets ``keys`` (missing ones are skipped)."""
+        if self.plan is not None:
+            self.plan.data([k for k in keys if get_dataset(self, k) is not None])
+
+    def prefetch_rows(self, keys: Iterable[str], runs: Sequence[tuple[int, int]]) -> None:
+        """Fetch what reading the row ``runs`` of the string datasets ``keys`` needs."""
+        if self.plan is not None:
+            self.plan.rows([k for k in keys if get_dataset(self, k) is not None], runs)
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -160,6 +181,16 @@ def _strings(src: Source, ds: h5py.Dataset, key: str, raw: np.ndarray) -> np.nda
 STRING_RUN_GAP = 256
 
 
+def row_runs(wanted: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` runs of the rows where ``wanted`` is true, runs at most :data:`STRING_RUN_GAP` apart
+    joined."""
+    rows = np.flatnonzero(wanted)
+    if rows.size == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(rows) > STRING_RUN_GAP) + 1
+    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(rows, cuts)]
+
+
 def read_strings_where(src: Source, ds: h5py.Dataset, key: str, wanted: np.ndarray, fill: str) -> np.ndarray:
     """Like :func:`read_strings` for ``len(wanted)`` rows, but only the rows where ``wanted`` is true are read
     (in slices of nearby rows); the others are ``fill``. Variable-length strings live in the file's global heap,
@@ -169,12 +200,9 @@ def read_strings_where(src: Source, ds: h5py.Dataset, key: str, wanted: np.ndarr
     if tuple(ds.shape[:1]) != (n,) or ds.ndim > 2 or (ds.ndim == 2 and ds.dtype.kind != "S"):
         raise src.mismatch(f"/{key} has shape {tuple(ds.shape)}, expected ({n},)")
     rows = np.flatnonzero(wanted)
-    parts: list[tuple[int, np.ndarray]] = []
-    if rows.size:
-        cuts = np.flatnonzero(np.diff(rows) > STRING_RUN_GAP) + 1
-        for run in np.split(rows, cuts):
-            start, stop = int(run[0]), int(run[-1]) + 1
-            parts.append((start, _strings(src, ds, key, np.asarray(ds[start:stop]))))
+    runs = row_runs(wanted)
+    src.prefetch_rows([key], runs)
+    parts = [(start, _strings(src, ds, key, np.asarray(ds[start:stop]))) for start, stop in runs]
     width = max([len(fill), 1, *(int(values.dtype.itemsize // 4) for _, values in parts)])
     out = np.full(n, fill, dtype=f"U{width}")
     for start, values in parts:

@@ -20,8 +20,16 @@ from oco_l3.readers._hdf import (
     read_strings_where,
     read_vertices,
     require,
+    row_runs,
 )
-from oco_l3.readers.science import drop_bad_geolocation, read_science, seconds_to_datetime64
+from oco_l3.readers.science import (
+    drop_bad_geolocation,
+    pick_science,
+    read_science,
+    science_keys,
+    seconds_to_datetime64,
+    will_read,
+)
 from oco_l3.readers.selection import Selection
 from oco_l3.soundings import MODE_SAM, MODE_TARGET, Soundings
 
@@ -30,6 +38,12 @@ FP_BOOKKEEPING = frozenset({
     *LITE_FP_REQUIRED, *FP_TARGET_IDS, "sounding_id", "date", "source_files", "file_index", "levels", "bands",
     "vertices", "footprints", "epoch_dimension",
 }) - {"xco2_quality_flag"}
+
+#: The numeric datasets every read needs (prefetched with the science variables when read in place).
+FP_NUMERIC = LITE_FP_REQUIRED
+
+#: The string datasets of a capture's target (read only for target- and SAM-mode soundings).
+TARGET_KEYS = ("Sounding/target_id", "Sounding/target_name")
 
 UNIX_EPOCH = np.datetime64("1970-01-01T00:00:00", "ns")
 
@@ -41,6 +55,7 @@ def _targets(src: Source, n: int, mode: np.ndarray) -> tuple[np.ndarray, np.ndar
     ids_ds = get_dataset(src, "Sounding/target_id")
     names_ds = get_dataset(src, "Sounding/target_name")
     wanted = np.isin(mode, (MODE_SAM, MODE_TARGET))
+    src.prefetch_rows(TARGET_KEYS, row_runs(wanted))
     none = np.full(n, "none")
     ids = normalise_ids(read_strings_where(src, ids_ds, "Sounding/target_id", wanted, "none")) \
         if ids_ds is not None else none
@@ -49,13 +64,22 @@ def _targets(src: Source, n: int, mode: np.ndarray) -> tuple[np.ndarray, np.ndar
     return ids, names
 
 
+def _target_runs(mode: np.ndarray) -> list[tuple[int, int]]:
+    """The row runs :func:`_targets` reads (for a read in place, fetched with the headers)."""
+    return row_runs(np.isin(np.asarray(mode).ravel(), (MODE_SAM, MODE_TARGET)))
+
+
 def read_fp(src: Source, spec: MissionSpec, selection: Selection) -> Soundings:
     """Read one Lite FP granule of the product ``spec`` (the :class:`~oco_l3.missions.Reader` protocol); OCO-3
     files must carry target ids, OCO-2 files may not."""
+    src.prefetch_headers(data=will_read(src, selection, FP_BOOKKEEPING, (*FP_NUMERIC, spec.post_qf.variable)),
+                         rows_after=("Sounding/operation_mode", _target_runs, TARGET_KEYS))
     lat_ds = require(src, "latitude")
     if len(lat_ds.shape) != 1:
         raise src.mismatch(f"/latitude has shape {tuple(lat_ds.shape)}, expected (N,)")
     n = int(lat_ds.shape[0])
+    science = pick_science(src, selection, n, FP_BOOKKEEPING)
+    src.prefetch([*FP_NUMERIC, spec.post_qf.variable, *science_keys(science)])
     lat = read_float(src, lat_ds, "latitude", (n,)).astype(np.float64)
     lon = read_float(src, require(src, "longitude"), "longitude", (n,)).astype(np.float64)
     seconds = read_float(src, require(src, "time"), "time", (n,))
@@ -75,7 +99,7 @@ def read_fp(src: Source, spec: MissionSpec, selection: Selection) -> Soundings:
         target_id=target_id,
         target_name=target_name,
         good=spec.post_qf.mask(qf),
-        variables=read_science(src, selection, n, FP_BOOKKEEPING),
+        variables=read_science(src, science, n),
         source=src.name,
     )
     return drop_bad_geolocation(soundings)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
+import h5py
 import numpy as np
 
 from oco_l3.readers._hdf import (
@@ -21,8 +23,18 @@ from oco_l3.soundings import Soundings, Variable
 log = logging.getLogger(__name__)
 
 
-def read_science(src: Source, selection: Selection, n: int, bookkeeping: frozenset[str]) -> tuple[Variable, ...]:
-    """The selected per-sounding science variables (only those datasets are read)."""
+def read_science(src: Source, picked: list[tuple[str, str, h5py.Dataset]], n: int) -> tuple[Variable, ...]:
+    """The science variables :func:`pick_science` chose, read."""
+    return tuple(to_variable(src, g, name, ds, n) for g, name, ds in picked)
+
+
+def science_keys(picked: list[tuple[str, str, h5py.Dataset]]) -> list[str]:
+    return [f"{g}/{name}" if g else name for g, name, _ in picked]
+
+
+def pick_science(src: Source, selection: Selection, n: int,
+                 bookkeeping: frozenset[str]) -> list[tuple[str, str, h5py.Dataset]]:
+    """The selected per-sounding science datasets ``(group, name, dataset)`` (headers only: nothing is read)."""
     if selection.variables is None:
         groups = ["", *subgroups(src)]
         picked = [
@@ -45,7 +57,28 @@ def read_science(src: Source, selection: Selection, n: int, bookkeeping: frozens
                             src.name, key, tuple(ds.shape))
             else:
                 picked.append((group, name, ds))
-    return tuple(to_variable(src, g, name, ds, n) for g, name, ds in picked)
+    return picked
+
+
+def will_read(src: Source, selection: Selection, bookkeeping: frozenset[str],
+              required: Iterable[str]) -> Callable[[str], bool]:
+    """Whether a read of ``src`` with ``selection`` takes dataset ``key``, from its header alone (before the reader
+    lists anything): a ``required`` key, or one :func:`pick_science` would pick (any length: the sounding count is not
+    known yet). A granule read in place fetches these datasets' chunks while its headers are walked."""
+    needed = frozenset(required)
+
+    def wanted(key: str) -> bool:
+        if key in needed:
+            return True
+        group, name = split_key(key)
+        if "/" in group or key in bookkeeping or name.startswith("_nc4") or not selection.wants(group, name):
+            return False
+        if selection.variables is not None and key not in selection.variables:
+            return False
+        ds = src.file.get(key)
+        return isinstance(ds, h5py.Dataset) and ds.ndim == 1 and is_science_dataset(ds, int(ds.shape[0]))
+
+    return wanted
 
 
 def drop_bad_geolocation(soundings: Soundings) -> Soundings:

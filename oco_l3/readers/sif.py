@@ -25,7 +25,13 @@ from oco_l3.readers._hdf import (
     read_vertices,
     require,
 )
-from oco_l3.readers.science import drop_bad_geolocation, read_science, seconds_to_datetime64
+from oco_l3.readers.science import (
+    drop_bad_geolocation,
+    pick_science,
+    read_science,
+    science_keys,
+    seconds_to_datetime64,
+)
 from oco_l3.readers.selection import Selection
 from oco_l3.soundings import Soundings
 
@@ -69,10 +75,14 @@ def _targets(src: Source, n: int, required: bool) -> tuple[np.ndarray, np.ndarra
 
 def read_sif(src: Source, spec: MissionSpec, selection: Selection) -> Soundings:
     """Read one Lite SIF granule of the product ``spec`` (the :class:`~oco_l3.missions.Reader` protocol)."""
+    src.prefetch_headers()
     lat_ds = require(src, "Latitude")
     if len(lat_ds.shape) != 1:
         raise src.mismatch(f"/Latitude has shape {tuple(lat_ds.shape)}, expected (N,)")
     n = int(lat_ds.shape[0])
+    science = pick_science(src, selection, n, SIF_BOOKKEEPING)
+    corners = [k for pair in _CORNERS for k in pair]
+    src.prefetch([*LITE_SIF_REQUIRED, *corners, *science_keys(science)])
     lat = read_float(src, lat_ds, "Latitude", (n,)).astype(np.float64)
     lon = read_float(src, require(src, "Longitude"), "Longitude", (n,)).astype(np.float64)
     vlat, vlon = _corners(src, n)
@@ -91,7 +101,7 @@ def read_sif(src: Source, spec: MissionSpec, selection: Selection) -> Soundings:
         target_id=target_id,
         target_name=target_name,
         good=spec.post_qf.mask(qf),
-        variables=read_science(src, selection, n, SIF_BOOKKEEPING),
+        variables=read_science(src, science, n),
         source=src.name,
     )
     return drop_bad_geolocation(soundings)

@@ -35,6 +35,24 @@ default chunk shapes for the variable's real shape (formats.md gives no chunking
 files, so the library defaults stand in); strings are variable-length (HDF5 cannot filter them). The byte counts of
 in-place reads (``bench/inplace.py``) are measured on these files.
 
+Composition (SYNTHETIC; calibrated against formats.md 1.2): a real Lite FP file stores about **430 B per sounding**
+(``oco2_LtCO2_200404``: 64,424,455 bytes; a day has about 149,000 soundings, ``oco2_LtCO2_200109``; OCO-2 B10 files
+have no target strings; OCO-3 days are about 50 MB). The busy OCO-3 day here (90,600 soundings, measured by
+``bench/inplace.py``'s ``composition``) stores 313 B per sounding:
+
+* the four (N, 20) profiles, 157 B (``_layouts._profiles``: real shapes, per-sounding variation and float32 noise at full
+  precision, about 2 B per value after shuffle + zlib: pressure levels 22 B, prior 38, kernel 51, weights 45);
+* the two string variables, 122 B: 16-byte references plus one global-heap object per sounding, the real layout;
+* per-sounding numbers, 25 B: about 30 variables, analytic test truth (0.5-2.6 B per value, where measured
+  float32 values would take about 2 B, like the profiles' noise);
+* geolocation and time, 8 B (regular synthetic swaths); bookkeeping, under 1 B.
+
+So the profiles and strings weigh about what they would in a real file; if a real file's profiles take what these
+do, its other ~270 B per sounding are per-sounding variables this module does not write (formats.md 1.5 lists
+``/Retrieval`` members such as ``dpfrac``, ``co2_grad_del``, ``aod_dust``) and that the default selection (every
+per-sounding variable) reads: an in-place read fetches a larger fraction of a real object than of these files, by an
+amount the sources at hand do not let us measure.
+
 Geometry: a capture is a swath of 8 footprints across-track times frames along-track; footprints are
 1.6 x 2.1 km (OCO-2: 1.29 x 2.25 km) quadrilaterals that tile the swath exactly; SAMs are laid out as adjacent
 strips (boustrophedon), rotated by about 12 degrees, centred on the target centroid. Frames are 1/3 s apart.
@@ -72,6 +90,6 @@ from oco_l3.sample_data._fields import (
     sif_quality_flag,
 )
 from oco_l3.sample_data._geometry import CaptureSpec
-from oco_l3.sample_data._layouts import CONTIGUOUS, LITE_STORAGE, Storage
+from oco_l3.sample_data._layouts import CONTIGUOUS, LEVELS, LITE_STORAGE, Storage
 
-__all__ = ["ANALYTIC", "ANALYTIC_FP", "ANALYTIC_SIF", "CONTIGUOUS", "CORRUPT_EXPECTED", "CURVED", "CaptureSpec", "DEFAULT_DELTA_TIME_UNITS", "DayPlan", "FILL", "FILLED", "FOOTPRINT_KM", "FRAME_SECONDS", "KM_PER_DEG", "LITE_STORAGE", "SIF_EPOCH_OFFSET", "SYNTHETIC", "Storage", "UNIX_EPOCH", "analytic_keys", "day_plan", "fill_mask", "fp_quality_flag", "sample_filename", "sif_quality_flag", "write_corrupt_variants", "write_granule", "write_sample_day", "write_sample_tree"]
+__all__ = ["ANALYTIC", "ANALYTIC_FP", "ANALYTIC_SIF", "CONTIGUOUS", "CORRUPT_EXPECTED", "CURVED", "CaptureSpec", "DEFAULT_DELTA_TIME_UNITS", "DayPlan", "FILL", "FILLED", "FOOTPRINT_KM", "FRAME_SECONDS", "KM_PER_DEG", "LEVELS", "LITE_STORAGE", "SIF_EPOCH_OFFSET", "SYNTHETIC", "Storage", "UNIX_EPOCH", "analytic_keys", "day_plan", "fill_mask", "fp_quality_flag", "sample_filename", "sif_quality_flag", "write_corrupt_variants", "write_granule", "write_sample_day", "write_sample_tree"]

@@ -111,6 +111,53 @@ def _date_array(unix: np.ndarray) -> np.ndarray:
                      ms // 60_000 % 60, ms // 1000 % 60, ms % 1000], axis=1).astype(np.int16)
 
 
+#: Levels of the Lite FP profiles (space to surface) and their sigma coordinate ``p / psurf``: the top at 0.1 hPa, the
+#: others evenly spaced in pressure down to the surface (the OCO L2 retrieval grid).
+LEVELS = 20
+_SIGMA = np.linspace(0.0, 1.0, LEVELS)
+
+
+def _profile_rng(table: _Table) -> np.random.Generator:
+    """The seeded generator of a granule's measurement-like noise (deterministic per granule)."""
+    return np.random.default_rng([table.lat.size, int(np.nanmin(table.unix))])
+
+
+def _profiles(table: _Table, fill_attr: str) -> dict[str, _Var]:
+    """The four (N, 20) root profiles of a Lite FP file, SYNTHETIC but shaped and varying like real ones, at float32
+    full precision (so zlib + shuffle compresses them as it would measured values; module docstring):
+
+    * ``pressure_levels`` (hPa): 0.1 hPa at the top, then ``sigma * psurf`` with ``psurf`` the analytic
+      ``Retrieval/psurf`` (the last level is that surface pressure);
+    * ``co2_profile_apriori`` (ppm): the analytic ``xco2_apriori`` in the troposphere, 6 ppm less in the upper
+      stratosphere (older air), plus a smooth per-sounding perturbation of 0.3 ppm (prior model weather);
+    * ``xco2_averaging_kernel`` (1): about 0.45 at the top rising to about 1.0 near 700 hPa and 0.9 at the surface,
+      scaled per sounding by 1 +- 8 % (albedo, aerosol, geometry) with 1 % level-to-level noise;
+    * ``pressure_weight`` (1): the layer weights of the evenly spaced levels (half weights at both ends), corrected
+      per sounding for water vapour (0-0.5 %), summing to 1.
+    None of them is analytic test truth; the readers never read them (they are not per-sounding 1-D)."""
+    rng = _profile_rng(table)
+    n = table.lat.size
+    psurf = ANALYTIC["Retrieval/psurf_apriori"](table.lat, table.lon)[:, None] + rng.normal(0.0, 1.0, (n, 1))
+    levels = np.maximum(_SIGMA[None, :] * psurf, 0.1)
+    strat = 6.0 * np.clip(1.0 - _SIGMA / 0.2, 0.0, 1.0) ** 1.5
+    apriori = ANALYTIC["xco2_apriori"](table.lat, table.lon)[:, None] - strat[None, :]
+    apriori = apriori + rng.normal(0.0, 0.3, (n, 1)) * np.sin(np.pi * (_SIGMA[None, :] + 0.25))
+    apriori = apriori + rng.normal(0.0, 0.02, (n, LEVELS))
+    shape = 0.45 + 0.55 * np.sin(np.pi * np.clip(_SIGMA / 1.4 + 0.1, 0.0, 1.0))
+    kernel = shape[None, :] * (1.0 + rng.normal(0.0, 0.08, (n, 1))) + rng.normal(0.0, 0.002, (n, LEVELS))
+    base = np.full(LEVELS, 1.0 / (LEVELS - 1))
+    base[[0, -1]] /= 2
+    weight = base[None, :] * (1.0 + rng.normal(0.0, 0.002, (n, LEVELS)))
+    weight /= weight.sum(axis=1, keepdims=True)
+    dims = ("sounding_id", "levels")
+    return {
+        "pressure_levels": _f32var(dims, levels, fill_attr, units="hPa"),
+        "co2_profile_apriori": _f32var(dims, apriori, fill_attr, units="ppm"),
+        "xco2_averaging_kernel": _f32var(dims, kernel, fill_attr, units="1"),
+        "pressure_weight": _f32var(dims, weight, fill_attr, units="1"),
+    }
+
+
 def _fp_layout(mission: Mission, day: dt.date, table: _Table, target_vars: bool) -> _Layout:
     n = table.lat.size
     s = ("sounding_id",)
@@ -134,9 +181,7 @@ def _fp_layout(mission: Mission, day: dt.date, table: _Table, target_vars: bool)
                      {"units": "seconds since 1970-01-01 00:00:00", "long_name": "time"}),
         "file_index": _Var(s, np.ones(n, np.int8), {"missing_value": np.int8(-1)}),
         "xco2_qf_simple_bitflag": _Var(s, fp_quality_flag(table.lat, table.lon)),
-        "pressure_levels": _f32var(("sounding_id", "levels"),
-                                   np.broadcast_to(np.linspace(0.1, 1000, 20, dtype=np.float32), (n, 20)), fa,
-                                   units="hPa"),
+        **_profiles(table, fa),
     }
     if oco2:
         root["footprints"] = _Var(("footprints",), np.arange(1, 9, dtype=np.int16))

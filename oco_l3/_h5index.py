@@ -1,0 +1,693 @@
+"""Where an HDF5 file keeps a dataset's bytes, read from the file's own structures (no h5py call touches them).
+
+h5py (HDF5) reads a file's metadata one structure at a time: an object header, then the B-tree that indexes the
+dataset's chunks, then the chunk; each waits for the one before. Read in place from S3, each of those reads is a
+round trip. This module finds the byte ranges ahead of h5py, so that a remote file can fetch a whole batch of them
+concurrently (:meth:`oco_l3.remote.RemoteFile.fetch`) before h5py asks for them one by one:
+
+1. object header addresses come from the group's links (``links.get_info``: no header is opened);
+2. each object header is parsed for its data layout message (HDF5 File Format Specification 3.0, IV.A.2.i):
+   contiguous (address, size), a single chunk, or a version-1 B-tree of chunks (IV.A.2.i layout version 3);
+3. version-1 B-tree nodes (III.A.1, node type 1) give each chunk's address and stored size;
+4. variable-length strings are 16-byte references (length, global heap collection address, object index) whose
+   collections (III.E, ``GCOL``) are fetched for the rows a reader wants.
+
+Only what these readers meet is parsed (superblock versions 0-3, object header versions 1 and 2, layout versions 3
+and 4 with contiguous, compact, single-chunk and version-1 B-tree storage). Anything else -- an unknown message,
+another chunk index, a file with a user block -- is skipped: nothing is prefetched for it and h5py reads it as
+usual, so a parse that gives up costs round trips, never correctness (the bytes h5py gets always come from the
+object itself).
+
+A *reader* is ``read(start, stop) -> bytes`` of the file (a remote file answers from what it already holds and
+fetches the rest).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import h5py
+import numpy as np
+
+Reader = Callable[[int, int], bytes]
+Range = tuple[int, int]
+
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Bytes fetched at an object header's address before its size is known (a netCDF-4 variable's header with its
+#: attributes is 300-700 bytes; a longer one is completed on demand).
+HEADER_GUESS = 1024
+#: Smallest global heap collection (HDF5's ``H5HG_MINSIZE``); collections grow only for objects larger than this.
+COLLECTION_MIN = 4096
+#: Version-1 B-tree "K" for chunked datasets when the superblock does not say (HDF5's default).
+CHUNK_BTREE_K = 32
+
+LINK_INFO, ATTRIBUTE_INFO, _LAYOUT, _CONTINUATION = 0x0002, 0x0015, 0x0008, 0x0010
+UNDEFINED = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Widths:
+    """The superblock's size of offsets and size of lengths (bytes), the chunk B-tree "K" and the root group's
+    object header address."""
+
+    offset: int
+    length: int
+    chunk_btree_k: int = CHUNK_BTREE_K
+    root: int | None = None
+
+
+@dataclass(frozen=True)
+class RawData:
+    """A dataset's raw data: ``contiguous``/``single`` (one range), ``chunked`` (a version-1 B-tree at ``address``
+    whose keys have ``ndims`` offsets), or ``compact`` (inside the header: nothing to fetch)."""
+
+    kind: str
+    address: int = 0
+    size: int = 0
+    ndims: int = 0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One stored chunk: where it is, its stored (filtered) size, and its element offset in the first dimension."""
+
+    address: int
+    size: int
+    row: int
+
+
+def widths(head: bytes) -> Widths | None:
+    """The offset/length sizes of a file whose superblock starts at byte 0 (``None`` otherwise)."""
+    if len(head) < 16 or not head.startswith(SIGNATURE):
+        return None
+    version = head[8]
+    if version in (0, 1):
+        offset, length = head[13], head[14]
+        k = struct.unpack_from("<H", head, 24)[0] if version == 1 and len(head) >= 26 else CHUNK_BTREE_K
+        root_at = (28 if version == 1 else 24) + 5 * offset  # four addresses, then the root's symbol table entry
+    elif version in (2, 3):
+        offset, length, k = head[9], head[10], CHUNK_BTREE_K
+        root_at = 12 + 3 * offset
+    else:
+        return None
+    if offset not in (4, 8) or length not in (4, 8):
+        return None
+    root = _uint(head, root_at, offset) if len(head) >= root_at + offset else None
+    return Widths(offset, length, k or CHUNK_BTREE_K, root)
+
+
+def _uint(data: bytes, pos: int, size: int) -> int:
+    return int.from_bytes(data[pos:pos + size], "little")
+
+
+def header_messages(read: Reader, address: int, w: Widths) -> list[tuple[int, bytes]] | None:
+    """The messages ``(type, body)`` of the object header at ``address`` (versions 1 and 2, continuation blocks
+    followed), or ``None`` when it is not a header this module knows."""
+    head = read(address, address + HEADER_GUESS)
+    if head[:4] == b"OHDR":
+        return _v2_messages(read, address, head, w)
+    if head[:2] == b"\x01\x00":
+        return _v1_messages(read, address, head, w)
+    return None
+
+
+def _v2_messages(read: Reader, address: int, head: bytes, w: Widths) -> list[tuple[int, bytes]] | None:
+    flags = head[5]
+    pos = 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+    width = 1 << (flags & 0x03)
+    size = _uint(head, pos, width)
+    pos += width
+    block = head if pos + size + 4 <= len(head) else read(address, address + pos + size + 4)
+    out: list[tuple[int, bytes]] = []
+    blocks = [(block, pos, pos + size)]
+    while blocks:
+        data, start, stop = blocks.pop(0)
+        for kind, body in _v2_walk(data, start, stop, bool(flags & 0x04)):
+            out.append((kind, body))
+            if kind == _CONTINUATION:
+                at, length = _uint(body, 0, w.offset), _uint(body, w.offset, w.length)
+                more = read(at, at + length)
+                if more[:4] != b"OCHK":
+                    return None
+                blocks.append((more, 4, length - 4))
+    return out
+
+
+def _v2_walk(data: bytes, pos: int, stop: int, ordered: bool) -> Iterable[tuple[int, bytes]]:
+    prefix = 6 if ordered else 4
+    while pos + prefix <= stop:
+        kind, size = data[pos], struct.unpack_from("<H", data, pos + 1)[0]
+        pos += prefix
+        yield kind, data[pos:pos + size]
+        pos += size
+
+
+def _v1_messages(read: Reader, address: int, head: bytes, w: Widths) -> list[tuple[int, bytes]] | None:
+    count, size = struct.unpack_from("<H", head, 2)[0], struct.unpack_from("<I", head, 8)[0]
+    block = head if 16 + size <= len(head) else read(address, address + 16 + size)
+    out: list[tuple[int, bytes]] = []
+    blocks = [(block, 16, 16 + size)]
+    while blocks and len(out) < count:
+        data, pos, stop = blocks.pop(0)
+        while pos + 8 <= stop and len(out) < count:
+            kind, length = struct.unpack_from("<HH", data, pos)
+            body = data[pos + 8:pos + 8 + length]
+            out.append((kind, body))
+            pos += 8 + length
+            if kind == _CONTINUATION:
+                at, more = _uint(body, 0, w.offset), _uint(body, w.offset, w.length)
+                blocks.append((read(at, at + more), 0, more))
+    return out
+
+
+def storage(messages: Sequence[tuple[int, bytes]], w: Widths) -> RawData | None:
+    """The data layout of a dataset's header messages (``None``: a layout this module does not parse)."""
+    body = next((b for kind, b in messages if kind == _LAYOUT), None)
+    if body is None or len(body) < 2:
+        return None
+    version, kind = body[0], body[1]
+    if version not in (3, 4):
+        return None
+    if kind == 0:
+        return RawData("compact")
+    if kind == 1:
+        return RawData("contiguous", _uint(body, 2, w.offset), _uint(body, 2 + w.offset, w.length))
+    if kind != 2:
+        return None
+    if version == 3:
+        ndims = body[2]
+        return RawData("chunked", _uint(body, 3, w.offset), 0, ndims)
+    return _v4_chunked(body, w)
+
+
+def _v4_chunked(body: bytes, w: Widths) -> RawData | None:
+    flags, ndims, enc = body[2], body[3], body[4]
+    pos = 5 + ndims * enc
+    dims = [_uint(body, 5 + i * enc, enc) for i in range(ndims)]
+    index = body[pos]
+    pos += 1
+    if index != 1:  # single chunk only; implicit, fixed/extensible arrays and v2 B-trees are left to h5py
+        return None
+    if flags & 0x02:
+        size = _uint(body, pos, w.length)
+        pos += w.length + 4
+    else:
+        size = int(np.prod(dims, dtype=np.int64))
+    return RawData("single", _uint(body, pos, w.offset), size)
+
+
+def dense_storage(messages: Sequence[tuple[int, bytes]], w: Widths, kinds: Iterable[int] = (LINK_INFO, ATTRIBUTE_INFO),
+                  ) -> list[tuple[int, list[int]]]:
+    """``(fractal heap address, [index B-tree addresses])`` of each dense storage an object header names: its links
+    (Link Info message, IV.A.2.c) and its attributes (Attribute Info message, IV.A.2.v). Compact storage (in the
+    header itself) and old-style groups name none."""
+    out = []
+    undefined = (1 << (8 * w.offset)) - 1
+    for kind, body in messages:
+        if kind not in kinds or len(body) < 2 or body[0] != 0:
+            continue
+        flags = body[1]
+        pos = 2 + ((8 if kind == LINK_INFO else 2) if flags & 0x01 else 0)
+        count = 3 if flags & 0x02 else 2  # the heap, the name index, the creation-order index when there is one
+        found = [_uint(body, pos + i * w.offset, w.offset) for i in range(count)]
+        if found[0] not in (0, undefined):
+            out.append((found[0], [a for a in found[1:] if a not in (0, undefined)]))
+    return out
+
+
+#: Bytes of a fractal heap header (III.G, ``FRHP``) and a version-2 B-tree header (III.A.2, ``BTHD``) fetched
+#: before their sizes are known (they are about 150 and 40 bytes).
+HEAP_HEADER_GUESS, BTREE2_HEADER_GUESS = 256, 64
+
+
+@dataclass(frozen=True)
+class HeapRoot:
+    """Where a fractal heap's objects are: its root block, direct (``rows == 0``) or indirect (``rows`` rows of
+    ``width`` blocks, the first row and the second of ``start`` bytes, each later row twice the one before)."""
+
+    address: int
+    rows: int
+    width: int
+    start: int
+    max_direct: int
+    max_heap_bits: int
+    filtered: bool
+
+    def range(self, w: Widths) -> Range:
+        """The bytes of the root block (for an indirect block, up to its direct block entries)."""
+        if self.rows == 0:
+            return self.address, self.address + self.start
+        direct = self.direct_rows * self.width * (w.offset + (w.length + 4 if self.filtered else 0))
+        indirect = (self.rows - self.direct_rows) * self.width * w.offset
+        return self.address, self.address + 5 + w.offset + (self.max_heap_bits + 7) // 8 + direct + indirect + 4
+
+    @property
+    def direct_rows(self) -> int:
+        return min(self.rows, (self.max_direct // self.start).bit_length() + 1)
+
+    def block_size(self, row: int) -> int:
+        return self.start * (1 << max(0, row - 1))
+
+
+def heap_root(data: bytes, w: Widths) -> HeapRoot | None:
+    """The root block of a fractal heap header (``FRHP``; a group's links live in its blocks), ``None`` if the
+    bytes are not one."""
+    if data[:4] != b"FRHP":
+        return None
+    filtered = struct.unpack_from("<H", data, 7)[0] > 0
+    pos = 14 + 10 * w.length + 2 * w.offset  # fixed fields up to the table width
+    width = struct.unpack_from("<H", data, pos)[0]
+    start, max_direct = _uint(data, pos + 2, w.length), _uint(data, pos + 2 + w.length, w.length)
+    pos += 2 + 2 * w.length
+    max_heap_bits = struct.unpack_from("<H", data, pos)[0]
+    root = _uint(data, pos + 4, w.offset)
+    rows = struct.unpack_from("<H", data, pos + 4 + w.offset)[0]
+    if not start or not width:
+        return None
+    return HeapRoot(root, rows, width, start, max_direct, max_heap_bits, filtered)
+
+
+def heap_direct_blocks(data: bytes, heap: HeapRoot, w: Widths) -> list[Range]:
+    """The direct blocks an indirect root block (``FHIB``) points to (unallocated entries left out)."""
+    if data[:4] != b"FHIB":
+        return []
+    pos = 5 + w.offset + (heap.max_heap_bits + 7) // 8
+    undefined = (1 << (8 * w.offset)) - 1
+    out = []
+    for row in range(heap.direct_rows):
+        for _ in range(heap.width):
+            at = _uint(data, pos, w.offset)
+            pos += w.offset + (w.length + 4 if heap.filtered else 0)
+            if at not in (0, undefined):
+                out.append((at, at + heap.block_size(row)))
+    return out
+
+
+def btree2_root(data: bytes, w: Widths) -> Range | None:
+    """The root node of a version-2 B-tree header (the name index of a group's links)."""
+    if data[:4] != b"BTHD":
+        return None
+    node_size = struct.unpack_from("<I", data, 6)[0]
+    root = _uint(data, 16, w.offset)
+    return (root, root + node_size)
+
+
+def btree_node_size(w: Widths, ndims: int) -> int:
+    """Bytes of a full version-1 B-tree node of a chunked dataset with ``ndims`` key offsets."""
+    key = 8 + 8 * ndims
+    entries = 2 * w.chunk_btree_k
+    return 8 + 2 * w.offset + (entries + 1) * key + entries * w.offset
+
+
+def btree_node(read: Reader, address: int, w: Widths, ndims: int) -> tuple[int, list[Chunk]] | None:
+    """``(level, children)`` of the version-1 B-tree node of chunks at ``address``: at level 0 the chunks, above
+    it the child nodes (``Chunk.address`` of a node; its size and row are those of its first key). ``None`` if it
+    is not such a node."""
+    data = read(address, address + btree_node_size(w, ndims))
+    if data[:4] != b"TREE" or data[4] != 1:
+        return None
+    level, used = data[5], struct.unpack_from("<H", data, 6)[0]
+    key = 8 + 8 * ndims
+    pos = 8 + 2 * w.offset
+    if len(data) < pos + used * (key + w.offset) + key:  # a node of a larger "K" than assumed
+        data = read(address, address + pos + used * (key + w.offset) + key)
+    out = []
+    for _ in range(used):
+        size = struct.unpack_from("<I", data, pos)[0]
+        row = struct.unpack_from("<Q", data, pos + 8)[0]
+        out.append(Chunk(_uint(data, pos + key, w.offset), size, row))
+        pos += key + w.offset
+    return level, out
+
+
+def heap_collections(refs: bytes, w: Widths) -> np.ndarray:
+    """The distinct global heap collection addresses of variable-length references (4-byte length, collection
+    address, 4-byte object index each), sorted; references of empty values (address 0) are left out."""
+    dtype = np.dtype([("n", "<u4"), ("at", f"<u{w.offset}"), ("index", "<u4")])
+    usable = len(refs) // dtype.itemsize * dtype.itemsize
+    at = np.frombuffer(refs[:usable], dtype=dtype)["at"]
+    return np.unique(at[at != 0]).astype(np.int64)
+
+
+def collection_ranges(addresses: np.ndarray, gap: int) -> list[Range]:
+    """Byte ranges covering the collections at sorted ``addresses``. A library allocates a dataset's collections
+    one after the other, all of one size (at least :data:`COLLECTION_MIN`; HDF5 2.0 makes them 64 KiB), so the
+    size is taken as the smallest distance between two of them; collections at most that plus ``gap`` apart form
+    one range, up to the last one's start + that size (a larger last collection is completed on demand)."""
+    if addresses.size == 0:
+        return []
+    steps = np.diff(addresses)
+    size = max(COLLECTION_MIN, int(steps.min())) if steps.size else COLLECTION_MIN
+    cuts = np.flatnonzero(steps > size + gap) + 1
+    return [(int(run[0]), int(run[-1]) + size) for run in np.split(addresses, cuts)]
+
+
+def coalesce(ranges: Iterable[Range], gap: int) -> list[Range]:
+    """Sorted ranges with overlaps merged and ranges at most ``gap`` bytes apart joined."""
+    out: list[list[int]] = []
+    for start, stop in sorted(r for r in ranges if r[1] > r[0]):
+        if out and start - out[-1][1] <= gap:
+            out[-1][1] = max(out[-1][1], stop)
+        else:
+            out.append([start, stop])
+    return [(a, b) for a, b in out]
+
+
+# --- planning the fetches of one open file ---------------------------------------------------------------------
+#: HDF5's default sieve buffer: a small read of a contiguous dataset fetches this much from its start.
+SIEVE = 64 * 1024
+#: Collections of the wanted rows at most this far apart are fetched as one range.
+COLLECTION_GAP = 4 * COLLECTION_MIN
+
+
+class Fetcher(Protocol):
+    """What the planner fetches through (:class:`oco_l3.remote.RemoteFile`)."""
+
+    size: int
+
+    def fetch(self, ranges: Sequence[Range]) -> None: ...
+
+    def read_range(self, start: int, stop: int) -> bytes: ...
+
+    def held(self, start: int, stop: int) -> bytes | None: ...
+
+
+class _NotHeld(Exception):
+    def __init__(self, missing: Range) -> None:
+        super().__init__(missing)
+        self.range = missing
+
+
+#: One plan step of one object: yields the byte ranges it needs next and is resumed once they are held; it may
+#: start other steps (:meth:`Planner._spawn`). Returns what it found (a header's messages) or ``None``.
+Step = Generator[list[Range], None, Any]
+#: What a step yields to wait for the next round (another step is fetching what it needs).
+WAIT: list[Range] = []
+#: ``(key, runs_of, paths)`` of :meth:`Planner.members`: the rows ``runs_of(values of key)`` of the datasets ``paths``.
+RowsAfter = tuple[str, Callable[[np.ndarray], Sequence[Range]], Sequence[str]]
+
+
+class Planner:
+    """Fetches, in a few concurrent batches, the bytes h5py will read for some objects of one open file.
+
+    Every object has its own chain of dependent reads (its header, the continuation blocks it names, the dense storage
+    of its links and attributes, its chunk index, its chunks; a group's members after its links). Each chain is a
+    :data:`Step`; :meth:`_run` runs many at once, so each round trip fetches the next ranges of every chain in one
+    batch and a round costs the longest chain, not the sum of the steps (a group's members are walked while the
+    continuation blocks of its siblings are still on their way). The public methods are a reader's plan:
+    :meth:`members` (the headers below some groups), :meth:`data` (datasets' chunks, their groups walked on the
+    way), :meth:`rows` (some rows of variable-length strings and their heap collections). Nothing here reads a
+    value: h5py does that afterwards from the bytes fetched.
+    """
+
+    def __init__(self, h5: h5py.File, fetcher: Fetcher, w: Widths) -> None:
+        self.h5, self.fetcher, self.w = h5, fetcher, w
+        self._address: dict[str, int | None] = {}
+        self._storage: dict[str, RawData | None] = {}
+        self._messages: dict[int, list[tuple[int, bytes]] | None] = {}
+        self._dense_done: dict[int, bool] = {}  # address -> its dense storage is in (False: on its way)
+        self._spawned: list[Step] = []
+
+    @classmethod
+    def of(cls, h5: h5py.File, fileobj: Any) -> Planner | None:
+        """A planner for a file opened from ``fileobj`` when it can fetch ranges (a remote file), else ``None``."""
+        if not all(callable(getattr(fileobj, verb, None)) for verb in ("fetch", "read_range", "held")):
+            return None
+        w = widths(fileobj.read_range(0, 64))
+        return cls(h5, fileobj, w) if w is not None else None
+
+    # -- running steps -------------------------------------------------------------------------------------------
+    def _run(self, steps: Iterable[Step]) -> None:
+        """Run ``steps`` (and the ones they start) to their end: each round fetches what every running step asks
+        for in one batch (:meth:`Fetcher.fetch`, concurrent GETs)."""
+        self._spawned.extend(steps)
+        running: list[tuple[Step, list[Range]]] = []
+        while True:
+            while self._spawned:
+                self._advance(self._spawned.pop(0), running)
+            if not running:
+                return
+            self.fetcher.fetch([r for _, ranges in running for r in ranges])
+            waiting, running = running, []
+            for step, _ in waiting:
+                self._advance(step, running)
+
+    def _spawn(self, step: Step) -> None:
+        self._spawned.append(step)
+
+    def _advance(self, step: Step, running: list[tuple[Step, list[Range]]]) -> None:
+        """Resume ``step`` until it asks for bytes not held (then it waits in ``running``) or ends."""
+        while True:
+            try:
+                ranges = next(step)
+            except StopIteration:
+                return
+            if ranges is WAIT:
+                running.append((step, []))
+                return
+            wanted = [(a, min(b, self.fetcher.size)) for a, b in ranges if min(b, self.fetcher.size) > a]
+            if any(self.fetcher.held(a, b) is None for a, b in wanted):
+                running.append((step, wanted))
+                return
+
+    def _held(self, start: int, stop: int) -> bytes:
+        stop = min(stop, self.fetcher.size)
+        data = self.fetcher.held(start, stop)
+        if data is None:
+            raise _NotHeld((start, stop))
+        return data
+
+    def _maybe(self, start: int, stop: int) -> bytes:
+        """Bytes ``[start, stop)`` when held, else empty (a parse of them then finds nothing)."""
+        try:
+            return self._held(start, stop)
+        except _NotHeld:
+            return b""
+
+    # -- the steps of one object ---------------------------------------------------------------------------------
+    def address(self, path: str) -> int | None:
+        """The object header address of ``path`` from its parent's links (a hard link), or ``None``."""
+        path = path.strip("/")
+        if not path:
+            return self.w.root
+        if path not in self._address:
+            parent, _, leaf = path.rpartition("/")
+            try:
+                group = self.h5[parent] if parent else self.h5
+                info = group.id.links.get_info(leaf.encode())
+                self._address[path] = int(info.u) if info.type == h5py.h5l.TYPE_HARD else None
+            except (KeyError, ValueError, TypeError, AttributeError, RuntimeError):  # h5py: "name doesn't exist"
+                self._address[path] = None
+        return self._address[path]
+
+    def _header(self, address: int) -> Step:
+        """The messages of the header at ``address``: its first :data:`HEADER_GUESS` bytes, then whatever longer
+        first chunk or continuation block the parse meets next, until it is whole (``None``: not parsed)."""
+        if address in self._messages:
+            return self._messages[address]
+        yield [(address, address + HEADER_GUESS)]
+        messages = None
+        for _ in range(8):
+            try:
+                messages = header_messages(self._held, address, self.w)
+                break
+            except _NotHeld as gap:
+                yield [gap.range]
+        self._messages[address] = messages
+        return messages
+
+    def _dense(self, address: int, messages: list[tuple[int, bytes]] | None) -> Step:
+        """The dense link and attribute storage a header names: the fractal heap and index B-tree headers, then their
+        root blocks, then the direct blocks of indirect heap roots. Deeper B-tree levels and heaps are left to h5py."""
+        if messages is None:
+            return
+        if address in self._dense_done:  # fetched, or being fetched by another step: wait until it is in
+            while not self._dense_done[address]:
+                yield WAIT
+            return
+        self._dense_done[address] = False
+        try:
+            yield from self._dense_fetch(messages)
+        finally:
+            self._dense_done[address] = True
+
+    def _dense_fetch(self, messages: list[tuple[int, bytes]]) -> Step:
+        found = dense_storage(messages, self.w)
+        if not found:
+            return
+        yield [(h, h + HEAP_HEADER_GUESS) for h, _ in found] + [(t, t + BTREE2_HEADER_GUESS) for _, ts in found for t in ts]
+        heaps = [heap_root(self._maybe(h, h + HEAP_HEADER_GUESS), self.w) for h, _ in found]
+        roots = [btree2_root(self._maybe(t, t + BTREE2_HEADER_GUESS), self.w) for _, ts in found for t in ts]
+        yield [h.range(self.w) for h in heaps if h is not None] + [r for r in roots if r is not None]
+        yield [b for h in heaps if h is not None and h.rows for b in heap_direct_blocks(self._maybe(*h.range(self.w)),
+                                                                                        h, self.w)]
+
+    def _object(self, path: str) -> Step:
+        """An object's header and dense storage (what h5py reads to open it, list a group or read attributes)."""
+        address = self.address(path)
+        if address is None:
+            return None
+        messages = yield from self._header(address)
+        yield from self._dense(address, messages)
+        return messages
+
+    def _chunks(self, path: str, *, fetch_chunks: bool = True) -> Step:
+        """A dataset's header, its chunk index (contiguous data itself) and, with ``fetch_chunks``, its chunks."""
+        messages = yield from self._object(path)
+        yield from self._index(path, messages, fetch_chunks)
+
+    def _index(self, path: str, messages: list[tuple[int, bytes]] | None, fetch_chunks: bool) -> Step:
+        raw = storage(messages, self.w) if messages is not None else None
+        self._storage.setdefault(path.strip("/"), raw)
+        if raw is None or raw.kind == "compact":
+            return
+        if raw.kind in ("contiguous", "single"):
+            if fetch_chunks and raw.size:
+                yield [(raw.address, raw.address + raw.size)]
+            return
+        nodes = [raw.address]
+        while nodes:
+            yield [(a, a + btree_node_size(self.w, raw.ndims)) for a in nodes]
+            below: list[Chunk] = []
+            chunks: list[Chunk] = []
+            for address in nodes:
+                try:
+                    node = btree_node(self._held, address, self.w, raw.ndims)
+                except _NotHeld as gap:  # a node of a larger "K" than assumed
+                    yield [gap.range]
+                    node = btree_node(self._maybe, address, self.w, raw.ndims)
+                if node is None:
+                    continue
+                level, children = node
+                (chunks if level == 0 else below).extend(children)
+            if chunks and fetch_chunks:
+                yield [(c.address, c.address + c.size) for c in chunks]
+            nodes = [c.address for c in below]
+
+    def _walk(self, group: str, below: dict[str, Any], leaf: Callable[[str], Step]) -> Step:
+        """``group``'s header and links, then the members named in ``below`` (a tree: a member's own dict for a group
+        to walk into, ``None`` for a dataset or a group taken whole), each on its own: groups walked the same way,
+        others by ``leaf``."""
+        yield from self._object(group)
+        for name, sub in below.items():
+            path = f"{group}/{name}" if group else name
+            self._spawn(self._walk(path, sub, leaf) if isinstance(sub, dict) else leaf(path))
+
+    def _members(self, path: str, depth: int, index: bool, data: Callable[[str], bool] | None) -> Step:
+        """An object's header and dense storage; then a dataset's chunk index (with ``index``) and its chunks (when
+        ``data(path)``), or a group's members each on its own (down to ``depth`` more levels of groups)."""
+        messages = yield from self._object(path)
+        if messages is None:
+            return
+        if any(kind == _LAYOUT for kind, _ in messages):  # a dataset
+            if index:
+                yield from self._index(path, messages, fetch_chunks=data is not None and _asks(data, path))
+            return
+        if depth < 0:
+            return
+        try:  # h5py lists the links from the bytes just fetched
+            node = self.h5[path] if path else self.h5
+            names = [n for n in node if isinstance(node.get(n, getlink=True), h5py.HardLink)]
+        except (KeyError, ValueError, TypeError, AttributeError, RuntimeError):
+            return
+        for name in names:
+            self._spawn(self._members(f"{path}/{name}" if path else name, depth - 1, index, data))
+
+    # -- a reader's plan -------------------------------------------------------------------------------------------
+    def members(self, groups: Iterable[str] = ("",), depth: int = 1, *, index: bool = True,
+                data: Callable[[str], bool] | None = None, rows_after: RowsAfter | None = None) -> None:
+        """Fetch the headers (and dense storage) of ``groups`` (``""`` the root), of their members and, ``depth``
+        levels of groups down, of their groups' members; with ``index`` also the chunk index (B-tree nodes, about 2 KB)
+        of every chunked dataset met, so that a later :meth:`data` fetches the chunks at once, and the chunks too of
+        the datasets for which ``data(path)`` is true (asked once its header is in: h5py can open it). ``rows_after`` is
+        ``(key, runs_of, paths)``: meanwhile, fetch the data of dataset ``key`` and, once h5py can read its values, the
+        rows ``runs_of(values)`` of the string datasets ``paths`` (:meth:`rows`): the rows a reader reads depend on
+        another dataset, and that chain then runs beside the walk instead of after it."""
+        steps = [self._members(g.strip("/"), depth, index, data) for g in groups]
+        if rows_after is not None:
+            steps.append(self._rows_after(*rows_after))
+        self._run(steps)
+
+    def _along(self, path: str, leaf: Callable[[str], Step]) -> Step:
+        """The groups on the way to ``path`` (root first), then ``leaf(path)``, one after the other."""
+        parts = [p for p in path.strip("/").split("/") if p]
+        for i in range(len(parts)):
+            yield from self._object("/".join(parts[:i]))
+        return (yield from leaf("/".join(parts)))
+
+    def _rows_after(self, key: str, runs_of: Callable[[np.ndarray], Sequence[Range]], paths: Sequence[str]) -> Step:
+        yield from self._along(key, self._chunks)
+        try:  # h5py decodes them from the bytes just fetched
+            values = np.asarray(self.h5[key][()])
+        except (KeyError, OSError, ValueError, TypeError, RuntimeError):
+            return
+        runs = list(runs_of(values))
+        if runs:
+            for path in paths:
+                self._spawn(self._along(path, lambda p: self._rows(p, runs)))
+
+    def links(self, groups: Iterable[str]) -> None:
+        """Fetch what listing the members of ``groups`` (``""`` the root) reads: their headers and dense storage."""
+        self._run(self._walk(g.strip("/"), {}, self._object) for g in groups)
+
+    def headers(self, paths: Iterable[str]) -> None:
+        """Fetch the headers (and dense storage) of ``paths``, groups or datasets, their groups walked on the way."""
+        self._run([self._walk("", _tree(paths), self._object)])
+
+    def storage(self, path: str) -> RawData | None:
+        path = path.strip("/")
+        if path not in self._storage:
+            address = self.address(path)
+            messages = header_messages(self.fetcher.read_range, address, self.w) if address is not None else None
+            self._storage[path] = storage(messages, self.w) if messages is not None else None
+        return self._storage[path]
+
+    def data(self, paths: Iterable[str]) -> None:
+        """Fetch the raw data of the datasets ``paths``: each one's groups walked from the root, then its header, chunk
+        index and chunks, every chain at its own pace (a round trip per step of the longest)."""
+        self._run([self._walk("", _tree(paths), self._chunks)])
+
+    def rows(self, paths: Iterable[str], runs: Sequence[Range]) -> None:
+        """Fetch what h5py reads for the rows ``[start, stop)`` of each run of contiguous variable-length string
+        datasets: the runs' references, then the heap collections they point to (runs of nearby collections as one
+        range). Other layouts are left to h5py."""
+        if runs:
+            self._run([self._walk("", _tree(paths), lambda path: self._rows(path, runs))])
+
+    def _rows(self, path: str, runs: Sequence[Range]) -> Step:
+        messages = yield from self._object(path)
+        raw = storage(messages, self.w) if messages is not None else None
+        if raw is None or raw.kind != "contiguous":
+            return
+        item = 8 + self.w.offset
+        refs = [(raw.address + item * a, raw.address + min(raw.size, max(item * b, item * a + SIEVE))) for a, b in runs]
+        yield refs
+        held = b"".join(self._maybe(raw.address + item * a, raw.address + min(raw.size, item * b)) for a, b in runs)
+        yield collection_ranges(heap_collections(held, self.w), COLLECTION_GAP)
+
+
+def _asks(data: Callable[[str], bool], path: str) -> bool:
+    """``data(path)``; ``False`` if h5py cannot tell (a damaged header: the reader then fails on its own)."""
+    try:
+        return bool(data(path))
+    except (KeyError, OSError, ValueError, TypeError, RuntimeError):
+        return False
+
+
+def _tree(paths: Iterable[str]) -> dict[str, Any]:
+    """``["a/b/c", "a/d", "e"]`` -> ``{"a": {"b": {"c": None}, "d": None}, "e": None}``."""
+    root: dict[str, Any] = {}
+    for path in paths:
+        parts = [p for p in path.strip("/").split("/") if p]
+        node = root
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if parts:
+            node.setdefault(parts[-1], None)
+    return root
