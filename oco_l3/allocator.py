@@ -1,4 +1,7 @@
-"""Keep freed memory in the process for the next capture instead of handing it back to the OS after each one.
+"""The process's glibc malloc policy, in one place: keep freed memory for the next capture, cap the arenas, give
+freed heap back between units of work. Every function is a no-op off glibc.
+
+Keep freed memory in the process for the next capture instead of handing it back to the OS after each one.
 
 Gridding a capture makes and drops a few hundred NumPy temporaries of 0.1-10 MB. With glibc's default policy most
 of them are mapped fresh from the OS and given back when freed (above its adaptive mmap threshold, or trimmed off
@@ -8,7 +11,8 @@ parameters once per process so blocks up to :data:`MMAP_THRESHOLD` come from the
 :data:`TRIM_THRESHOLD` of free heap stays mapped for reuse. Larger blocks (whole global grids) are still mapped and
 unmapped on their own. The results are unchanged: only where the bytes live.
 
-:func:`oco_l3.gridding.grid_capture` calls it on its first use. ``OCO_L3_MALLOC_TUNING=0`` leaves the allocator as
+:func:`oco_l3.gridding.grid_capture` calls it on its first use; :func:`limit_arenas` is called by the CLI,
+:func:`release_memory` by the flows and worker processes after each unit. ``OCO_L3_MALLOC_TUNING=0`` leaves the allocator as
 it is; on a C library without ``mallopt`` (musl, macOS) it does nothing.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import logging
 import os
 
@@ -28,6 +33,14 @@ MMAP_THRESHOLD = 16 * 1024 * 1024
 TRIM_THRESHOLD = 64 * 1024 * 1024
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
 @functools.cache
@@ -35,12 +48,30 @@ def keep_freed_memory() -> bool:
     """Set the process's malloc thresholds (see the module docstring) once; True when they were set."""
     if os.environ.get("OCO_L3_MALLOC_TUNING", "1").strip().lower() in {"0", "false", "no", "off"}:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     log.debug("malloc thresholds %s", "set" if done else "not set")
     return done
+
+
+def limit_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc at ``arenas`` arenas (it makes up to 8 per core, one per allocating thread, and keeps
+    what each frees): the gridding and compression threads then reuse freed memory instead of growing the
+    resident size (-30 MB on the busy sample day). ``MALLOC_ARENA_MAX`` in the environment wins."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, arenas)
+
+
+def release_memory() -> None:
+    """Collect cycles and hand freed heap back to the OS (after a unit of work in a long-lived process)."""
+    gc.collect()
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

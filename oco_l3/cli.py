@@ -23,21 +23,10 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
+from oco_l3.allocator import limit_arenas
 from oco_l3.errors import OcoL3Error, one_line
 
 log = logging.getLogger("oco_l3")
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc at ``arenas`` arenas (it makes up to 8 per core, one per allocating thread, and keeps
-    what each frees): the gridding and compression threads then reuse freed memory instead of growing the
-    resident size (-30 MB on the busy sample day). ``MALLOC_ARENA_MAX`` in the environment wins; no-op off glibc."""
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
 
 
 def setup_logging(verbose: int) -> None:
@@ -173,7 +162,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _limit_malloc_arenas()
+    limit_arenas()
     # Plugins (Prefect flows, the queue listener) are loaded only when asked for: `run` stays light.
     command = _command_of(argv)
     parser = build_parser(plugins=command not in CORE_COMMANDS or command == "demo")

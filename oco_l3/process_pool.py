@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import importlib
 import logging
 import os
@@ -45,6 +44,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
+from oco_l3.allocator import release_memory
 from oco_l3.errors import WorkerProcessDied, one_line
 
 T = TypeVar("T")
@@ -289,14 +289,6 @@ def _send_outcome(send: Callable[[Any], None], kind: str, value: Any) -> None:
         send(("error", RuntimeError(text)))
 
 
-def _release_memory() -> None:
-    import ctypes
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def serve(fd: int, preload: tuple[str, ...]) -> None:
     """The worker's loop: one call at a time until the caller closes the connection."""
     conn = Connection(fd)
@@ -327,7 +319,7 @@ def serve(fd: int, preload: tuple[str, ...]) -> None:
         _apply_call_context(env, level, (args, kwargs))
         _send_outcome(send, *_outcome(fn, args, kwargs))
         del fn, args, kwargs, message
-        _release_memory()
+        release_memory()
 
 
 if __name__ == "__main__":
