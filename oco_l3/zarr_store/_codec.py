@@ -161,6 +161,12 @@ class ArraySpec:
         return bool((values == self.fill).all())
 
 
+def resized_doc(doc: Mapping[str, Any], n_time: int) -> dict[str, Any]:
+    """An array's metadata document with ``n_time`` steps along its first axis (the same ``shape`` member in Zarr
+    v2's ``.zarray`` and v3's ``zarr.json``)."""
+    return dict(doc, shape=[n_time, *list(doc["shape"])[1:]])
+
+
 class ZarrV2:
     """Zarr format 2 documents: ``.zarray``/``.zattrs`` per array, ``.zgroup``/``.zattrs`` per group, consolidated
     ``.zmetadata`` per group (its subtree)."""
@@ -194,10 +200,6 @@ class ZarrV2:
     @classmethod
     def has_array(cls, meta: Mapping[str, Any], path: str) -> bool:
         return cls.array_key(path) in meta
-
-    @staticmethod
-    def resized_doc(doc: Mapping[str, Any], n_time: int) -> dict[str, Any]:
-        return dict(doc, shape=[n_time, *list(doc["shape"])[1:]])
 
     @staticmethod
     def attrs_docs(current: Callable[[str], dict[str, Any]], path: str, attrs: Mapping[str, Any],
@@ -357,10 +359,6 @@ class ZarrV3:
     @staticmethod
     def has_array(meta: Mapping[str, Any], path: str) -> bool:
         return meta.get(f"{path}/zarr.json", {}).get("node_type") == "array"
-
-    @staticmethod
-    def resized_doc(doc: Mapping[str, Any], n_time: int) -> dict[str, Any]:
-        return dict(doc, shape=[n_time, *list(doc["shape"])[1:]])
 
     @staticmethod
     def attrs_docs(current: Callable[[str], dict[str, Any]], path: str, attrs: Mapping[str, Any],

@@ -29,7 +29,7 @@ import oco_l3
 from oco_l3.errors import StoreCorrupt
 from oco_l3.zarr_store import _codec as _zc
 from oco_l3.zarr_store import _plan, geozarr
-from oco_l3.zarr_store._codec import FORMATS, ArraySpec, zarr_format
+from oco_l3.zarr_store._codec import FORMATS, ArraySpec, resized_doc, zarr_format
 from oco_l3.zarr_store._txn import Overlay, is_metadata_key
 from oco_l3.zarr_store.layout import Layout, Slab, VarSlice, decode_time, encode_time
 
@@ -178,7 +178,7 @@ class Writer:
             return
         spec = self._spec(f"{prefix}time").resized(len(plan.merged))
         key = self.fmt.array_key(f"{prefix}time")
-        self._put_doc(key, self.fmt.resized_doc(self.meta[key], len(plan.merged)))
+        self._put_doc(key, resized_doc(self.meta[key], len(plan.merged)))
         units = str(self.fmt.attrs(self.meta, f"{prefix}time").get("units", ""))
         first = plan.p // spec.chunks[0]
         if plan.shifts:  # rows the old time axis shows change: applied after the hidden objects
@@ -294,7 +294,7 @@ class Writer:
         if spec.shape[0] != n:
             spec = spec.resized(n)
             akey = self.fmt.array_key(key)
-            self._put_doc(akey, self.fmt.resized_doc(self.meta[akey], n))
+            self._put_doc(akey, resized_doc(self.meta[akey], n))
         if has:
             old = self.fmt.attrs(self.meta, key)
             new = {k: v for k, v in has[-1].attrs.items() if k not in DROP_VAR_ATTRS}
