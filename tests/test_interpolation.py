@@ -267,16 +267,16 @@ def test_hull_sliver_with_a_circumcentre_at_infinity_gives_no_runtime_warning() 
 
     from oco_l3.delaunay import triangulate
     from oco_l3.footprints import rasterise_triangles
-    from oco_l3.interpolation import _circumcentres, _voronoi_fans
+    from oco_l3.interpolation.voronoi import circumcentres, voronoi_fans
 
     edge = [[-0.2006863969248489, -0.49559239087858487], [-0.31385614199574297, -0.5158827656344442],
             [-0.08751665185395484, -0.4753020161227255], [0.025653093216939232, -0.4550116413668661]]
     inner = [[-0.3, -0.45], [-0.15, -0.42], [0.0, -0.40], [-0.2, -0.38]]
     tri = triangulate(np.array(edge + inner))
-    assert not np.isfinite(_circumcentres(tri.points[tri.simplices])).all()  # the case this test is about
+    assert not np.isfinite(circumcentres(tri.points[tri.simplices])).all()  # the case this test is about
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        site, fx, fy = _voronoi_fans(tri)
+        site, fx, fy = voronoi_fans(tri)
         assert np.isfinite(fx).all() and np.isfinite(fy).all() and site.shape[0] == fx.shape[0]
         tri_id, *_ = rasterise_triangles(np.array([[0.0, 4.0, np.inf], [0.0, 4.0, 0.0]]),
                                          np.array([[0.0, 0.0, 3.0], [0.0, 0.0, 3.0]]), (5, 5))
