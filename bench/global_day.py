@@ -50,8 +50,11 @@ def write_day(directory: Path) -> list[str]:
 
 
 def child(files: list[str], out: str, n_lat: int, n_lon: int, method: str, cog: bool, fmt: str) -> None:
+    from oco_l3.allocator import keep_freed_memory
     from oco_l3.config import parse_config
     from oco_l3.global_product import run_global
+
+    keep_freed_memory()  # this process grids, as oco-l3 run does
 
     output: dict = {"local": out, "global": True, "format": fmt,
                     "naming": {"pre_qf": "global_pre_qf.zarr", "post_qf": "global_post_qf.zarr"}}

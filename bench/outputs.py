@@ -112,7 +112,10 @@ def quicklooks(tmp: Path, granule: Path) -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    from oco_l3.allocator import keep_freed_memory
     from oco_l3.sample_data import write_sample_day
+
+    keep_freed_memory()  # this process grids (the catalogue and quick-look cases), as oco-l3 run does
 
     with tempfile.TemporaryDirectory(prefix="oco-l3-bench-outputs-") as d:
         tmp = Path(d)

@@ -36,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from oco_l3.allocator import keep_freed_memory  # noqa: E402
 from oco_l3.captures import split_captures  # noqa: E402
 from oco_l3.config import parse_config  # noqa: E402
 from oco_l3.footprints import footprint_intervals  # noqa: E402
@@ -279,6 +280,7 @@ def workers(tmp: Path, cfg: dict) -> dict[str, float]:
 
 
 def main() -> int:
+    keep_freed_memory()  # this process grids, as oco-l3 run does
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     parser.add_argument("--skip-global", action="store_true")

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from oco_l3 import gridding  # noqa: E402
 from oco_l3 import sample_data as sd  # noqa: E402
+from oco_l3.allocator import keep_freed_memory  # noqa: E402
 from oco_l3.captures import split_captures  # noqa: E402
 from oco_l3.gridding import grid_capture  # noqa: E402
 from oco_l3.grids import target_grid  # noqa: E402
@@ -154,6 +155,7 @@ def shared_equals_alone(folder: Path) -> dict[str, Any]:
 
 
 def main() -> int:
+    keep_freed_memory()  # this process grids, as oco-l3 run does
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="two SAMs, fewer repeats")
     args = parser.parse_args()

@@ -23,6 +23,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from oco_l3.allocator import keep_freed_memory
 from oco_l3.errors import ConfigInvalid
 from oco_l3.listen_cli import pipeline_handler
 from oco_l3.secrets import redact, register_secret
@@ -81,6 +82,7 @@ def oco_listen(config: str, secret_env: dict[str, str] | None = None, max_messag
         idle_timeout: Stop after this many seconds without a message (default: never).
         retry_delay: Seconds between reconnection attempts when the broker is unreachable.
     """
+    keep_freed_memory()  # every message is gridded in this process
     inject_secret_blocks(secret_env or {})
     run_config = load_run_config(config)
     if run_config.input is None or run_config.input.queue is None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from oco_l3.allocator import limit_arenas
+from oco_l3.allocator import keep_freed_memory, limit_arenas
 from oco_l3.errors import OcoL3Error, one_line
 
 log = logging.getLogger("oco_l3")
@@ -163,6 +163,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     limit_arenas()
+    keep_freed_memory()
     # Plugins (Prefect flows, the queue listener) are loaded only when asked for: `run` stays light.
     command = _command_of(argv)
     parser = build_parser(plugins=command not in CORE_COMMANDS or command == "demo")

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from oco_l3.allocator import keep_freed_memory
 from oco_l3.circular import circular_start, from_components, is_circular, to_components
 from oco_l3.errors import CaptureDegenerate
 from oco_l3.footprints import EMPTY_WINDOW, FootprintIntervals, Window, footprint_intervals
@@ -130,7 +129,6 @@ def grid_capture(
     """
     if method not in METHODS:
         raise ValueError(f"unknown interpolation method {method!r}; expected one of {METHODS}")
-    keep_freed_memory()  # a capture's temporaries are reused by the next one, not faulted in afresh
     n = len(soundings)
     name = f"capture of {n} {soundings.mission} soundings from {soundings.source or '<memory>'}"
     if n == 0 or not (np.isfinite(soundings.latitude) & np.isfinite(soundings.longitude)).any():

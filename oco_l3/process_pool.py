@@ -44,7 +44,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
-from oco_l3.allocator import release_memory
+from oco_l3.allocator import keep_freed_memory, release_memory
 from oco_l3.errors import WorkerProcessDied, one_line
 
 T = TypeVar("T")
@@ -291,6 +291,7 @@ def _send_outcome(send: Callable[[Any], None], kind: str, value: Any) -> None:
 
 def serve(fd: int, preload: tuple[str, ...]) -> None:
     """The worker's loop: one call at a time until the caller closes the connection."""
+    keep_freed_memory()
     conn = Connection(fd)
     lock = threading.Lock()
 
