@@ -44,7 +44,9 @@ COLLECTION_MIN = 4096
 #: Version-1 B-tree "K" for chunked datasets when the superblock does not say (HDF5's default).
 CHUNK_BTREE_K = 32
 
-LINK_INFO, ATTRIBUTE_INFO, _LAYOUT, _CONTINUATION = 0x0002, 0x0015, 0x0008, 0x0010
+#: Object header message types (HDF5 File Format Specification 3.0, IV.A.2): Link Info (IV.A.2.c), Link (IV.A.2.g),
+#: Data Layout (IV.A.2.i), Object Header Continuation (IV.A.2.q), Symbol Table (IV.A.2.r), Attribute Info (IV.A.2.v).
+LINK_INFO, LINK, _LAYOUT, _CONTINUATION, SYMBOL_TABLE, ATTRIBUTE_INFO = 0x0002, 0x0006, 0x0008, 0x0010, 0x0011, 0x0015
 UNDEFINED = (1 << 64) - 1
 
 
@@ -161,6 +163,83 @@ def _v1_messages(read: Reader, address: int, head: bytes, w: Widths) -> list[tup
                 at, more = _uint(body, 0, w.offset), _uint(body, w.offset, w.length)
                 blocks.append((read(at, at + more), 0, more))
     return out
+
+
+@dataclass(frozen=True)
+class HeaderStart:
+    """What an object header's prefix says: its ``version`` (1 or 2), ``flags`` (version 2) and the byte range of the
+    messages of its first chunk."""
+
+    version: int
+    flags: int
+    first: Range
+
+
+def header_start(head: bytes, address: int) -> HeaderStart | None:
+    """The prefix of the object header whose first bytes (at ``address``) are ``head``, ``None`` if it is not one.
+
+    Version 2 (IV.A.1.b): ``OHDR``, version, flags, the four times (flags bit 5), the attribute phase change values
+    (flags bit 4), then the size of chunk 0 in 1, 2, 4 or 8 bytes (flags bits 0-1); its messages follow. Version 1
+    (IV.A.1.a): version, reserved, message count (2), reference count (4), header size (4), padded to 16 bytes."""
+    if head[:4] == b"OHDR" and len(head) >= 7:
+        flags = head[5]
+        pos = 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+        width = 1 << (flags & 0x03)
+        if len(head) < pos + width:
+            return None
+        size = _uint(head, pos, width)
+        return HeaderStart(2, flags, (address + pos + width, address + pos + width + size))
+    if head[:2] == b"\x01\x00" and len(head) >= 16:
+        return HeaderStart(1, 0, (address + 16, address + 16 + struct.unpack_from("<I", head, 8)[0]))
+    return None
+
+
+def block_messages(data: bytes, start: HeaderStart) -> list[tuple[int, bytes]]:
+    """The messages ``(type, body)`` in ``data``, the message bytes of one chunk of a header (version 2: type (1),
+    size (2), flags (1), creation order (2, flags bit 2 of the header); version 1: type (2), size (2), flags (1),
+    reserved (3))."""
+    if start.version == 2:
+        return list(_v2_walk(data, 0, len(data), bool(start.flags & 0x04)))
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack_from("<HH", data, pos)
+        out.append((kind, data[pos + 8:pos + 8 + length]))
+        pos += 8 + length
+    return out
+
+
+def continuation(body: bytes, w: Widths, start: HeaderStart) -> tuple[Range, Range]:
+    """``(block, messages)`` byte ranges of the continuation block a Continuation message (IV.A.2.q: offset, length)
+    names: a version 2 block is ``OCHK``, the messages, a 4-byte checksum (III.H); a version 1 block is messages."""
+    at, length = _uint(body, 0, w.offset), _uint(body, w.offset, w.length)
+    if start.version == 2:
+        return (at, at + length), (at + 4, at + length - 4)
+    return (at, at + length), (at, at + length)
+
+
+def link_target(body: bytes, w: Widths) -> tuple[str, int | None] | None:
+    """``(name, object header address)`` of a Link message (IV.A.2.g; the address ``None`` for a soft or external
+    link), ``None`` if it is not one this module reads. The body: version 1, flags, then the link type (flags bit 3;
+    0 = hard), creation order (8, bit 2), name character set (1, bit 4), the name's length in 1, 2, 4 or 8 bytes
+    (bits 0-1), the name, and for a hard link the object's address."""
+    if len(body) < 3 or body[0] != 1:
+        return None
+    flags, pos, kind = body[1], 2, 0
+    if flags & 0x08:
+        kind, pos = body[pos], pos + 1
+    pos += (8 if flags & 0x04 else 0) + (1 if flags & 0x10 else 0)
+    width = 1 << (flags & 0x03)
+    n = _uint(body, pos, width)
+    pos += width
+    if len(body) < pos + n:
+        return None
+    try:
+        name = body[pos:pos + n].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if kind != 0:
+        return name, None
+    return (name, _uint(body, pos + n, w.offset)) if len(body) >= pos + n + w.offset else None
 
 
 def storage(messages: Sequence[tuple[int, bytes]], w: Widths) -> RawData | None:
@@ -409,7 +488,8 @@ class Planner:
         self._storage: dict[str, RawData | None] = {}
         self._messages: dict[int, list[tuple[int, bytes]] | None] = {}
         self._dense_done: dict[int, bool] = {}  # address -> its dense storage is in (False: on its way)
-        self._spawned: list[Step] = []
+        #: When a list (``bench/inplace.py --trace``), each round appends the ranges it asked for.
+        self.trace: list[list[Range]] | None = None
 
     @classmethod
     def of(cls, h5: h5py.File, fileobj: Any) -> Planner | None:
@@ -421,22 +501,20 @@ class Planner:
 
     # -- running steps -------------------------------------------------------------------------------------------
     def _run(self, steps: Iterable[Step]) -> None:
-        """Run ``steps`` (and the ones they start) to their end: each round fetches what every running step asks
-        for in one batch (:meth:`Fetcher.fetch`, concurrent GETs)."""
-        self._spawned.extend(steps)
+        """Run ``steps`` to their end: each round fetches what every running step asks for in one batch
+        (:meth:`Fetcher.fetch`, concurrent GETs)."""
         running: list[tuple[Step, list[Range]]] = []
+        for step in steps:
+            self._advance(step, running)
         while True:
-            while self._spawned:
-                self._advance(self._spawned.pop(0), running)
             if not running:
                 return
+            if self.trace is not None:
+                self.trace.append([r for _, ranges in running for r in ranges])
             self.fetcher.fetch([r for _, ranges in running for r in ranges])
             waiting, running = running, []
             for step, _ in waiting:
                 self._advance(step, running)
-
-    def _spawn(self, step: Step) -> None:
-        self._spawned.append(step)
 
     def _advance(self, step: Step, running: list[tuple[Step, list[Range]]]) -> None:
         """Resume ``step`` until it asks for bytes not held (then it waits in ``running``) or ends."""
@@ -483,61 +561,137 @@ class Planner:
                 self._address[path] = None
         return self._address[path]
 
-    def _header(self, address: int) -> Step:
-        """The messages of the header at ``address``: its first :data:`HEADER_GUESS` bytes, then whatever longer
-        first chunk or continuation block the parse meets next, until it is whole (``None``: not parsed)."""
+    def _together(self, steps: list[Step]) -> Generator[list[Range], None, list[Any]]:
+        """Run ``steps``, and the ones appended to the list while they run, side by side as one step: each round asks
+        for what all of them need next. Returns their results, in order."""
+        results: list[Any] = []
+        waiting: list[tuple[int, Step, list[Range]]] = []
+
+        def advance(k: int, step: Step) -> None:
+            while True:
+                try:
+                    ranges = next(step)
+                except StopIteration as stop:
+                    results[k] = stop.value
+                    return
+                if ranges is WAIT:
+                    waiting.append((k, step, []))
+                    return
+                wanted = [(a, min(b, self.fetcher.size)) for a, b in ranges if min(b, self.fetcher.size) > a]
+                if any(self.fetcher.held(a, b) is None for a, b in wanted):
+                    waiting.append((k, step, wanted))
+                    return
+
+        while True:
+            while len(results) < len(steps):
+                results.append(None)
+                advance(len(results) - 1, steps[len(results) - 1])
+            if not waiting:
+                return results
+            asked = [r for _, _, wanted in waiting for r in wanted]
+            yield asked if asked else WAIT
+            current, waiting = waiting, []
+            for k, step, _ in current:
+                advance(k, step)
+
+    def _header(self, address: int, seen: Callable[[list[tuple[int, bytes]]], None] | None = None) -> Step:
+        """The messages of the header at ``address`` (``None``: not parsed): its first :data:`HEADER_GUESS` bytes, then
+        the rest of its first chunk, then all the continuation blocks known so far at once, round after round.
+        ``seen`` gets each round's new messages as they come, so that what they name (a layout, links, dense
+        storage) is fetched beside the rest of the chain instead of after it."""
         if address in self._messages:
-            return self._messages[address]
+            known = self._messages[address]
+            if seen is not None and known:
+                seen(known)
+            return known
         yield [(address, address + HEADER_GUESS)]
-        messages = None
-        for _ in range(8):
-            try:
-                messages = header_messages(self._held, address, self.w)
+        start = header_start(self._maybe(address, address + HEADER_GUESS), address)
+        messages: list[tuple[int, bytes]] | None = [] if start is not None else None
+        # (bytes to fetch, their message bytes, the signature they start with)
+        pending: list[tuple[Range, Range, bytes]] = [((address, start.first[1]), start.first, b"")] if start else []
+        for _ in range(32):  # a chain longer than this is left to h5py
+            if not pending or messages is None or start is None:
                 break
-            except _NotHeld as gap:
-                yield [gap.range]
+            yield [fetch for fetch, _, _ in pending]
+            batch: list[tuple[int, bytes]] = []
+            later: list[tuple[Range, Range, bytes]] = []
+            for fetch, inside, signature in pending:
+                if not self._maybe(*fetch).startswith(signature) or not self._maybe(*fetch):
+                    messages = None
+                    break
+                for kind, body in block_messages(self._maybe(*inside), start):
+                    batch.append((kind, body))
+                    if kind == _CONTINUATION and len(body) >= self.w.offset + self.w.length:
+                        block, inner = continuation(body, self.w, start)
+                        later.append((block, inner, b"OCHK" if start.version == 2 else b""))
+            if messages is None:
+                break
+            messages.extend(batch)
+            if seen is not None and batch:
+                seen(batch)
+            pending = later
+        if pending:
+            messages = None
         self._messages[address] = messages
         return messages
 
-    def _dense(self, address: int, messages: list[tuple[int, bytes]] | None) -> Step:
-        """The dense link and attribute storage a header names: the fractal heap and index B-tree headers, then their
-        root blocks, then the direct blocks of indirect heap roots. Deeper B-tree levels and heaps are left to h5py."""
-        if messages is None:
-            return
-        if address in self._dense_done:  # fetched, or being fetched by another step: wait until it is in
-            while not self._dense_done[address]:
+    def _dense(self, heap: int, trees: list[int]) -> Step:
+        """A dense storage (its fractal heap at ``heap``, its index B-trees ``trees``): the heap and B-tree headers,
+        then their root blocks, then the direct blocks of an indirect heap root. Deeper B-tree levels and heaps are
+        left to h5py."""
+        if heap in self._dense_done:  # fetched, or being fetched by another step: wait until it is in
+            while not self._dense_done[heap]:
                 yield WAIT
             return
-        self._dense_done[address] = False
+        self._dense_done[heap] = False
         try:
-            yield from self._dense_fetch(messages)
+            yield [(heap, heap + HEAP_HEADER_GUESS)] + [(t, t + BTREE2_HEADER_GUESS) for t in trees]
+            root = heap_root(self._maybe(heap, heap + HEAP_HEADER_GUESS), self.w)
+            roots = [btree2_root(self._maybe(t, t + BTREE2_HEADER_GUESS), self.w) for t in trees]
+            yield ([root.range(self.w)] if root is not None else []) + [r for r in roots if r is not None]
+            if root is not None and root.rows:
+                yield heap_direct_blocks(self._maybe(*root.range(self.w)), root, self.w)
         finally:
-            self._dense_done[address] = True
+            self._dense_done[heap] = True
 
-    def _dense_fetch(self, messages: list[tuple[int, bytes]]) -> Step:
-        found = dense_storage(messages, self.w)
-        if not found:
-            return
-        yield [(h, h + HEAP_HEADER_GUESS) for h, _ in found] + [(t, t + BTREE2_HEADER_GUESS) for _, ts in found for t in ts]
-        heaps = [heap_root(self._maybe(h, h + HEAP_HEADER_GUESS), self.w) for h, _ in found]
-        roots = [btree2_root(self._maybe(t, t + BTREE2_HEADER_GUESS), self.w) for _, ts in found for t in ts]
-        yield [h.range(self.w) for h in heaps if h is not None] + [r for r in roots if r is not None]
-        yield [b for h in heaps if h is not None and h.rows for b in heap_direct_blocks(self._maybe(*h.range(self.w)),
-                                                                                        h, self.w)]
+    def _dense_of(self, batch: list[tuple[int, bytes]]) -> list[Step]:
+        return [self._dense(heap, trees) for heap, trees in dense_storage(batch, self.w)]
 
-    def _object(self, path: str) -> Step:
-        """An object's header and dense storage (what h5py reads to open it, list a group or read attributes)."""
+    def _reacting(self, path: str, react: Callable[[list[tuple[int, bytes]]], list[Step]]) -> Step:
+        """``path``'s header, its dense storage and the steps ``react`` starts from each round's new messages, all
+        side by side; returns the header's messages once every one of them is done."""
         address = self.address(path)
         if address is None:
             return None
-        messages = yield from self._header(address)
-        yield from self._dense(address, messages)
-        return messages
+        steps: list[Step] = []
+        steps.append(self._header(address, lambda batch: steps.extend([*self._dense_of(batch), *react(batch)])))
+        return (yield from self._together(steps))[0]
+
+    def _links(self, path: str, batch: list[tuple[int, bytes]], names: Callable[[str], bool],
+               child: Callable[[str], Step]) -> list[Step]:
+        """The steps ``child(path/name)`` of the hard links named in ``batch`` (compact link storage: Link messages in
+        the group's header) for which ``names(name)``; their addresses are kept, so no h5py call looks them up."""
+        out = []
+        for kind, body in batch:
+            link = link_target(body, self.w) if kind == LINK else None
+            if link is None or link[1] is None or not names(link[0]):
+                continue
+            sub = f"{path}/{link[0]}" if path else link[0]
+            self._address.setdefault(sub, link[1])
+            out.append(child(sub))
+        return out
+
+    def _object(self, path: str) -> Step:
+        """An object's header and dense storage (what h5py reads to open it, list a group or read attributes)."""
+        return (yield from self._reacting(path, lambda batch: []))
 
     def _chunks(self, path: str, *, fetch_chunks: bool = True) -> Step:
-        """A dataset's header, its chunk index (contiguous data itself) and, with ``fetch_chunks``, its chunks."""
-        messages = yield from self._object(path)
-        yield from self._index(path, messages, fetch_chunks)
+        """A dataset's header and, as soon as its layout message is in, its chunk index (contiguous data itself) and,
+        with ``fetch_chunks``, its chunks."""
+        def react(batch: list[tuple[int, bytes]]) -> list[Step]:
+            return [self._index(path, [m], fetch_chunks) for m in batch if m[0] == _LAYOUT]
+
+        return (yield from self._reacting(path, react))
 
     def _index(self, path: str, messages: list[tuple[int, bytes]] | None, fetch_chunks: bool) -> Step:
         raw = storage(messages, self.w) if messages is not None else None
@@ -568,33 +722,53 @@ class Planner:
             nodes = [c.address for c in below]
 
     def _walk(self, group: str, below: dict[str, Any], leaf: Callable[[str], Step]) -> Step:
-        """``group``'s header and links, then the members named in ``below`` (a tree: a member's own dict for a group
-        to walk into, ``None`` for a dataset or a group taken whole), each on its own: groups walked the same way,
-        others by ``leaf``."""
-        yield from self._object(group)
-        for name, sub in below.items():
-            path = f"{group}/{name}" if group else name
-            self._spawn(self._walk(path, sub, leaf) if isinstance(sub, dict) else leaf(path))
+        """``group``'s header and links, and the members named in ``below`` (a tree: a member's own dict for a group
+        to walk into, ``None`` for a dataset or a group taken whole), each on its own as soon as its link is read:
+        groups walked the same way, others by ``leaf``. A member whose link is not in the header (dense link storage,
+        an old-style group) is looked up through h5py once the group's header and storage are in."""
+        started: set[str] = set()
+
+        def member(path: str) -> Step:
+            name = path.rpartition("/")[2]
+            started.add(name)
+            sub = below[name]
+            return self._walk(path, sub, leaf) if isinstance(sub, dict) else leaf(path)
+
+        yield from self._reacting(group, lambda batch: self._links(group, batch, below.__contains__, member))
+        rest = [member(f"{group}/{name}" if group else name) for name in list(below) if name not in started]
+        yield from self._together(rest)
 
     def _members(self, path: str, depth: int, index: bool, data: Callable[[str], bool] | None) -> Step:
-        """An object's header and dense storage; then a dataset's chunk index (with ``index``) and its chunks (when
-        ``data(path)``), or a group's members each on its own (down to ``depth`` more levels of groups)."""
-        messages = yield from self._object(path)
+        """An object's header and dense storage; then a dataset's chunk index (with ``index``: as soon as its layout
+        is read) and its chunks (when ``data(path)``), or a group's members each on its own (down to ``depth`` more
+        levels of groups; a member named by a Link message as soon as it is read)."""
+        started: set[str] = set()
+
+        def member(sub: str) -> Step:
+            started.add(sub.rpartition("/")[2])
+            return self._members(sub, depth - 1, index, data)
+
+        def react(batch: list[tuple[int, bytes]]) -> list[Step]:
+            out = [self._index(path, [m], False) for m in batch if index and m[0] == _LAYOUT]
+            if depth >= 0:
+                out += self._links(path, batch, lambda name: True, member)
+            return out
+
+        messages = yield from self._reacting(path, react)
         if messages is None:
             return
-        if any(kind == _LAYOUT for kind, _ in messages):  # a dataset
-            if index:
-                yield from self._index(path, messages, fetch_chunks=data is not None and _asks(data, path))
+        if any(kind == _LAYOUT for kind, _ in messages):  # a dataset: h5py can open it now
+            if index and data is not None and _asks(data, path):
+                yield from self._index(path, messages, fetch_chunks=True)  # the index is held: the chunks
             return
-        if depth < 0:
+        if depth < 0 or not any(kind in (LINK_INFO, SYMBOL_TABLE) for kind, _ in messages):
             return
-        try:  # h5py lists the links from the bytes just fetched
+        try:  # dense or old-style link storage: h5py lists the links from the bytes just fetched
             node = self.h5[path] if path else self.h5
-            names = [n for n in node if isinstance(node.get(n, getlink=True), h5py.HardLink)]
+            names = [n for n in node if n not in started and isinstance(node.get(n, getlink=True), h5py.HardLink)]
         except (KeyError, ValueError, TypeError, AttributeError, RuntimeError):
             return
-        for name in names:
-            self._spawn(self._members(f"{path}/{name}" if path else name, depth - 1, index, data))
+        yield from self._together([member(f"{path}/{name}" if path else name) for name in names])
 
     # -- a reader's plan -------------------------------------------------------------------------------------------
     def members(self, groups: Iterable[str] = ("",), depth: int = 1, *, index: bool = True,
@@ -611,23 +785,15 @@ class Planner:
             steps.append(self._rows_after(*rows_after))
         self._run(steps)
 
-    def _along(self, path: str, leaf: Callable[[str], Step]) -> Step:
-        """The groups on the way to ``path`` (root first), then ``leaf(path)``, one after the other."""
-        parts = [p for p in path.strip("/").split("/") if p]
-        for i in range(len(parts)):
-            yield from self._object("/".join(parts[:i]))
-        return (yield from leaf("/".join(parts)))
-
     def _rows_after(self, key: str, runs_of: Callable[[np.ndarray], Sequence[Range]], paths: Sequence[str]) -> Step:
-        yield from self._along(key, self._chunks)
+        yield from self._walk("", _tree([key]), self._chunks)
         try:  # h5py decodes them from the bytes just fetched
             values = np.asarray(self.h5[key][()])
         except (KeyError, OSError, ValueError, TypeError, RuntimeError):
             return
         runs = list(runs_of(values))
         if runs:
-            for path in paths:
-                self._spawn(self._along(path, lambda p: self._rows(p, runs)))
+            yield from self._walk("", _tree(paths), lambda p: self._rows(p, runs))
 
     def links(self, groups: Iterable[str]) -> None:
         """Fetch what listing the members of ``groups`` (``""`` the root) reads: their headers and dense storage."""
@@ -658,8 +824,11 @@ class Planner:
             self._run([self._walk("", _tree(paths), lambda path: self._rows(path, runs))])
 
     def _rows(self, path: str, runs: Sequence[Range]) -> Step:
-        messages = yield from self._object(path)
-        raw = storage(messages, self.w) if messages is not None else None
+        """The dataset's header and, as soon as its layout is read, :meth:`_rows_of` its layout."""
+        return (yield from self._reacting(path, lambda batch: [self._rows_of(m, runs) for m in batch if m[0] == _LAYOUT]))
+
+    def _rows_of(self, layout: tuple[int, bytes], runs: Sequence[Range]) -> Step:
+        raw = storage([layout], self.w)
         if raw is None or raw.kind != "contiguous":
             return
         item = 8 + self.w.offset
