@@ -20,13 +20,20 @@ Cases: the busy SYNTHETIC OCO-3 day (90,600 soundings) with every science variab
 the bench's busy-day selection (root + /Retrieval); the real ATL07 granules with the sea-ice product's variables.
 Also: the busy granule's composition (bytes per sounding by kind), its local read time, and h5coro's ATL07 reads.
 
-    .venv/bin/python bench/inplace.py [--repeat 3] [--latency 0.02] [--bandwidth 100e6]
+    .venv/bin/python bench/inplace.py [--repeat 3] [--latency 0.02] [--bandwidth 100e6] [--trace]
+
+``--trace`` also prints, per case, each round trip of one in-place read: who asked (the planner, or h5py reading
+something no plan fetched) and each GET's range labelled by the HDF5 structure it starts with (``OHDR`` object header,
+``OCHK`` continuation block, ``TREE`` chunk B-tree node, ``FRHP``/``FHIB``/``FHDB`` fractal heap, ``BTHD``/``BTLF``
+v2 B-tree, ``GCOL`` global heap, ``data`` anything else: chunks, or a range that several structures were joined
+into).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import os
 import statistics
@@ -142,6 +149,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency", type=float, default=0.02, help="first-byte latency of the s3 model (s)")
     parser.add_argument("--bandwidth", type=float, default=100e6, help="per-request bytes/s of the s3 model")
+    parser.add_argument("--trace", action="store_true", help="print each round trip of one in-place read per case")
     args = parser.parse_args()
     models = {"loopback": Link(), "s3": Link(args.latency, args.bandwidth, own_ranges=True)}
     proc, upstream = _moto()
@@ -172,6 +180,8 @@ def main() -> int:
                     obj = S3Object(path=f"s3://{BUCKET}/{path.name}", accessKeyID=MOTO_KEY,
                                    secretAccessKey=MOTO_SECRET, endpoint=endpoint)
                     out[name][model] = _measure(proxy, obj, path.name, size, read, args.repeat)
+                if args.trace:
+                    out[name]["trace"] = trace(obj, read, path.read_bytes())
             proxy.set_link(models["loopback"])
             out["busy_day_local_read_s"] = {
                 label: round(min(_timed(lambda s=sel: read_granule(busy, s, "oco3")) for _ in range(args.repeat)), 3)
@@ -200,6 +210,33 @@ def summary(out: dict[str, Any]) -> list[str]:
                          f"{i['wall_s']:.2f} s (median {i['wall_median_s']:.2f}) | staged {s['wall_s']:.2f} s "
                          f"(median {s['wall_median_s']:.2f}) |")
     return lines
+
+
+#: The signatures of HDF5 structures (File Format Specification 3.0, sections III and IV) a traced range may start with.
+SIGNATURES = (b"OHDR", b"OCHK", b"TREE", b"FRHP", b"FHIB", b"FHDB", b"BTHD", b"BTLF", b"BTIN", b"GCOL", b"HEAP", b"SNOD")
+
+
+def trace(obj: S3Object, read: Callable[[Any], Any], body: bytes) -> list[str]:
+    """One in-place read of ``obj`` (whose bytes are ``body``), round trip by round trip: who asked and each GET's
+    range labelled by the structure it starts with."""
+    rounds: list[str] = []
+    get = remote.RemoteFile._get
+
+    def traced(self: remote.RemoteFile, ranges: list[tuple[int, int]]) -> None:
+        if ranges:
+            planned = any(f.function == "_run" for f in inspect.stack(0)[1:8])
+            labels = [f"{a}+{b - a}:" + next((s.decode() for s in SIGNATURES if body[a:a + 4] == s),
+                                               "superblock" if a == 0 else "data") for a, b in ranges]
+            rounds.append(f"{'plan' if planned else 'h5py'}: {' '.join(labels)}")
+        get(self, ranges)
+
+    remote.RemoteFile._get = traced  # type: ignore[method-assign]
+    try:
+        with remote.open_input(obj) as source:
+            read(source)
+    finally:
+        remote.RemoteFile._get = get  # type: ignore[method-assign]
+    return [f"open: 0+{remote.INPLACE_HEAD}:superblock", *rounds]
 
 
 def _h5coro(proxy: ProxyProcess, client: Any, busy: Path, variables: list[str], repeat: int) -> dict[str, Any]:
