@@ -39,6 +39,9 @@ SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: Bytes fetched at an object header's address before its size is known (a netCDF-4 variable's header with its
 #: attributes is 300-700 bytes; a longer one is completed on demand).
 HEADER_GUESS = 1024
+#: Largest object header chunk or continuation block the plan fetches (a larger size is a damaged header, or one
+#: h5py reads on its own: the plan gives up on it).
+HEADER_BLOCK_MAX = 1024 * 1024
 #: Smallest global heap collection (HDF5's ``H5HG_MINSIZE``); collections grow only for objects larger than this.
 COLLECTION_MIN = 4096
 #: Version-1 B-tree "K" for chunked datasets when the superblock does not say (HDF5's default).
@@ -625,11 +628,12 @@ class Planner:
         for _ in range(32):  # a chain longer than this is left to h5py
             if not pending or messages is None or start is None:
                 break
-            yield [fetch for fetch, _, _ in pending]
+            yield [fetch for fetch, _, _ in pending if fetch[1] - fetch[0] <= HEADER_BLOCK_MAX]
             batch: list[tuple[int, bytes]] = []
             later: list[tuple[Range, Range, bytes]] = []
             for fetch, inside, signature in pending:
-                if not self._maybe(*fetch).startswith(signature) or not self._maybe(*fetch):
+                if fetch[1] - fetch[0] > HEADER_BLOCK_MAX or not self._maybe(*fetch).startswith(signature) \
+                        or not self._maybe(*fetch):
                     messages = None
                     break
                 for kind, body in block_messages(self._maybe(*inside), start):
