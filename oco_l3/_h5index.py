@@ -5,9 +5,12 @@ dataset's chunks, then the chunk; each waits for the one before. Read in place f
 round trip. This module finds the byte ranges ahead of h5py, so that a remote file can fetch a whole batch of them
 concurrently (:meth:`oco_l3.remote.RemoteFile.fetch`) before h5py asks for them one by one:
 
-1. object header addresses come from the group's links (``links.get_info``: no header is opened);
-2. each object header is parsed for its data layout message (HDF5 File Format Specification 3.0, IV.A.2.i):
-   contiguous (address, size), a single chunk, or a version-1 B-tree of chunks (IV.A.2.i layout version 3);
+1. object header addresses come from the group's Link messages (IV.A.2.g) when its links are compact (in its header),
+   else from h5py (``links.get_info``, from the dense link storage fetched ahead of it);
+2. each object header (IV.A.1) is parsed chunk by chunk: every continuation block known is fetched in the same round,
+   and what a chunk holds is followed as soon as it is read, beside the rest of the chain: a data layout message
+   (IV.A.2.i: contiguous (address, size), a single chunk, or a version-1 B-tree of chunks), Link messages (the
+   members), Link Info and Attribute Info messages (dense storage: fractal heap III.G and version-2 B-tree III.A.2);
 3. version-1 B-tree nodes (III.A.1, node type 1) give each chunk's address and stored size;
 4. variable-length strings are 16-byte references (length, global heap collection address, object index) whose
    collections (III.E, ``GCOL``) are fetched for the rows a reader wants.
