@@ -17,7 +17,8 @@ the granule in place and of staging it whole then reading it, for two models of 
 Bytes and GETs are counted at the proxy (the same in both models).
 
 Cases: the busy SYNTHETIC OCO-3 day (90,600 soundings) with every science variable (the default selection) and with
-the bench's busy-day selection (root + /Retrieval); the real ATL07 granules with the sea-ice product's variables.
+the bench's busy-day selection (root + /Retrieval); the real ATL07 granules with the sea-ice product's variables, and
+a SYNTHETIC full-size ATL07 made from the larger one (:func:`enlarged_atl07`: the bundled granules are subsets).
 Also: the busy granule's composition (bytes per sounding by kind), its local read time, and h5coro's ATL07 reads.
 
     .venv/bin/python bench/inplace.py [--repeat 3] [--latency 0.02] [--bandwidth 100e6] [--trace]
@@ -110,6 +111,50 @@ def _measure(proxy: ProxyProcess, obj: S3Object, key: str, size: int, read: Call
     return out
 
 
+#: Segments per beam of the enlarged ATL07 case: a half-orbit granule has tens of thousands per beam, the bundled
+#: subsets 75-300 (so their 1-2 MB are mostly metadata and attributes).
+ENLARGED_SEGMENTS = 60_000
+
+
+def enlarged_atl07(src: Path, dst: Path, segments: int = ENLARGED_SEGMENTS) -> Path:
+    """A SYNTHETIC full-size ATL07: the real granule ``src`` rewritten with every per-segment dataset tiled to
+    ``segments`` rows (floats with seeded noise of 1e-4 of their spread, so zlib cannot fold the repeats), with the
+    original's chunk shape, filters, fill values and attributes; other datasets copied as they are. Its metadata is
+    laid out by h5py (HDF5 1.8 format, as the original's large attributes need), not by the producer's settings."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    with h5py.File(src, "r") as f, h5py.File(dst, "w", libver=("v108", "v200")) as out:
+        out.attrs.update(_plain_attrs(f))
+
+        def copy(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group):
+                out.require_group(name).attrs.update(_plain_attrs(obj))
+                return
+            data = obj[()]
+            beam_rows = f.get(f"{name.split('/')[0]}/sea_ice_segments/latitude")
+            if beam_rows is not None and obj.chunks and data.ndim and data.shape[0] == beam_rows.shape[0] > 0:
+                data = np.resize(data, (segments, *data.shape[1:]))
+                if data.dtype.kind == "f":
+                    finite = np.isfinite(data) & (np.abs(data) < 1e30)
+                    spread = float(np.ptp(data[finite])) if finite.any() else 0.0
+                    data[finite] += (rng.standard_normal(int(finite.sum())) * 1e-4 * spread).astype(data.dtype)
+            chunks = tuple(max(1, min(c, n)) for c, n in zip(obj.chunks, data.shape, strict=True)) if obj.chunks else None
+            dset = out.create_dataset(name, data=data, chunks=chunks, compression=obj.compression,
+                                      compression_opts=obj.compression_opts, shuffle=obj.shuffle,
+                                      fillvalue=obj.fillvalue if obj.dtype.kind in "iuf" else None)
+            dset.attrs.update(_plain_attrs(obj))
+
+        f.visititems(copy)
+    return dst
+
+
+def _plain_attrs(obj: Any) -> dict[str, Any]:
+    """An object's attributes but the dimension-scale references (which point into the source file)."""
+    return {k: v for k, v in obj.attrs.items() if k not in ("DIMENSION_LIST", "REFERENCE_LIST")
+            and getattr(v, "dtype", None) is not None and v.dtype.kind != "O" or isinstance(v, str | bytes)}
+
+
 def composition(path: Path) -> dict[str, float]:
     """Bytes per sounding of a Lite FP granule by kind: the (N, 20) profiles, per-sounding numbers (what the
     default selection reads besides geolocation), geolocation and time, strings (references and heap; metadata
@@ -170,6 +215,9 @@ def main() -> int:
             for path in ATL07:
                 cases.append((f"atl07_seaice_strong_{path.name[18:32]}", path,
                               lambda s: read_beams(s, "ATL07", "strong", variables)))
+            big = enlarged_atl07(ATL07[0], Path(tmp) / f"enlarged_{ATL07[0].name}")  # the one with five beams
+            cases.append((f"atl07_enlarged_synthetic_{ENLARGED_SEGMENTS}_segments_per_beam", big,
+                          lambda s: read_beams(s, "ATL07", "strong", variables)))
             for name, path, read in cases:
                 client.put_object(Bucket=BUCKET, Key=path.name, Body=path.read_bytes())
                 size = path.stat().st_size
