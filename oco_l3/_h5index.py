@@ -45,6 +45,8 @@ HEADER_GUESS = 1024
 #: Largest object header chunk or continuation block the plan fetches (a larger size is a damaged header, or one
 #: h5py reads on its own: the plan gives up on it).
 HEADER_BLOCK_MAX = 1024 * 1024
+#: Most blocks (first chunk and continuation blocks) an object header is followed through.
+CHAIN_MAX = 32
 #: Smallest global heap collection (HDF5's ``H5HG_MINSIZE``); collections grow only for objects larger than this.
 COLLECTION_MIN = 4096
 #: Version-1 B-tree "K" for chunked datasets when the superblock does not say (HDF5's default).
@@ -113,35 +115,24 @@ def _uint(data: bytes, pos: int, size: int) -> int:
 
 def header_messages(read: Reader, address: int, w: Widths) -> list[tuple[int, bytes]] | None:
     """The messages ``(type, body)`` of the object header at ``address`` (versions 1 and 2, continuation blocks
-    followed), or ``None`` when it is not a header this module knows."""
-    head = read(address, address + HEADER_GUESS)
-    if head[:4] == b"OHDR":
-        return _v2_messages(read, address, head, w)
-    if head[:2] == b"\x01\x00":
-        return _v1_messages(read, address, head, w)
-    return None
-
-
-def _v2_messages(read: Reader, address: int, head: bytes, w: Widths) -> list[tuple[int, bytes]] | None:
-    flags = head[5]
-    pos = 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
-    width = 1 << (flags & 0x03)
-    size = _uint(head, pos, width)
-    pos += width
-    block = head if pos + size + 4 <= len(head) else read(address, address + pos + size + 4)
+    followed), or ``None`` when it is not a header this module knows, or a damaged one: a block over
+    :data:`HEADER_BLOCK_MAX` bytes, or a chain of more than :data:`CHAIN_MAX` blocks (a cycle must not loop)."""
+    start = header_start(read(address, address + HEADER_GUESS), address)
+    if start is None:
+        return None
     out: list[tuple[int, bytes]] = []
-    blocks = [(block, pos, pos + size)]
-    while blocks:
-        data, start, stop = blocks.pop(0)
-        for kind, body in _v2_walk(data, start, stop, bool(flags & 0x04)):
+    blocks = [(start.first, start.first, b"")]
+    for _ in range(CHAIN_MAX):
+        if not blocks:
+            return out
+        fetch, inside, signature = blocks.pop(0)
+        if fetch[1] - fetch[0] > HEADER_BLOCK_MAX or not read(*fetch).startswith(signature):
+            return None
+        for kind, body in block_messages(read(*inside), start):
             out.append((kind, body))
-            if kind == _CONTINUATION:
-                at, length = _uint(body, 0, w.offset), _uint(body, w.offset, w.length)
-                more = read(at, at + length)
-                if more[:4] != b"OCHK":
-                    return None
-                blocks.append((more, 4, length - 4))
-    return out
+            if kind == _CONTINUATION and len(body) >= w.offset + w.length:
+                blocks.append(continuation_block(body, w, start))
+    return None
 
 
 def _v2_walk(data: bytes, pos: int, stop: int, ordered: bool) -> Iterable[tuple[int, bytes]]:
@@ -151,24 +142,6 @@ def _v2_walk(data: bytes, pos: int, stop: int, ordered: bool) -> Iterable[tuple[
         pos += prefix
         yield kind, data[pos:pos + size]
         pos += size
-
-
-def _v1_messages(read: Reader, address: int, head: bytes, w: Widths) -> list[tuple[int, bytes]] | None:
-    count, size = struct.unpack_from("<H", head, 2)[0], struct.unpack_from("<I", head, 8)[0]
-    block = head if 16 + size <= len(head) else read(address, address + 16 + size)
-    out: list[tuple[int, bytes]] = []
-    blocks = [(block, 16, 16 + size)]
-    while blocks and len(out) < count:
-        data, pos, stop = blocks.pop(0)
-        while pos + 8 <= stop and len(out) < count:
-            kind, length = struct.unpack_from("<HH", data, pos)
-            body = data[pos + 8:pos + 8 + length]
-            out.append((kind, body))
-            pos += 8 + length
-            if kind == _CONTINUATION:
-                at, more = _uint(body, 0, w.offset), _uint(body, w.offset, w.length)
-                blocks.append((read(at, at + more), 0, more))
-    return out
 
 
 @dataclass(frozen=True)
@@ -214,13 +187,14 @@ def block_messages(data: bytes, start: HeaderStart) -> list[tuple[int, bytes]]:
     return out
 
 
-def continuation(body: bytes, w: Widths, start: HeaderStart) -> tuple[Range, Range]:
-    """``(block, messages)`` byte ranges of the continuation block a Continuation message (IV.A.2.q: offset, length)
-    names: a version 2 block is ``OCHK``, the messages, a 4-byte checksum (III.H); a version 1 block is messages."""
+def continuation_block(body: bytes, w: Widths, start: HeaderStart) -> tuple[Range, Range, bytes]:
+    """``(block, messages, signature)`` of the continuation block a Continuation message (IV.A.2.q: offset, length)
+    names: the block's and its messages' byte ranges and what the block starts with. A version 2 block is
+    ``OCHK``, the messages, a 4-byte checksum (III.H); a version 1 block is messages."""
     at, length = _uint(body, 0, w.offset), _uint(body, w.offset, w.length)
     if start.version == 2:
-        return (at, at + length), (at + 4, at + length - 4)
-    return (at, at + length), (at, at + length)
+        return (at, at + length), (at + 4, at + length - 4), b"OCHK"
+    return (at, at + length), (at, at + length), b""
 
 
 def link_target(body: bytes, w: Widths) -> tuple[str, int | None] | None:
@@ -628,7 +602,7 @@ class Planner:
         messages: list[tuple[int, bytes]] | None = [] if start is not None else None
         # (bytes to fetch, their message bytes, the signature they start with)
         pending: list[tuple[Range, Range, bytes]] = [((address, start.first[1]), start.first, b"")] if start else []
-        for _ in range(32):  # a chain longer than this is left to h5py
+        for _ in range(CHAIN_MAX):  # a chain longer than this is left to h5py
             if not pending or messages is None or start is None:
                 break
             yield [fetch for fetch, _, _ in pending if fetch[1] - fetch[0] <= HEADER_BLOCK_MAX]
@@ -642,8 +616,7 @@ class Planner:
                 for kind, body in block_messages(self._maybe(*inside), start):
                     batch.append((kind, body))
                     if kind == _CONTINUATION and len(body) >= self.w.offset + self.w.length:
-                        block, inner = continuation(body, self.w, start)
-                        later.append((block, inner, b"OCHK" if start.version == 2 else b""))
+                        later.append(continuation_block(body, self.w, start))
             if messages is None:
                 break
             messages.extend(batch)
