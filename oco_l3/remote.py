@@ -416,11 +416,16 @@ class RemoteFile:
         stop = min(stop, self.size)
         if stop <= start:
             return b""
+        data = self._fetched(start, stop)
+        return data if data is not None else b""
+
+    def _fetched(self, start: int, stop: int) -> bytes | None:
+        """Bytes ``[start, stop)``, fetched (with what the read pattern suggests around them) when not held."""
         data = self._held.get(start, stop)
         if data is None:
             self._fill(start, stop)
             data = self._held.get(start, stop)
-        return data if data is not None else b""
+        return data
 
     def _fill(self, start: int, end: int) -> None:
         if self._after_large and self._last_end <= start <= self._last_end + INPLACE_BLOCK:
@@ -447,12 +452,9 @@ class RemoteFile:
         end = self.size if n is None or n < 0 else min(self.size, start + n)
         if end <= start:
             return b""
-        data = self._held.get(start, end)
+        data = self._fetched(start, end)
         if data is None:
-            self._fill(start, end)
-            data = self._held.get(start, end)
-            if data is None:
-                raise self._fail(OSError(errno.EIO, f"{self.name}: bytes {start}-{end} not fetched"))
+            raise self._fail(OSError(errno.EIO, f"{self.name}: bytes {start}-{end} not fetched"))
         self.pos = start + len(data)
         self._last_end, self._after_large = self.pos, len(data) >= INPLACE_BLOCK
         return data
