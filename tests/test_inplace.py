@@ -161,6 +161,30 @@ def test_link_messages_parsed_like_h5py(oco_day: Path) -> None:
     assert checked >= 5  # the sample file's small groups keep their links in their headers
 
 
+def test_a_header_whose_continuation_chain_is_a_cycle_is_given_up_not_looped() -> None:
+    """A damaged version-2 header whose continuation block (``OCHK``) holds a Continuation message naming that same
+    block: the parse stops after CHAIN_MAX blocks with ``None`` (h5py then reports the file), instead of looping."""
+    import struct
+
+    from oco_l3 import _h5index
+
+    w = _h5index.Widths(offset=8, length=8)
+    block_at, block_size = 31, 4 + 20 + 4  # OCHK, one message, checksum
+    message = struct.pack("<BHB", 0x10, 16, 0) + struct.pack("<QQ", block_at, block_size)  # continuation
+    header = b"OHDR" + bytes([2, 0, len(message)]) + message + b"\0" * 4
+    data = header + b"OCHK" + message + b"\0" * 4
+    assert len(header) == block_at and len(data) == block_at + block_size
+    reads: list[tuple[int, int]] = []
+
+    def read(a: int, b: int) -> bytes:
+        reads.append((a, b))
+        return data[a:b]
+
+    assert _h5index.header_messages(read, 0, w) is None
+    assert len(reads) <= 2 * _h5index.CHAIN_MAX + 1
+
+
+
 def test_network_failure_during_in_place_read_is_transient(moto_s3: MotoS3, moto_s3_endpoint: str,
                                                            oco_day: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     moto_s3.put(oco_day.name, oco_day.read_bytes())
