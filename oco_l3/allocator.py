@@ -13,8 +13,8 @@ unmapped on their own. The results are unchanged: only where the bytes live.
 
 These are process-wide settings, so the library never makes them: each process that grids calls
 :func:`keep_freed_memory` where it starts -- the CLI's ``main`` (its forked day and capture workers inherit it), the
-worker processes of :mod:`oco_l3.process_pool`, the ``process-global-day`` task (in the flow's process or a Dask
-worker's), the ``oco-listen`` flow, the benchmarks that grid in their own process and the test session.
+worker processes of :mod:`oco_l3.process_pool` (where the flows' granule and global-day tasks grid), the
+``oco-listen`` flow, the benchmarks that grid in their own process and the test session.
 :func:`limit_arenas` is called by the CLI, :func:`release_memory` by the flows and worker processes after each unit.
 ``OCO_L3_MALLOC_TUNING=0`` leaves the allocator as it is; on a C library without ``mallopt`` (musl, macOS) it does
 nothing.

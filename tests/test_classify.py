@@ -88,6 +88,7 @@ def test_global_day_transient_errors_are_retried_by_the_flow(
         return real(cfg, granule)
 
     monkeypatch.setattr(gp, "grid_granule_global", flaky)
+    monkeypatch.setenv("OCO_L3_WORKER_PROCESS", "0")  # the replaced function runs in the task's own process
     flow_state = oco_backfill(config=str(config), start=DAY, end=DAY, return_state=True)
     assert len(seen) == calls
     state = st.open_state(st.default_state_url(load_oco_config(config)))
