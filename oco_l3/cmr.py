@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -74,11 +75,15 @@ def _status_of(exc: BaseException) -> int | None:
     return None
 
 
+#: A throttling answer named in an error's text (a client that kept no response): the status code as a word of its
+#: own -- not digits of a port or a number in the URL (``port=33429`` is no throttling) -- or its reason phrase.
+_THROTTLED_TEXT = re.compile(r"(?<![\w=:/.])429(?![\w.])|Too Many Requests|SlowDown")
+
+
 def cmr_error(exc: BaseException, what: str) -> Exception:
     """A failure of a CMR request as one of our leaves (one line, no URL query strings, no secrets)."""
     status = _status_of(exc)
-    text = str(exc)
-    if status in (429, 503) or (status is None and ("429" in text or "SlowDown" in text)):
+    if status in (429, 503) or (status is None and _THROTTLED_TEXT.search(str(exc))):
         return SourceThrottled(f"CMR search {what}: throttled (HTTP {status or 429})")
     if status is not None and 400 <= status < 500:
         return ConfigInvalid(f"CMR search {what}: query rejected (HTTP {status})")

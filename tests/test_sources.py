@@ -179,6 +179,20 @@ def test_cmr_unreachable_is_transient() -> None:
         CmrSource(f"http://127.0.0.1:{free_port()}/search", timeout=2).search(["oco2"], D(2021, 1, 1), D(2021, 1, 1))
 
 
+@pytest.mark.parametrize(("text", "error"), [
+    ("HTTPConnectionPool(host='127.0.0.1', port=33429): Max retries exceeded with url: /search (Caused by "
+     "NewConnectionError: Connection refused)", SourceUnavailable),  # a port with 429 in it (a CI failure)
+    ("connect to http://cmr.example:4290/search?page=429 failed", SourceUnavailable),
+    ("429 Client Error: Too Many Requests for url: https://cmr.earthdata.nasa.gov/search", SourceThrottled),
+    ("SlowDown: reduce your request rate", SourceThrottled),
+    ("HTTP 429", SourceThrottled),
+])
+def test_cmr_error_reads_throttling_from_text_only_as_a_status(text: str, error: type[Exception]) -> None:
+    from oco_l3.cmr import cmr_error
+
+    assert type(cmr_error(RuntimeError(text), "search")) is error
+
+
 def test_cmr_timeout_is_applied_to_every_request(monkeypatch: pytest.MonkeyPatch, fake_cmr: str) -> None:
     import requests
 
